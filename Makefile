@@ -1,0 +1,35 @@
+# Two commands on a fresh machine (README): `make demo` and `make test`. Each installs what it needs
+# into ./.venv first (once; again only when pyproject.toml or the constraints change).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench clean-catalog
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing Vitrine and its dependencies into $(VENV) (first time: a few minutes)..."
+	@$(VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(VENV)/bin/python -m pip install -q -c requirements/constraints.txt -e ".[dev]" 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/vitrine demo --catalog catalog --products products-demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not gpu and not slow and not distributed and not browser and not notebooks" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/classic_throughput.py
+
+clean-catalog:
+	rm -rf catalog/*/ catalog/_reports catalog/.staging catalog/.trash catalog/.locks products-demo

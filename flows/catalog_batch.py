@@ -1,0 +1,135 @@
+"""Prefect 3 batch flow: a products folder in, catalog entries and a batch report out.
+
+Thin orchestration over ``pipelines``: one task run per SKU, each SKU's failure isolated and reported,
+unchanged SKUs skipped by content hash. Runs on Prefect's embedded local API (no server to start) and
+on a real server when ``PREFECT_API_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Defaults that make the embedded API work on a fresh 2-core machine; an explicit setting wins.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from functools import lru_cache  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.futures import as_completed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from pipelines.catalog import RenderOptions, process_sku  # noqa: E402
+from pipelines.engine import get_engine  # noqa: E402
+from pipelines.errors import VitrineError  # noqa: E402
+from pipelines.product import discover_products, load_product  # noqa: E402
+from pipelines.report import build_report, report_markdown, write_report  # noqa: E402
+
+#: Called in the flow's process after each SKU finishes (the CLI's progress bar). Not a flow parameter:
+#: callables cannot travel to a remote worker.
+PROGRESS_HOOKS: list[Callable[[dict[str, Any]], None]] = []
+_engine_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _engine(name: str, model_root: str | None):
+    """One engine per (name, model root) per worker process: models load once and are reused."""
+    return get_engine(name, model_root=model_root)
+
+
+def worker_engine(name: str, model_root: str | None):
+    with _engine_lock:
+        return _engine(name, model_root)
+
+
+@task(name="render-sku", task_run_name="render-{sku}", cache_policy=NO_CACHE)
+def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "auto",
+               model_root: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Render one SKU. Never raises for a bad product: the failure is returned as the entry."""
+    logger = get_run_logger()
+    try:
+        product = load_product(Path(products_dir) / sku, root=Path(products_dir))
+        result = process_sku(product, catalog_dir, worker_engine(engine, model_root), RenderOptions(), force=force)
+    except VitrineError as exc:
+        logger.warning("SKU %s failed: %s", sku, exc)
+        return {"sku": sku, "status": "failed", "error": str(exc), "outputs": [], "reason": None}
+    except Exception as exc:  # an unexpected bug in one SKU still never stops the batch
+        logger.exception("SKU %s failed unexpectedly", sku)
+        return {"sku": sku, "status": "failed", "error": f"{type(exc).__name__}: {exc}", "outputs": [], "reason": None}
+    level = logger.warning if result.status == "failed" else logger.info
+    level("SKU %s: %s %s", sku, result.status, result.error or result.reason or "")
+    return result.to_json()
+
+
+@flow(name="catalog-batch", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
+def catalog_batch(
+    products_dir: str,
+    catalog_dir: str = "catalog",
+    engine: str = "auto",
+    model_root: str | None = None,
+    force: bool = False,
+    skus: list[str] | None = None,
+) -> dict[str, Any]:
+    """Render every SKU of a products folder into a catalog and write a batch report.
+
+    Args:
+        products_dir (`str`): folder with one sub-folder per SKU.
+        catalog_dir (`str`, *optional*, defaults to ``"catalog"``): catalog root.
+        engine (`str`, *optional*, defaults to ``"auto"``): ``auto`` or ``classic``.
+        model_root (`str`, *optional*): model weights folder (``DIR/<org>/<name>/``).
+        force (`bool`, *optional*, defaults to `False`): redo SKUs even when unchanged.
+        skus (`list[str]`, *optional*): only these SKUs (a shard of a larger batch).
+
+    Returns:
+        `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
+    """
+    logger = get_run_logger()
+    started = datetime.now(UTC)
+    eng = worker_engine(engine, model_root)
+    products, failures = discover_products(Path(products_dir))
+    entries: list[dict[str, Any]] = [
+        {"sku": sku, "status": "failed", "error": str(err), "outputs": [], "reason": None}
+        for sku, _path, err in failures
+    ]
+    names = [p.sku for p in products]
+    if skus is not None:
+        wanted = set(skus)
+        names = [n for n in names if n in wanted]
+        entries = [e for e in entries if e["sku"] in wanted]
+    for e in entries:
+        _notify(e)
+    logger.info("%d SKUs to render with engine %s (%s)", len(names), eng.name, eng.describe()["reason"])
+    futures = [
+        render_sku.submit(str(products_dir), name, str(catalog_dir), engine, model_root, force) for name in names
+    ]
+    for fut in as_completed(futures):
+        entry = fut.result()
+        entries.append(entry)
+        _notify(entry)
+
+    report = build_report(entries, products_dir=products_dir, catalog_dir=catalog_dir, engine=eng.describe(),
+                          started_at=started)
+    path = write_report(report, catalog_dir)
+    try:
+        create_markdown_artifact(markdown=report_markdown(report), key="catalog-batch-report",
+                                 description=f"Catalog batch report ({path})")
+    except Exception as exc:  # an artifact is a convenience; the JSON report is the record
+        logger.warning("could not create the Prefect artifact: %s", exc)
+    logger.info("report: %s (%s)", path, report["counts"])
+    return {"report_path": str(path), "counts": report["counts"],
+            "failed": [e["sku"] for e in report["entries"] if e["status"] == "failed"]}
+
+
+def _notify(entry: dict[str, Any]) -> None:
+    for hook in list(PROGRESS_HOOKS):
+        try:
+            hook(entry)
+        except Exception:  # a broken progress bar must not break a batch
+            pass

@@ -1,0 +1,243 @@
+"""The ``vitrine`` command line. Its commands, options, outputs and exit codes are contracts
+(docs/cli.md): scripts depend on them.
+
+Exit codes: 0 success; 1 a batch finished with at least one failed SKU; 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED_SKUS, EXIT_USAGE = 0, 1, 2
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def _images_in(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def _error(msg: str) -> int:
+    print(f"vitrine: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# -- run / demo ----------------------------------------------------------------------------------------
+def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
+               progress: bool) -> int:
+    from tqdm import tqdm
+
+    from flows import catalog_batch as cb
+    from pipelines.product import discover_products
+
+    goods, bads = discover_products(products)
+    total = len(goods) + len(bads)
+    bar = tqdm(total=total, unit="sku", desc="catalog", disable=not progress, file=sys.stderr)
+
+    def hook(entry):
+        bar.set_postfix_str(f"{entry['sku']}: {entry['status']}")
+        bar.update(1)
+
+    cb.PROGRESS_HOOKS.append(hook)
+    try:
+        result = cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root, force=force)
+    finally:
+        cb.PROGRESS_HOOKS.remove(hook)
+        bar.close()
+    counts = result["counts"]
+    print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
+    for sku in result["failed"]:
+        print(f"failed: {sku}", file=sys.stderr)
+    print(f"report: {result['report_path']}")
+    return EXIT_FAILED_SKUS if counts["failed"] else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    products = Path(args.products_dir)
+    if not products.is_dir():
+        return _error(f"{products}: not a directory")
+    return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.samples import build_sample_products
+
+    products = Path(args.products)
+    build_sample_products(products)
+    print(f"sample products: {products}")
+    return _run_batch(products, Path(args.catalog), args.engine, None, args.force, not args.no_progress)
+
+
+# -- segment / pose -----------------------------------------------------------------------------------
+def _pairs(src: Path, out: Path, suffix: str) -> list[tuple[Path, Path]]:
+    """(input image, output file) pairs: one for a file; one per image (same stem) for a folder."""
+    if src.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        return [(p, out / f"{p.stem}{suffix}") for p in _images_in(src)]
+    return [(src, out)]
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from pipelines.errors import VitrineError
+    from pipelines.imageio import load_image, save_mask
+    from pipelines.segmentation import segment_image
+
+    src = Path(args.image)
+    if not src.exists():
+        return _error(f"{src}: no such file or directory")
+    failed = 0
+    for image_path, out_path in _pairs(src, Path(args.out), ".png"):
+        try:
+            img = load_image(image_path)
+            mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=args.model_root,
+                                 threshold=args.threshold)
+            if img.scale != 1.0:  # back to the photo's exact size
+                import cv2
+
+                mask = cv2.resize(mask, img.source_size, interpolation=cv2.INTER_NEAREST)
+            save_mask(out_path, mask)
+            print(f"{out_path}\t{(mask > 0).mean():.4f}")
+        except VitrineError as exc:
+            print(f"vitrine: error: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def cmd_pose(args: argparse.Namespace) -> int:
+    from pipelines.classic.pose import get_pose_estimator, render_openpose
+    from pipelines.errors import VitrineError
+    from pipelines.imageio import atomic_write_json, load_image, save_image
+
+    src = Path(args.image)
+    if not src.exists():
+        return _error(f"{src}: no such file or directory")
+    json_pairs = _pairs(src, Path(args.json), ".json")
+    skel_dir = Path(args.out) if args.out else None
+    if skel_dir is not None and src.is_dir():
+        skel_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    estimator = get_pose_estimator()
+    for image_path, json_path in json_pairs:
+        try:
+            img = load_image(image_path)
+            pose = estimator(img.rgb)
+            data = pose.to_json()
+            atomic_write_json(json_path, data)
+            if skel_dir is not None:
+                skel_path = skel_dir / f"{image_path.stem}.png" if src.is_dir() else skel_dir
+                save_image(skel_path, render_openpose(pose))
+            print(f"{json_path}\t{int((pose.keypoints[:, 2] > 0.5).sum())}/17 keypoints")
+        except VitrineError as exc:
+            print(f"vitrine: error: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+# -- verify / samples ------------------------------------------------------------------------------------
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pipelines.catalog import verify_entry
+    from pipelines.manifest import MANIFEST_NAME, read_manifest, validate_manifest
+
+    catalog = Path(args.catalog_dir)
+    entries = [d for d in sorted(catalog.iterdir()) if (d / MANIFEST_NAME).is_file()] if catalog.is_dir() else []
+    if not entries:
+        return _error(f"{catalog}: no catalog entries found")
+    bad = 0
+    for d in entries:
+        try:
+            validate_manifest(read_manifest(d / MANIFEST_NAME), path=d / MANIFEST_NAME)
+            results = verify_entry(d)
+        except Exception as exc:
+            print(f"{d.name}\tINVALID\t{exc}")
+            bad += 1
+            continue
+        ok = all(r["identical_fraction"] == 1.0 for r in results)
+        bad += not ok
+        print(f"{d.name}\t{'ok' if ok else 'CHANGED'}\t" + ", ".join(
+            f"{r['file']}={r['identical']}/{r['pixels']}" for r in results))
+    return EXIT_FAILED_SKUS if bad else EXIT_OK
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from pipelines.samples import build_sample_products
+
+    for folder in build_sample_products(Path(args.dest)):
+        print(folder)
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from pipelines import __version__
+
+    p = argparse.ArgumentParser(prog="vitrine", description="Product photos in, catalog imagery out.")
+    p.add_argument("--version", action="version", version=f"vitrine {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="render every SKU of a products folder into a catalog")
+    r.add_argument("products_dir", metavar="PRODUCTS_DIR")
+    r.add_argument("--catalog", required=True, metavar="DIR", help="catalog root (created if missing)")
+    r.add_argument("--engine", default="auto", choices=["auto", "classic"], help="default: auto")
+    r.add_argument("--model-root", default=None, metavar="DIR", help="model weights laid out as DIR/<org>/<name>/")
+    r.add_argument("--force", action="store_true", help="redo SKUs even when unchanged")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("segment", help="write a 0/255 PNG mask of what a text prompt names")
+    s.add_argument("image", metavar="IMAGE", help="an image, or a folder of images")
+    s.add_argument("--prompt", required=True, metavar="TEXT", help="e.g. person, garment, product")
+    s.add_argument("--out", required=True, metavar="MASK.png", help="mask file (a folder when IMAGE is one)")
+    s.add_argument("--engine", default="classic", choices=["auto", "classic"], help="default: classic")
+    s.add_argument("--model-root", default=None, metavar="DIR")
+    s.add_argument("--threshold", type=float, default=0.5, help="soft-mask threshold in [0, 1] (default 0.5)")
+    s.set_defaults(func=cmd_segment)
+
+    q = sub.add_parser("pose", help="write COCO-17 keypoints as JSON (and an OpenPose skeleton image)")
+    q.add_argument("image", metavar="IMAGE", help="an image, or a folder of images")
+    q.add_argument("--json", required=True, metavar="OUT.json", help="JSON file (a folder when IMAGE is one)")
+    q.add_argument("--out", default=None, metavar="SKELETON.png", help="skeleton image (a folder when IMAGE is one)")
+    q.set_defaults(func=cmd_pose)
+
+    d = sub.add_parser("demo", help="build the sample products, then run the batch on them")
+    d.add_argument("--catalog", default="catalog", metavar="DIR", help="default: ./catalog")
+    d.add_argument("--products", default="products-demo", metavar="DIR", help="default: ./products-demo")
+    d.add_argument("--engine", default="auto", choices=["auto", "classic"])
+    d.add_argument("--force", action="store_true")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    v = sub.add_parser("verify", help="re-check every catalog entry: schema, and product pixels preserved")
+    v.add_argument("catalog_dir", metavar="CATALOG_DIR")
+    v.set_defaults(func=cmd_verify)
+
+    sm = sub.add_parser("samples", help="write the sample product folders")
+    sm.add_argument("dest", metavar="DIR")
+    sm.set_defaults(func=cmd_samples)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from pipelines.errors import InputError
+
+    try:
+        return args.func(args)
+    except InputError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

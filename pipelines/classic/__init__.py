@@ -1,0 +1,1 @@
+"""The embedded classic engine: OpenCV + mediapipe, no downloaded weights."""

@@ -1,0 +1,272 @@
+"""Engines: named bundles of backends. ``classic`` runs on a CPU with no downloaded weights.
+
+``auto`` picks the best engine whose weights and hardware are present and says which it picked and
+why; with no weights configured that is ``classic``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from .classic.backgrounds import apply_shadow, contact_shadow, make_background
+from .classic.cutout import cutout_product, estimate_background
+from .classic.edges import canny_control
+from .classic.inpaint import inpaint_seam
+from .errors import InputError, NothingFoundError
+
+if TYPE_CHECKING:
+    from .imageio import LoadedImage
+    from .product import Product
+
+logger = logging.getLogger(__name__)
+
+ENGINE_NAMES = ("auto", "classic")
+#: Border uniformity above which a photo counts as a product on a plain/studio background.
+PLAIN_BACKGROUND_UNIFORMITY = 0.85
+#: The models inside the mediapipe 0.10.14 wheel that the classic engine uses.
+MEDIAPIPE_MODELS = [
+    {"id": "mediapipe/pose_landmark_full", "revision": "0.10.14", "licence": "Apache-2.0", "source": "mediapipe wheel"},
+    {"id": "mediapipe/selfie_segmentation", "revision": "0.10.14", "licence": "Apache-2.0", "source": "mediapipe wheel"},
+]
+
+
+@dataclass
+class Subject:
+    """What to keep from an input photo.
+
+    Attributes:
+        kind (`str`): ``product`` (on a plain background) or ``person`` (an on-model photo).
+        source (`str`): what produced the alpha: ``classic-cutout``, ``mediapipe-person``, ``input-alpha``,
+            optionally suffixed ``+override``.
+        alpha (`np.ndarray`): HxW uint8 soft alpha at the (normalised) input's size, 255 = keep.
+        bbox (`tuple[int, int, int, int]`): XYXY pixel box of ``alpha >= 128``.
+        reason (`str`): why this kind/source was chosen.
+        metrics (`dict`): figures from the segmentation (background uniformity, area share, ...).
+        pose (`Any`, *optional*): the pose result for people.
+    """
+
+    kind: str
+    source: str
+    alpha: np.ndarray
+    bbox: tuple[int, int, int, int]
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    pose: Any = None
+
+
+@dataclass
+class Controls:
+    """Control images for generation (HxWx3 uint8 each) and the pose as JSON (COCO-17), if any."""
+
+    images: dict[str, np.ndarray]
+    pose: dict[str, Any] | None = None
+
+
+class Engine(Protocol):
+    name: str
+
+    def describe(self) -> dict[str, Any]: ...
+    def models(self) -> list[dict[str, Any]]: ...
+    def find_subject(self, image: "LoadedImage", product: "Product") -> Subject: ...
+    def controls(self, image: "LoadedImage", subject: Subject) -> Controls: ...
+    def background(self, kind: str, size: tuple[int, int], seed: int, alpha: np.ndarray, *,
+                   contact_shadow: bool) -> np.ndarray: ...
+    def inpaint_seam(self, composite: np.ndarray, foreground: np.ndarray, alpha: np.ndarray,
+                     background: np.ndarray, band: np.ndarray) -> np.ndarray: ...
+
+
+def _bbox(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(alpha >= 128)
+    if len(xs) == 0:
+        raise NothingFoundError("the subject mask is empty")
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def mask_override_path(product: "Product", image_path: Path, target: str) -> Path | None:
+    """The analyst's override mask for ``target`` on ``image_path``, if one exists.
+
+    Looked up, in order: ``product.yaml`` ``masks: {<target>: path}``, ``masks/<image stem>.<target>.png``,
+    ``masks/<target>.png``.
+    """
+    spec_rel = product.spec.masks.get(target)
+    if spec_rel:
+        return product.dir / spec_rel
+    for name in (f"{image_path.stem}.{target}.png", f"{target}.png"):
+        p = product.dir / "masks" / name
+        if p.is_file():
+            return p
+    return None
+
+
+def apply_override(alpha: np.ndarray, override_path: Path, source_size: tuple[int, int]) -> np.ndarray:
+    """Apply an analyst's mask: white (>= 224) = include, black (<= 31) = exclude, grey = keep the model's.
+
+    Args:
+        alpha (`np.ndarray`): HxW uint8 model alpha.
+        override_path (`Path`): a greyscale PNG the size of the source photo (before any downscale).
+        source_size (`tuple[int, int]`): (width, height) of the source photo.
+
+    Returns:
+        `np.ndarray`: HxW uint8 alpha.
+    """
+    try:
+        with Image.open(override_path) as im:
+            im.load()
+            ov = im.convert("L")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read mask override: {exc}", path=override_path) from None
+    if ov.size != tuple(source_size):
+        raise InputError(
+            f"mask override is {ov.size[0]}x{ov.size[1]} but the photo is {source_size[0]}x{source_size[1]}",
+            path=override_path,
+        )
+    h, w = alpha.shape
+    if ov.size != (w, h):
+        ov = ov.resize((w, h), Image.Resampling.NEAREST)
+    o = np.asarray(ov)
+    out = alpha.copy()
+    out[o >= 224] = 255
+    out[o <= 31] = 0
+    return out
+
+
+class ClassicEngine:
+    """The embedded engine: OpenCV cutout, mediapipe person/pose, procedural scenes, OpenCV seams."""
+
+    name = "classic"
+
+    def __init__(self, requested: str = "classic", reason: str = "requested explicitly"):
+        self.requested = requested
+        self.reason = reason
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "requested": self.requested,
+            "reason": self.reason,
+            "backends": {
+                "product_segmentation": "classic-cutout (border colour + GrabCut)",
+                "person_segmentation": "mediapipe selfie/pose segmentation + pose-guided refinement",
+                "pose": "mediapipe pose (COCO-17 / OpenPose-18 skeleton)",
+                "edges": "opencv canny",
+                "background": "procedural (white, studio sweep, soft texture) + contact shadow",
+                "seam_inpainting": "classic colour extrapolation in the seam band",
+            },
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        return [dict(m) for m in MEDIAPIPE_MODELS]
+
+    # -- segmentation -------------------------------------------------------------------------------
+    def find_subject(self, image: "LoadedImage", product: "Product") -> Subject:
+        """Find the product (plain background) or the person (scene) in a photo; apply overrides."""
+        rgb = image.rgb
+        metrics: dict[str, Any] = {}
+        pose = None
+        if image.alpha is not None and int(image.alpha.min()) < 250:
+            alpha, kind, source = image.alpha.copy(), "product", "input-alpha"
+            reason = "the photo has a transparent background"
+        else:
+            _, _, uniformity = estimate_background(rgb)
+            metrics["background_uniformity"] = round(uniformity, 4)
+            if uniformity >= PLAIN_BACKGROUND_UNIFORMITY:
+                try:
+                    cut = cutout_product(rgb)
+                except NothingFoundError as exc:
+                    raise NothingFoundError(f"{image.path}: {exc}") from None
+                alpha, kind, source = cut.alpha, "product", "classic-cutout"
+                reason = f"plain background (border uniformity {uniformity:.2f} >= {PLAIN_BACKGROUND_UNIFORMITY})"
+            else:
+                alpha, pose = self._person(rgb)
+                if alpha is None:
+                    raise NothingFoundError(
+                        f"{image.path}: the background is not plain (border uniformity {uniformity:.2f}) and no "
+                        "person was found; shoot the product on a plain background or add masks/product.png"
+                    )
+                kind, source = "person", "mediapipe-person"
+                reason = f"scene background (border uniformity {uniformity:.2f}) with a person"
+                metrics["pose_keypoints_found"] = int((pose.keypoints[:, 2] > 0.5).sum())
+        for target in ("product", kind):
+            ov = mask_override_path(product, image.path, target)
+            if ov is not None:
+                alpha = apply_override(alpha, ov, image.source_size)
+                source += "+override"
+                metrics["override"] = str(ov.relative_to(product.dir))
+                break
+        metrics["area_fraction"] = round(float((alpha >= 128).mean()), 4)
+        return Subject(kind=kind, source=source, alpha=alpha, bbox=_bbox(alpha), reason=reason, metrics=metrics,
+                       pose=pose)
+
+    def _person(self, rgb: np.ndarray):
+        from .classic.person import segment_person
+        from .classic.pose import get_pose_estimator
+
+        pose = get_pose_estimator()(rgb)
+        if not pose.found:
+            return None, pose
+        soft = segment_person(rgb, pose=pose)
+        alpha = np.clip(np.round(soft * 255.0), 0, 255).astype(np.uint8)
+        if not (alpha >= 128).any():
+            return None, pose
+        return alpha, pose
+
+    # -- controls -----------------------------------------------------------------------------------
+    def controls(self, image: "LoadedImage", subject: Subject) -> Controls:
+        """Canny edges of the subject, and for people an OpenPose-style skeleton plus COCO-17 JSON."""
+        mask = np.where(subject.alpha >= 128, 255, 0).astype(np.uint8)
+        images = {"canny": canny_control(image.rgb, mask)}
+        pose_json = None
+        if subject.kind == "person":
+            from .classic.pose import get_pose_estimator, render_openpose
+
+            pose = subject.pose or get_pose_estimator()(image.rgb)
+            if pose.found:
+                images["openpose"] = render_openpose(pose)
+                pose_json = pose.to_json()
+        return Controls(images=images, pose=pose_json)
+
+    # -- generation -----------------------------------------------------------------------------------
+    def background(self, kind: str, size: tuple[int, int], seed: int, alpha: np.ndarray, *,
+                   contact_shadow: bool) -> np.ndarray:
+        """A procedural background of ``kind`` at ``size`` (w, h), with a contact shadow under ``alpha``."""
+        bg = make_background(kind, size, seed)  # type: ignore[arg-type]
+        if contact_shadow and kind != "white":
+            bg = apply_shadow(bg, contact_shadow_map(alpha))
+        return bg
+
+    def inpaint_seam(self, composite, foreground, alpha, background, band):
+        return inpaint_seam(composite, foreground, alpha, background, band)
+
+
+def contact_shadow_map(alpha: np.ndarray) -> np.ndarray:
+    """Contact shadow for an object alpha in output coordinates (HxW float32 in [0, 0.35])."""
+    return contact_shadow(np.where(alpha >= 128, 255, 0).astype(np.uint8))
+
+
+def get_engine(name: str = "auto", *, model_root: str | Path | None = None) -> Engine:
+    """Resolve an engine name to an engine instance.
+
+    Args:
+        name (`str`, *optional*, defaults to ``"auto"``): ``auto`` or ``classic``.
+        model_root (`str | Path`, *optional*): where model weights live (``DIR/<org>/<name>/``).
+
+    Returns:
+        An `Engine`; its ``describe()`` says which engine was picked and why.
+    """
+    if name not in ENGINE_NAMES:
+        raise InputError(f"unknown engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}", key="engine")
+    if name == "classic":
+        return ClassicEngine("classic", "requested explicitly")
+    reason = (
+        "no generation model weights configured (no --model-root)"
+        if model_root is None
+        else f"no supported generation model found under {model_root}"
+    )
+    return ClassicEngine("auto", reason + "; the embedded classic engine needs none")
+
