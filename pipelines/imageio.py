@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ICC_SPACE_TO_MODE = {"RGB": "RGB", "CMYK": "CMYK", "GRAY": "L"}
 _CHUNK = 1 << 20
+# What Pillow raises on malformed EXIF data.
+_EXIF_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, SyntaxError, struct.error)
 
 
 def _current_umask() -> int:
@@ -69,7 +72,8 @@ class LoadedImage:
             ``(H, W)`` ``uint8`` opacity, 255 = opaque, 0 = transparent. Present when the source has
             an alpha channel or a transparency key (RGBA, LA, palette with ``tRNS``), else `None`.
         path (`Path`): the file that was read.
-        source_mode (`str`): Pillow's mode of the file as stored (``"RGB"``, ``"CMYK"``, ``"I;16"``, ``"P"``...).
+        source_mode (`str`):
+            Pillow's mode of the file as stored (``"RGB"``, ``"CMYK"``, ``"I;16"``, ``"P"``...).
         source_size (`tuple[int, int]`):
             ``(width, height)`` of the upright image at full resolution, before any downscale.
         exif_rotated (`bool`): whether an EXIF orientation other than "normal" was applied.
@@ -316,14 +320,14 @@ def load_image(
         exif_rotated = False
         try:
             orientation = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
-        except Exception as e:  # corrupt EXIF must not make a good photo unreadable
+        except _EXIF_ERRORS as e:  # corrupt EXIF must not make a good photo unreadable
             logger.warning("%s: ignoring unreadable EXIF data (%s)", path, e)
             orientation = 1
         if orientation in range(2, 9):
             try:
                 im = ImageOps.exif_transpose(im)
                 exif_rotated = True
-            except Exception as e:
+            except _EXIF_ERRORS as e:
                 logger.warning("%s: could not apply EXIF orientation %d (%s)", path, orientation, e)
         elif orientation != 1:
             logger.warning("%s: ignoring invalid EXIF orientation %d", path, orientation)
@@ -475,7 +479,11 @@ def _check_rgb(path: Path, rgb: np.ndarray) -> None:
 
 def _check_mask(path: Path, mask: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
     if not isinstance(mask, np.ndarray) or mask.ndim != 2 or mask.dtype not in (np.uint8, np.bool_):
-        got = f"{mask.dtype} array of shape {mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__
+        got = (
+            f"{mask.dtype} array of shape {mask.shape}"
+            if isinstance(mask, np.ndarray)
+            else type(mask).__name__
+        )
         raise InputError(f"{name} must be an (H, W) uint8 (or bool) array, got {got}", path)
     if shape and mask.shape != shape:
         raise InputError(f"{name} has shape {mask.shape}, the image has {shape}", path)
@@ -490,6 +498,7 @@ def save_image(
     *,
     alpha: np.ndarray | None = None,
     quality: int = 92,
+    compress_level: int = 6,
 ) -> str:
     """Encode and atomically write an image; the format follows the suffix.
 
@@ -500,6 +509,8 @@ def save_image(
             ``(H, W)`` ``uint8`` opacity (255 = opaque; bool is taken as 0/255). PNG and WebP only:
             JPEG has no alpha channel, so passing one with a JPEG target is an error.
         quality (`int`, *optional*, defaults to 92): JPEG/WebP quality in ``[1, 100]``; ignored for PNG.
+        compress_level (`int`, *optional*, defaults to 6): PNG zlib level in ``[0, 9]`` (1 is ~5x faster
+            than 6 for large images, files ~30% larger); ignored for JPEG/WebP.
 
     JPEGs are written with an sRGB ICC profile embedded. No EXIF is written, so the pixels are upright.
 
@@ -521,7 +532,7 @@ def save_image(
         im.putalpha(Image.fromarray(np.ascontiguousarray(alpha)))
     buf = io.BytesIO()
     if suffix == ".png":
-        im.save(buf, format="PNG")
+        im.save(buf, format="PNG", compress_level=int(compress_level))
     elif suffix in (".jpg", ".jpeg"):
         if alpha is not None:
             raise InputError("JPEG cannot store an alpha channel; save as .png or .webp instead", path)
@@ -529,7 +540,9 @@ def save_image(
     elif suffix == ".webp":
         im.save(buf, format="WEBP", quality=quality)
     else:
-        raise InputError(f"cannot save images with suffix {path.suffix!r}; use .png, .jpg, .jpeg or .webp", path)
+        raise InputError(
+            f"cannot save images with suffix {path.suffix!r}; use .png, .jpg, .jpeg or .webp", path
+        )
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     return sha256_bytes(data)

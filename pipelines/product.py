@@ -52,7 +52,11 @@ def _check_relative_path(value: str) -> str:
         raise ValueError("must be a non-empty relative path")
     if "\x00" in value:
         raise ValueError("must not contain a NUL character")
-    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute() or PureWindowsPath(value).drive:
+    if (
+        PurePosixPath(value).is_absolute()
+        or PureWindowsPath(value).is_absolute()
+        or PureWindowsPath(value).drive
+    ):
         raise ValueError("must be a path relative to the product folder, not an absolute path")
     parts = value.replace("\\", "/").split("/")
     if ".." in parts:
@@ -255,7 +259,7 @@ def load_product_spec(path: str | Path) -> ProductSpec:
     except OSError as e:
         raise InputError(f"cannot read the file: {e.strerror or e}", path) from e
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -329,8 +333,9 @@ def validate_sku(name: str) -> str:
     if not name:
         raise InputError("a SKU cannot be empty", key="sku")
     if len(name) > SKU_MAX_LENGTH:
-        raise InputError(f"SKU {name[:40]!r}... is {len(name)} characters long; the limit is {SKU_MAX_LENGTH}",
-                         key="sku")
+        raise InputError(
+            f"SKU {name[:40]!r}... is {len(name)} characters long; the limit is {SKU_MAX_LENGTH}", key="sku"
+        )
     for ch in name:
         if ch in "/\\":
             raise InputError(f"SKU {shown} must not contain {ch!r}", key="sku")
@@ -371,7 +376,9 @@ def _check_link(path: Path, root: Path) -> None:
 
 
 def _find_spec(folder: Path) -> Path | None:
-    found = [folder / name for name in SPEC_FILENAMES if (folder / name).exists() or (folder / name).is_symlink()]
+    found = [
+        folder / name for name in SPEC_FILENAMES if (folder / name).exists() or (folder / name).is_symlink()
+    ]
     if len(found) > 1:
         raise InputError(f"both {found[0].name} and {found[1].name} exist; keep one", folder)
     return found[0] if found else None
@@ -419,7 +426,9 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
             images.append(path)
     images.sort(key=lambda p: (p.name.casefold(), p.name))
     if not images:
-        raise InputError(f"no product image found (expected files ending in {', '.join(IMAGE_SUFFIXES)})", folder)
+        raise InputError(
+            f"no product image found (expected files ending in {', '.join(IMAGE_SUFFIXES)})", folder
+        )
 
     # 2. Settings.
     spec_path = _find_spec(folder)
@@ -435,15 +444,21 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
         mask_path = folder / rel
         _check_link(mask_path, root_resolved)
         if not mask_path.is_file():
-            raise InputError(f"mask override file {rel!r} not found in the product folder", where, f"masks.{target}")
+            raise InputError(
+                f"mask override file {rel!r} not found in the product folder", where, f"masks.{target}"
+            )
         if not _is_within(mask_path.resolve(), root_resolved):
-            raise InputError(f"mask override {rel!r} resolves outside the products root", where, f"masks.{target}")
+            raise InputError(
+                f"mask override {rel!r} resolves outside the products root", where, f"masks.{target}"
+            )
     if spec.main_image is not None:
         main = folder / spec.main_image
         if main not in images:
             names = ", ".join(p.name for p in images)
             raise InputError(
-                f"main image {spec.main_image!r} is not one of the product's images ({names})", where, "main_image"
+                f"main image {spec.main_image!r} is not one of the product's images ({names})",
+                where,
+                "main_image",
             )
 
     return Product(sku=folder.name, dir=folder, images=images, spec=spec, spec_path=spec_path)
@@ -480,8 +495,8 @@ def discover_products(root: Path) -> tuple[list[Product], list[tuple[str, Path, 
         if entry.name.startswith((".", "_")):
             continue
         folder = root / entry.name
-        if not folder.is_dir() and not folder.is_symlink():
-            continue  # loose files (README, notes) are not SKUs
+        if not folder.is_dir() and not (folder.is_symlink() and not folder.exists()):
+            continue  # loose files (README, notes, links to files) are not SKUs; broken links are reported
         try:
             products.append(load_product(folder, root=root))
         except InputError as e:
@@ -518,11 +533,16 @@ def _canonical_default(obj: Any) -> Any:
 
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: equal values give equal strings."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical_default)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical_default
+    )
 
 
 def _product_files(folder: Path) -> list[tuple[str, Path]]:
-    """Every non-hidden file under ``folder`` (following links, once per real folder), as (posix rel, path)."""
+    """Every non-hidden file under ``folder`` as ``(posix relative name, path)``.
+
+    Links are followed, each real folder visited once (so a link loop cannot hang the walk).
+    """
     files: list[tuple[str, Path]] = []
     seen: set[str] = set()
     for current, dirnames, filenames in os.walk(folder, followlinks=True):

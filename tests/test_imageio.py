@@ -42,7 +42,9 @@ from pipelines.imageio import (
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def _png_rgb16(pixels: np.ndarray) -> bytes:
@@ -156,7 +158,16 @@ def _cmyk_profile() -> bytes:
                         clut += lab(100, 0, 0)
     identity = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
     linear = struct.pack(">HH", 0, 0xFFFF)
-    a2b = b"mft2" + b"\0" * 4 + bytes([4, 3, 2, 0]) + identity + struct.pack(">HH", 2, 2) + linear * 4 + clut + linear * 3
+    a2b = (
+        b"mft2"
+        + b"\0" * 4
+        + bytes([4, 3, 2, 0])
+        + identity
+        + struct.pack(">HH", 2, 2)
+        + linear * 4
+        + clut
+        + linear * 3
+    )
     return _icc(b"prtr", b"CMYK", b"Lab ", _common_tags("Test CMYK profile") + [(b"A2B0", a2b)])
 
 
@@ -473,7 +484,9 @@ def test_max_side_on_rotated_image(tmp_path):
     path = tmp_path / "portrait.jpg"
     Image.new("RGB", (400, 200), (0, 0, 255)).save(path, exif=exif.tobytes())
     img = load_image(path, max_side=100)
-    assert img.rgb.shape == (100, 50, 3) and img.source_size == (200, 400) and img.scale == pytest.approx(0.25)
+    assert (
+        img.rgb.shape == (100, 50, 3) and img.source_size == (200, 400) and img.scale == pytest.approx(0.25)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -565,7 +578,7 @@ def test_atomic_write_uses_temp_in_same_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(imageio.os, "replace", spy)
     atomic_write_bytes(tmp_path / "out.bin", b"data")
-    (src, dst), = seen
+    ((src, dst),) = seen
     assert src.parent == dst.parent == tmp_path
     assert src.name.startswith(".out.bin.") and src.name.endswith(".tmp")
     assert dst.read_bytes() == b"data" and not src.exists()

@@ -54,7 +54,11 @@ def test_defaults():
     assert spec.backgrounds == ["white", "studio", "texture"]
     assert spec.seeds == [0] and spec.marketplaces == [] and spec.masks == {}
     assert spec.commercial is False and spec.main_image is None and spec.garment_type is None
-    assert (spec.thresholds.box_threshold, spec.thresholds.text_threshold, spec.thresholds.mask_threshold) == (
+    assert (
+        spec.thresholds.box_threshold,
+        spec.thresholds.text_threshold,
+        spec.thresholds.mask_threshold,
+    ) == (
         0.35,
         0.25,
         0.5,
@@ -189,8 +193,24 @@ def test_non_utf8_file(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["..", "a/b", "a\\b", ".hidden", "_private", "", "a..b", "a\x00b", "a\tb", "a\nb", " lead", "trail ",
-     "x" * 129, "a:b", "a*b", "a\u200bb"],
+    [
+        "..",
+        "a/b",
+        "a\\b",
+        ".hidden",
+        "_private",
+        "",
+        "a..b",
+        "a\x00b",
+        "a\tb",
+        "a\nb",
+        " lead",
+        "trail ",
+        "x" * 129,
+        "a:b",
+        "a*b",
+        "a\u200bb",
+    ],
 )
 def test_bad_sku_names(name):
     with pytest.raises(InputError):
@@ -283,14 +303,16 @@ def test_mask_override_must_exist(tmp_path):
 
 def test_main_image_must_be_one_of_the_images(tmp_path):
     folder = _product(tmp_path, yaml_text="main_image: side.jpg\n")
-    with pytest.raises(InputError, match="side.jpg") as e:
+    with pytest.raises(InputError, match=r"side\.jpg") as e:
         load_product(folder)
     assert e.value.key == "main_image"
     _image(folder / "side.jpg")
     assert load_product(folder).main_image == folder / "side.jpg"
 
 
-needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
+needs_symlinks = pytest.mark.skipif(
+    not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks"
+)
 
 
 @needs_symlinks
@@ -329,7 +351,7 @@ def test_symlinked_folder_outside_root_is_rejected(tmp_path):
     (root / "linked").symlink_to(outside, target_is_directory=True)
     products, failures = discover_products(root)
     assert products == []
-    (sku, path, error), = failures
+    ((sku, _, error),) = failures
     assert sku == "linked" and "outside" in str(error) and "linked" in str(error)
 
 
@@ -364,6 +386,18 @@ def test_discover_isolates_broken_skus(tmp_path):
     assert [(sku, path) for sku, path, _ in failures] == [("C-3", root / "C-3"), ("D-4", root / "D-4")]
     assert all(isinstance(e, InputError) for _, _, e in failures)
     assert failures[0][2].key == "thresholds.box_thresold"
+
+
+@needs_symlinks
+def test_discover_links_at_root(tmp_path):
+    root = tmp_path / "products"
+    _product(root, "A")
+    (root / "notes.md").write_text("x")
+    (root / "notes-link.md").symlink_to(root / "notes.md")
+    (root / "gone").symlink_to(tmp_path / "missing", target_is_directory=True)
+    products, failures = discover_products(root)
+    assert [p.sku for p in products] == ["A"]
+    assert [(sku, "broken" in str(e)) for sku, _, e in failures] == [("gone", True)]
 
 
 def test_discover_bad_root(tmp_path):

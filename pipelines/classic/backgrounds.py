@@ -64,9 +64,9 @@ def soft_texture(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     w, h = size
     rng = np.random.default_rng(seed)
     tint = np.array(TEXTURE_TINTS[seed % len(TEXTURE_TINTS)], np.float32)
-    coarse = rng.standard_normal((max(2, h // 64), max(2, w // 64))).astype(np.float32)
+    coarse = rng.standard_normal((max(2, h // 16), max(2, w // 16))).astype(np.float32)
+    coarse = cv2.GaussianBlur(coarse, (0, 0), sigmaX=max(w, h) / 16 / 60 * 4)
     coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    coarse = cv2.GaussianBlur(coarse, (0, 0), sigmaX=max(w, h) / 60)
     coarse /= max(1e-6, float(np.abs(coarse).max()))
     grain = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.8)
     lum = 1.0 + 0.035 * coarse + 0.012 * grain
@@ -100,24 +100,32 @@ def contact_shadow(mask: np.ndarray, *, strength: float = 0.35, spread: float = 
         `np.ndarray`: HxW float32 in [0, strength]; multiply the background by ``1 - shadow``.
     """
     h, w = mask.shape
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    if not mask.any():
         return np.zeros((h, w), np.float32)
+    # Work at reduced resolution: the shadow is smooth, and large blurs at full size are slow.
+    f = max(1, min(h, w) // 256)
+    small = cv2.resize(mask, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA) if f > 1 else mask
+    sh_, sw_ = small.shape
+    ys, xs = np.nonzero(small > 127)
+    if len(xs) == 0:
+        ys, xs = np.nonzero(small)
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     obj_h, obj_w = y1 - y0 + 1, x1 - x0 + 1
-    base = np.zeros((h, w), np.float32)
+    base = np.zeros((sh_, sw_), np.float32)
     # Width of the object's footprint: the mask's extent in its lowest 8%.
-    low = mask[max(y0, y1 - max(1, obj_h // 12)) : y1 + 1] > 0
+    low = small[max(y0, y1 - max(1, obj_h // 12)) : y1 + 1] > 127
     cols = np.nonzero(low.any(axis=0))[0]
     fx0, fx1 = (cols.min(), cols.max()) if len(cols) else (x0, x1)
     center = (int((fx0 + fx1) / 2), int(y1))
-    axes = (max(2, int((fx1 - fx0) / 2 * 1.15)), max(2, int(obj_h * 0.035)))
+    axes = (max(1, int((fx1 - fx0) / 2 * 1.15)), max(1, int(obj_h * 0.035)))
     cv2.ellipse(base, center, axes, 0, 0, 360, 1.0, thickness=-1)
-    sigma = max(1.0, spread * obj_h)
+    sigma = max(0.5, spread * obj_h)
     base = cv2.GaussianBlur(base, (0, 0), sigma)
-    drop = cv2.GaussianBlur((mask > 0).astype(np.float32), (0, 0), sigma * 2.5)
+    drop = cv2.GaussianBlur((small > 127).astype(np.float32), (0, 0), sigma * 2.5)
     drop = np.roll(drop, (int(obj_h * 0.01), int(obj_w * 0.02)), axis=(0, 1))
     shadow = np.maximum(base / max(base.max(), 1e-6), 0.25 * drop)
+    if f > 1:
+        shadow = cv2.resize(shadow, (w, h), interpolation=cv2.INTER_LINEAR)
     return (strength * np.clip(shadow, 0, 1)).astype(np.float32)
 
 

@@ -6,30 +6,31 @@ import cv2
 import numpy as np
 
 
-def extrapolate_colors(image: np.ndarray, known: np.ndarray, levels: int = 6) -> np.ndarray:
-    """Fill unknown pixels with colours pushed out from the known region (multi-scale normalised blur).
+def extrapolate_colors(image: np.ndarray, known: np.ndarray, smooth_sigma: float = 2.0) -> np.ndarray:
+    """Fill unknown pixels with the colour of the nearest known pixel, then smooth across them.
 
     Args:
         image (`np.ndarray`): HxWx3 uint8.
         known (`np.ndarray`): HxW bool/uint8, nonzero where ``image`` is trustworthy.
-        levels (`int`, *optional*, defaults to 6): number of blur scales (sigma 1, 2, 4, ...).
+        smooth_sigma (`float`, *optional*, defaults to 2.0): Gaussian sigma (pixels) of a normalised blur
+            applied to the extrapolated pixels only, which hides the nearest-neighbour facets.
 
     Returns:
-        `np.ndarray`: HxWx3 float32; equal to ``image`` where known, extrapolated elsewhere (where some
-        known pixel lies within about ``2**levels`` pixels).
+        `np.ndarray`: HxWx3 float32; equal to ``image`` where known, extrapolated elsewhere.
     """
-    w = (known > 0).astype(np.float32)
-    img = image.astype(np.float32) * w[:, :, None]
-    out = img.copy()
-    filled = w.copy()
-    for i in range(levels):
-        sigma = float(2**i)
-        num = cv2.GaussianBlur(img, (0, 0), sigma)
-        den = cv2.GaussianBlur(w, (0, 0), sigma)
-        est = num / np.maximum(den, 1e-6)[:, :, None]
-        take = (filled == 0) & (den > 1e-3)
-        out[take] = est[take]
-        filled[take] = 1.0
+    k = known > 0
+    if not k.any():
+        return image.astype(np.float32)
+    # Nearest known pixel of every pixel: labels of the zero pixels of ``~known`` (one label per pixel).
+    _, labels = cv2.distanceTransformWithLabels((~k).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(k)  # known pixels in the scan order the labels use
+    lut = image[ys, xs].astype(np.float32)
+    nearest = lut[np.clip(labels - 1, 0, len(lut) - 1)]
+    out = np.where(k[:, :, None], image.astype(np.float32), nearest)
+    if smooth_sigma > 0:
+        blurred = cv2.GaussianBlur(out, (0, 0), smooth_sigma)
+        out = np.where(k[:, :, None], out, blurred)
     return out
 
 

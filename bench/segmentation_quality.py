@@ -1,0 +1,142 @@
+"""Segmentation quality: IoU of an engine's masks against labelled masks, beside raw mediapipe.
+
+Usage::
+
+    python bench/segmentation_quality.py IMAGES_DIR MASKS_DIR [IMAGES_DIR2 MASKS_DIR2 ...] \\
+        --prompt person [--engine classic] [--out results.json] [--no-baseline]
+
+For every image (``*.jpg|jpeg|png|webp``) in each IMAGES_DIR, the mask is ``MASKS_DIR/<stem>.png`` or
+``MASKS_DIR/<stem>_mask.png`` (any nonzero pixel = foreground). Masks are never resized: a mask whose
+size differs from its image is reported as an error for that file and left out of the mean. Several
+IMAGES_DIR MASKS_DIR pairs may be given; the mean is over all images.
+
+Images are loaded with PIL, EXIF orientation applied, converted to RGB. The engine's mask comes from
+``pipelines.segmentation.segment_image(rgb, prompt, engine=...)``. For the prompt ``person`` the raw
+mediapipe masks are scored beside it (``baseline_selfie``: the general selfie model; ``baseline_pose``:
+the pose model's mask of the one person it finds), both thresholded at 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Read an image as HxWx3 ``uint8`` RGB, EXIF orientation applied."""
+    with Image.open(path) as im:
+        return np.array(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """Read a mask as HxW ``bool`` (any nonzero channel = foreground)."""
+    with Image.open(path) as im:
+        arr = np.array(im)
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    return arr > 0
+
+
+def find_mask(masks_dir: Path, stem: str) -> Path | None:
+    """``masks_dir/<stem>.png`` or ``masks_dir/<stem>_mask.png``, whichever exists."""
+    for name in (f"{stem}.png", f"{stem}_mask.png"):
+        if (masks_dir / name).is_file():
+            return masks_dir / name
+    return None
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two HxW ``bool`` masks; 1.0 when both are empty."""
+    union = np.logical_or(pred, truth).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(pred, truth).sum() / union)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", nargs="+", metavar="IMAGES_DIR MASKS_DIR", help="pairs of folders")
+    parser.add_argument("--prompt", required=True, help='what to segment, e.g. "person"')
+    parser.add_argument("--engine", default="classic", help="segmentation engine (default: classic)")
+    parser.add_argument("--out", type=Path, help="write per-image results and means as JSON here")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the raw mediapipe baseline (prompt person only)"
+    )
+    args = parser.parse_args(argv)
+    if len(args.dirs) % 2:
+        parser.error("give IMAGES_DIR MASKS_DIR pairs (an even number of folders)")
+
+    from pipelines.segmentation import segment_image
+
+    baseline = args.prompt.strip().lower() == "person" and not args.no_baseline
+    if baseline:
+        from pipelines.classic.person import mediapipe_baseline_masks
+
+    rows: list[dict] = []
+    pairs = [(Path(args.dirs[i]), Path(args.dirs[i + 1])) for i in range(0, len(args.dirs), 2)]
+    header = f"{'image':<40} {'iou':>7}" + (f" {'selfie':>7} {'pose':>7}" if baseline else "") + f" {'sec':>6}"
+    print(header)
+    for images_dir, masks_dir in pairs:
+        if not images_dir.is_dir() or not masks_dir.is_dir():
+            print(f"error: not a folder: {images_dir if not images_dir.is_dir() else masks_dir}", file=sys.stderr)
+            return 2
+        for path in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            name = str(path)
+            mask_path = find_mask(masks_dir, path.stem)
+            if mask_path is None:
+                rows.append({"image": name, "error": "no mask"})
+                print(f"{path.name:<40} error: no mask in {masks_dir}")
+                continue
+            rgb = load_rgb(path)
+            truth = load_mask(mask_path)
+            if truth.shape != rgb.shape[:2]:
+                msg = f"mask {mask_path.name} is {truth.shape[1]}x{truth.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}"
+                rows.append({"image": name, "mask": str(mask_path), "error": msg})
+                print(f"{path.name:<40} error: {msg}")
+                continue
+            start = time.perf_counter()
+            pred = segment_image(rgb, args.prompt, engine=args.engine) > 0
+            seconds = time.perf_counter() - start
+            row = {"image": name, "mask": str(mask_path), "iou": iou(pred, truth), "seconds": round(seconds, 3)}
+            line = f"{path.name:<40} {row['iou']:7.3f}"
+            if baseline:
+                raw = mediapipe_baseline_masks(rgb)
+                row["baseline_selfie"] = iou(raw["selfie"] > 0.5, truth)
+                row["baseline_pose"] = iou(raw["pose"] > 0.5, truth)
+                line += f" {row['baseline_selfie']:7.3f} {row['baseline_pose']:7.3f}"
+            print(line + f" {seconds:6.2f}")
+            rows.append(row)
+
+    scored = [r for r in rows if "iou" in r]
+    summary: dict = {
+        "prompt": args.prompt,
+        "engine": args.engine,
+        "pairs": [[str(a), str(b)] for a, b in pairs],
+        "images": len(scored),
+        "errors": len(rows) - len(scored),
+    }
+    if scored:
+        summary["mean_iou"] = float(np.mean([r["iou"] for r in scored]))
+        summary["mean_seconds"] = float(np.mean([r["seconds"] for r in scored]))
+        line = f"{'mean (' + str(len(scored)) + ' images)':<40} {summary['mean_iou']:7.3f}"
+        if baseline:
+            summary["mean_baseline_selfie"] = float(np.mean([r["baseline_selfie"] for r in scored]))
+            summary["mean_baseline_pose"] = float(np.mean([r["baseline_pose"] for r in scored]))
+            line += f" {summary['mean_baseline_selfie']:7.3f} {summary['mean_baseline_pose']:7.3f}"
+        print(line + f" {summary['mean_seconds']:6.2f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"summary": summary, "images": rows}, indent=2))
+    return 0 if scored else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
