@@ -62,7 +62,9 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dirs", nargs="+", metavar="IMAGES_DIR MASKS_DIR", help="pairs of folders")
     parser.add_argument("--prompt", required=True, help='what to segment, e.g. "person"')
     parser.add_argument("--engine", default="classic", help="segmentation engine (default: classic)")
@@ -82,11 +84,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict] = []
     pairs = [(Path(args.dirs[i]), Path(args.dirs[i + 1])) for i in range(0, len(args.dirs), 2)]
-    header = f"{'image':<40} {'iou':>7}" + (f" {'selfie':>7} {'pose':>7}" if baseline else "") + f" {'sec':>6}"
+    header = (
+        f"{'image':<40} {'iou':>7}" + (f" {'selfie':>7} {'pose':>7}" if baseline else "") + f" {'sec':>6}"
+    )
     print(header)
     for images_dir, masks_dir in pairs:
         if not images_dir.is_dir() or not masks_dir.is_dir():
-            print(f"error: not a folder: {images_dir if not images_dir.is_dir() else masks_dir}", file=sys.stderr)
+            print(
+                f"error: not a folder: {images_dir if not images_dir.is_dir() else masks_dir}",
+                file=sys.stderr,
+            )
             return 2
         for path in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             name = str(path)
@@ -98,14 +105,22 @@ def main(argv: list[str] | None = None) -> int:
             rgb = load_rgb(path)
             truth = load_mask(mask_path)
             if truth.shape != rgb.shape[:2]:
-                msg = f"mask {mask_path.name} is {truth.shape[1]}x{truth.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}"
+                msg = (
+                    f"mask {mask_path.name} is {truth.shape[1]}x{truth.shape[0]}, "
+                    f"image is {rgb.shape[1]}x{rgb.shape[0]}"
+                )
                 rows.append({"image": name, "mask": str(mask_path), "error": msg})
                 print(f"{path.name:<40} error: {msg}")
                 continue
             start = time.perf_counter()
             pred = segment_image(rgb, args.prompt, engine=args.engine) > 0
             seconds = time.perf_counter() - start
-            row = {"image": name, "mask": str(mask_path), "iou": iou(pred, truth), "seconds": round(seconds, 3)}
+            row = {
+                "image": name,
+                "mask": str(mask_path),
+                "iou": iou(pred, truth),
+                "seconds": round(seconds, 3),
+            }
             line = f"{path.name:<40} {row['iou']:7.3f}"
             if baseline:
                 raw = mediapipe_baseline_masks(rgb)

@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+import logging  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
@@ -23,6 +24,7 @@ from typing import Any  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.exceptions import MissingContextError  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
@@ -44,6 +46,14 @@ def _engine(name: str, model_root: str | None):
     return get_engine(name, model_root=model_root)
 
 
+def _logger():
+    """The run logger inside a flow/task run; the module logger when called as plain Python (``.fn()``)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 def worker_engine(name: str, model_root: str | None):
     with _engine_lock:
         return _engine(name, model_root)
@@ -53,7 +63,7 @@ def worker_engine(name: str, model_root: str | None):
 def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "auto",
                model_root: str | None = None, force: bool = False) -> dict[str, Any]:
     """Render one SKU. Never raises for a bad product: the failure is returned as the entry."""
-    logger = get_run_logger()
+    logger = _logger()
     try:
         product = load_product(Path(products_dir) / sku, root=Path(products_dir))
         result = process_sku(product, catalog_dir, worker_engine(engine, model_root), RenderOptions(), force=force)
@@ -90,7 +100,7 @@ def catalog_batch(
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
-    logger = get_run_logger()
+    logger = _logger()
     started = datetime.now(UTC)
     eng = worker_engine(engine, model_root)
     products, failures = discover_products(Path(products_dir))

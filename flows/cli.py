@@ -171,10 +171,47 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipelines.models.location import find
+    from pipelines.models.registry import all_models
+
+    rows = []
+    for spec in all_models():
+        loc = find(spec.id, args.model_root)
+        rows.append({"id": spec.id, "family": spec.family, "licence": spec.licence, "commercial": spec.commercial,
+                     "found": str(loc.path) if loc else None, "source": loc.source if loc else None,
+                     "description": spec.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no models registered")
+    for r in rows:
+        where = f"{r['source']}: {r['found']}" if r["found"] else "not found"
+        use = "commercial use ok" if r["commercial"] else "NON-COMMERCIAL"
+        print(f"{r['id']:<48} {r['family']:<16} {r['licence']:<28} {use:<18} {where}")
+    return EXIT_OK
+
+
+def cmd_tiny_models(args: argparse.Namespace) -> int:
+    from pipelines.models.tiny import build_tiny_models
+
+    written = build_tiny_models(Path(args.dest), args.family)
+    for family, ids in written.items():
+        for mid in ids:
+            print(f"{family}\t{Path(args.dest) / mid}")
+    if not written:
+        print("no tiny-model families registered")
+    return EXIT_OK
+
+
 # -- parser ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from pipelines import __version__
+    from pipelines.engine import engine_names
+    from pipelines.segmentation import segmenter_names
 
+    engines, segment_engines = engine_names(), segmenter_names()
     p = argparse.ArgumentParser(prog="vitrine", description="Product photos in, catalog imagery out.")
     p.add_argument("--version", action="version", version=f"vitrine {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -183,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="render every SKU of a products folder into a catalog")
     r.add_argument("products_dir", metavar="PRODUCTS_DIR")
     r.add_argument("--catalog", required=True, metavar="DIR", help="catalog root (created if missing)")
-    r.add_argument("--engine", default="auto", choices=["auto", "classic"], help="default: auto")
+    r.add_argument("--engine", default="auto", choices=engines, help="default: auto")
     r.add_argument("--model-root", default=None, metavar="DIR", help="model weights laid out as DIR/<org>/<name>/")
     r.add_argument("--force", action="store_true", help="redo SKUs even when unchanged")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -193,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image", metavar="IMAGE", help="an image, or a folder of images")
     s.add_argument("--prompt", required=True, metavar="TEXT", help="e.g. person, garment, product")
     s.add_argument("--out", required=True, metavar="MASK.png", help="mask file (a folder when IMAGE is one)")
-    s.add_argument("--engine", default="classic", choices=["auto", "classic"], help="default: classic")
+    s.add_argument("--engine", default="classic", choices=segment_engines, help="default: classic")
     s.add_argument("--model-root", default=None, metavar="DIR")
     s.add_argument("--threshold", type=float, default=0.5, help="soft-mask threshold in [0, 1] (default 0.5)")
     s.set_defaults(func=cmd_segment)
@@ -207,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build the sample products, then run the batch on them")
     d.add_argument("--catalog", default="catalog", metavar="DIR", help="default: ./catalog")
     d.add_argument("--products", default="products-demo", metavar="DIR", help="default: ./products-demo")
-    d.add_argument("--engine", default="auto", choices=["auto", "classic"])
+    d.add_argument("--engine", default="auto", choices=engines)
     d.add_argument("--force", action="store_true")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -219,7 +256,28 @@ def build_parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("samples", help="write the sample product folders")
     sm.add_argument("dest", metavar="DIR")
     sm.set_defaults(func=cmd_samples)
+
+    m = sub.add_parser("models", help="list known models, where each was found, and its licence")
+    m.add_argument("--model-root", default=None, metavar="DIR")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.set_defaults(func=cmd_models)
+
+    dev = sub.add_parser("dev", help="developer tools")
+    devsub = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
+    t = devsub.add_parser("tiny-models", help="write tiny random models in the real repo layouts under DIR")
+    t.add_argument("dest", metavar="DIR")
+    t.add_argument("--family", action="append", default=None, help="only this family (repeatable)")
+    t.set_defaults(func=cmd_tiny_models)
+
+    import importlib
+
+    for mod in CLI_EXTENSIONS:  # feature modules add their own commands
+        importlib.import_module(mod).register(sub)
     return p
+
+
+#: Modules with a ``register(subparsers)`` function adding commands. A feature adds its module here.
+CLI_EXTENSIONS: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        # Prefect's run logs still reach its API (and the UI); the terminal shows the progress bar.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from pipelines.errors import InputError

@@ -7,6 +7,7 @@ why; with no weights configured that is ``classic``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("auto", "classic")
 #: Border uniformity above which a photo counts as a product on a plain/studio background.
 PLAIN_BACKGROUND_UNIFORMITY = 0.85
 #: The models inside the mediapipe 0.10.14 wheel that the classic engine uses.
@@ -249,24 +249,91 @@ def contact_shadow_map(alpha: np.ndarray) -> np.ndarray:
     return contact_shadow(np.where(alpha >= 128, 255, 0).astype(np.uint8))
 
 
+@dataclass
+class EngineEntry:
+    """A registered engine.
+
+    Attributes:
+        name (`str`): the ``--engine`` value.
+        factory (`Callable`): ``factory(requested, reason, model_root) -> Engine``.
+        probe (`Callable`): ``probe(model_root) -> (available, reason)``; cheap (no model loading).
+        priority (`int`): ``auto`` tries available engines from the highest priority down.
+    """
+
+    name: str
+    factory: Callable[[str, str, "str | Path | None"], Engine]
+    probe: Callable[["str | Path | None"], tuple[bool, str]]
+    priority: int = 0
+
+
+ENGINES: dict[str, EngineEntry] = {}
+#: Modules that register engines on import (e.g. the generative engines). An engine adds its module here.
+ENGINE_MODULES: list[str] = []
+
+
+def register_engine(entry: EngineEntry) -> EngineEntry:
+    """Register an engine (replacing one of the same name)."""
+    ENGINES[entry.name] = entry
+    return entry
+
+
+def _load_engine_modules() -> None:
+    import importlib
+
+    for mod in ENGINE_MODULES:
+        importlib.import_module(mod)
+
+
+def engine_names() -> list[str]:
+    """Every ``--engine`` value: ``auto`` then the registered engines."""
+    _load_engine_modules()
+    return ["auto", *sorted(ENGINES)]
+
+
+register_engine(EngineEntry(
+    name="classic",
+    factory=lambda requested, reason, model_root: ClassicEngine(requested, reason),
+    probe=lambda model_root: (True, "the embedded classic engine needs no weights"),
+    priority=-100,
+))
+
+
 def get_engine(name: str = "auto", *, model_root: str | Path | None = None) -> Engine:
     """Resolve an engine name to an engine instance.
 
     Args:
-        name (`str`, *optional*, defaults to ``"auto"``): ``auto`` or ``classic``.
+        name (`str`, *optional*, defaults to ``"auto"``): ``auto`` or a registered engine (see
+            `engine_names`); ``classic`` is always there.
         model_root (`str | Path`, *optional*): where model weights live (``DIR/<org>/<name>/``).
 
     Returns:
         An `Engine`; its ``describe()`` says which engine was picked and why.
+
+    Raises:
+        `InputError`: unknown engine name, or an explicitly requested engine whose weights are missing
+        (the message says what is missing).
     """
-    if name not in ENGINE_NAMES:
-        raise InputError(f"unknown engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}", key="engine")
-    if name == "classic":
-        return ClassicEngine("classic", "requested explicitly")
-    reason = (
+    names = engine_names()
+    if name not in names:
+        raise InputError(f"unknown engine {name!r}; expected one of {', '.join(names)}", key="engine")
+    if name != "auto":
+        entry = ENGINES[name]
+        ok, why = entry.probe(model_root)
+        if not ok:
+            raise InputError(f"engine {name!r} is not available: {why}", key="engine")
+        return entry.factory(name, "requested explicitly", model_root)
+    skipped = []
+    for entry in sorted(ENGINES.values(), key=lambda e: -e.priority):
+        if entry.name == "classic":
+            continue
+        ok, why = entry.probe(model_root)
+        if ok:
+            return entry.factory("auto", f"picked {entry.name}: {why}", model_root)
+        skipped.append(f"{entry.name}: {why}")
+    base = (
         "no generation model weights configured (no --model-root)"
         if model_root is None
         else f"no supported generation model found under {model_root}"
     )
-    return ClassicEngine("auto", reason + "; the embedded classic engine needs none")
-
+    detail = f" ({'; '.join(skipped)})" if skipped else ""
+    return ClassicEngine("auto", base + detail + "; the embedded classic engine needs none")

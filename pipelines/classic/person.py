@@ -49,6 +49,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 # The selfie model's output is 256x256: the guided filter radius is one upsampling step of that grid.
 _MODEL_MASK_SIDE = 256
+_FUSION_GAMMA = 1.05
 
 
 def binarize(mask: np.ndarray, thr: float = 0.5) -> np.ndarray:
@@ -144,9 +145,15 @@ class SelfieSegmenter:
             try:
                 import mediapipe as mp
             except ImportError as err:  # pragma: no cover - mediapipe is a core dependency
-                raise MissingBackendError("mediapipe selfie segmentation", "pip install mediapipe==0.10.14") from err
-            logger.debug("building the mediapipe SelfieSegmentation graph (model_selection=%d)", self.model_selection)
-            self._model = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=self.model_selection)
+                raise MissingBackendError(
+                    "mediapipe selfie segmentation", "pip install mediapipe==0.10.14"
+                ) from err
+            logger.debug(
+                "building the mediapipe SelfieSegmentation graph (model_selection=%d)", self.model_selection
+            )
+            self._model = mp.solutions.selfie_segmentation.SelfieSegmentation(
+                model_selection=self.model_selection
+            )
         return self._model
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -266,7 +273,11 @@ class PersonSegmenter:
 
     # -- steps --------------------------------------------------------------------------------------
     def selfie_mask(self, image: np.ndarray) -> np.ndarray:
-        """Selfie-model mask of ``image`` averaged with that of its mirror image: HxW ``float32`` in [0, 1]."""
+        """The selfie model's mask of ``image`` averaged with that of its mirror image.
+
+        Returns:
+            `np.ndarray`: HxW ``float32`` in [0, 1].
+        """
         selfie = self._selfie()
         direct = selfie(image)
         mirrored = selfie(np.ascontiguousarray(image[:, ::-1]))[:, ::-1]
@@ -353,7 +364,8 @@ class PersonSegmenter:
         height, width = image.shape[:2]
         if pose is not None and (pose.width, pose.height) != (width, height):
             raise InputError(
-                f"pose is for a {pose.width}x{pose.height} image but the image is {width}x{height}", key="pose"
+                f"pose is for a {pose.width}x{pose.height} image but the image is {width}x{height}",
+                key="pose",
             )
 
         # 2. Work at model resolution
@@ -368,25 +380,33 @@ class PersonSegmenter:
         # 4. Fuse: both models must support a pixel; selfie alone when the pose model found nobody
         if people:
             pose_mask = np.max(np.stack([mask for _, mask in people]), axis=0)
-            fused = (pose_mask + selfie) * 0.5
+            # a gamma just above 1 keeps one-model plateaus (mean exactly 0.5) below any 0.5 threshold,
+            # whether callers binarize with > or >=, while full agreement stays 1
+            fused = np.power((pose_mask + selfie) * 0.5, _FUSION_GAMMA)
             support = np.maximum(pose_mask, selfie) > 0.5
         else:
             fused = selfie
             support = selfie > 0.5
 
         # 5. Refine edges against the photo with a guided filter, at up to refine_max_side
-        refine = work if (work_h, work_w) == (height, width) else resize_for_inference(image, self.refine_max_side)
+        refine = (
+            work if (work_h, work_w) == (height, width) else resize_for_inference(image, self.refine_max_side)
+        )
         ref_h, ref_w = refine.shape[:2]
         if (ref_h, ref_w) != (work_h, work_w):
             fused = cv2.resize(fused, (ref_w, ref_h), interpolation=cv2.INTER_LINEAR)
-            support = cv2.resize(support.astype(np.uint8), (ref_w, ref_h), interpolation=cv2.INTER_NEAREST) > 0
+            support = (
+                cv2.resize(support.astype(np.uint8), (ref_w, ref_h), interpolation=cv2.INTER_NEAREST) > 0
+            )
         if self.refine_eps > 0:
             radius = max(1, round(max(ref_h, ref_w) / _MODEL_MASK_SIDE))
             fused = guided_filter(refine, fused, radius, self.refine_eps)
         fused = np.clip(fused, 0.0, 1.0).astype(np.float32)
 
         # 6. Confident keypoints must lie inside the mask
-        keypoint_sets = [p.keypoints * np.array([ref_w / work_w, ref_h / work_h, 1.0], np.float32) for p, _ in people]
+        keypoint_sets = [
+            p.keypoints * np.array([ref_w / work_w, ref_h / work_h, 1.0], np.float32) for p, _ in people
+        ]
         if pose is not None and pose.found:
             keypoint_sets.append(pose.keypoints * np.array([ref_w / width, ref_h / height, 1.0], np.float32))
         added = self._cover_keypoints(fused > 0.5, support, keypoint_sets)

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 # mediapipe's C++ side logs through glog; keep it to warnings and above unless the caller chose otherwise.
 os.environ.setdefault("GLOG_minloglevel", "2")
+# mediapipe 0.10.14 calls a protobuf API that protobuf 4.x deprecates, once per process() call.
+warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
 
 COCO17_NAMES: tuple[str, ...] = (
     "nose",
@@ -178,7 +181,11 @@ class PoseResult:
         return bool(np.any(self.keypoints[:, 2] > 0))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict: ``{"width", "height", "keypoints": 17 x [x, y, score], "format": "coco17"}``."""
+        """A JSON-serialisable dict.
+
+        Returns:
+            `dict`: ``{"width": int, "height": int, "keypoints": 17 x [x, y, score], "format": "coco17"}``.
+        """
         return {
             "width": int(self.width),
             "height": int(self.height),
@@ -194,9 +201,13 @@ class PoseResult:
             InputError: ``format`` is not ``"coco17"`` or a field is missing or malformed.
         """
         if data.get("format") != "coco17":
-            raise InputError(f"unsupported pose format {data.get('format')!r} (expected 'coco17')", key="format")
+            raise InputError(
+                f"unsupported pose format {data.get('format')!r} (expected 'coco17')", key="format"
+            )
         try:
-            return cls(width=int(data["width"]), height=int(data["height"]), keypoints=np.asarray(data["keypoints"]))
+            return cls(
+                width=int(data["width"]), height=int(data["height"]), keypoints=np.asarray(data["keypoints"])
+            )
         except KeyError as err:
             raise InputError(f"pose JSON lacks {err.args[0]!r}", key=str(err.args[0])) from None
 

@@ -1,0 +1,84 @@
+"""The registry of models Vitrine knows: repo id, family, licence, revision, what a complete snapshot holds.
+
+Families register their models here (``register``); ``vitrine models`` lists them with where each was
+found. One registry serves every model family (segmentation, generation, editing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Licences under which commercial use is allowed.
+COMMERCIAL_LICENCES = frozenset({"Apache-2.0", "MIT", "BSD-3-Clause", "CreativeML-OpenRAIL++-M", "OpenRAIL++"})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A known model.
+
+    Attributes:
+        id (`str`): Hugging Face repo id, ``org/name`` (also the folder under ``--model-root``).
+        family (`str`): e.g. ``grounding-dino``, ``sam``, ``flux``, ``sdxl``, ``controlnet``.
+        licence (`str`): SPDX-like licence name as published with the weights.
+        commercial (`bool`): whether the licence allows commercial use.
+        revision (`str`, *optional*): pinned revision (commit or tag); ``None`` = the snapshot found.
+        required_files (`tuple[str, ...]`): files whose presence marks a complete snapshot
+            (e.g. ``model_index.json`` for diffusers pipelines, ``config.json`` for transformers).
+        description (`str`): one line for ``vitrine models``.
+        alternatives (`tuple[str, ...]`): commercial alternatives to name when this one is refused.
+    """
+
+    id: str
+    family: str
+    licence: str
+    commercial: bool
+    required_files: tuple[str, ...] = ("config.json",)
+    revision: str | None = None
+    description: str = ""
+    alternatives: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def org(self) -> str:
+        return self.id.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split("/", 1)[1]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add (or replace) a model in the registry; returns it."""
+    if spec.id.count("/") != 1 or not all(spec.id.split("/")):
+        raise ValueError(f"model id must look like 'org/name', got {spec.id!r}")
+    _REGISTRY[spec.id] = spec
+    return spec
+
+
+def get(model_id: str) -> ModelSpec | None:
+    """The registered spec of ``model_id``, or ``None``."""
+    return _REGISTRY.get(model_id)
+
+
+def all_models() -> list[ModelSpec]:
+    """Every registered model, sorted by family then id."""
+    _load_families()
+    return sorted(_REGISTRY.values(), key=lambda s: (s.family, s.id))
+
+
+def _load_families() -> None:
+    """Import the modules that register model families (each registers on import)."""
+    import importlib
+
+    for mod in FAMILY_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:  # a family module that exists but fails to import is a bug: surface it
+                raise
+
+
+#: Modules that call ``register`` for their family's models. A family adds its module here.
+FAMILY_MODULES: list[str] = []
