@@ -204,17 +204,16 @@ class ClassicEngine:
                        pose=pose)
 
     def _person(self, rgb: np.ndarray):
-        from .classic.person import segment_person
-        from .classic.pose import get_pose_estimator
+        """(soft alpha uint8, main pose) of the people in ``rgb``; ``(None, None)`` when nobody is found."""
+        from .classic.person import get_person_segmenter
 
-        pose = get_pose_estimator()(rgb)
-        if not pose.found:
-            return None, pose
-        soft = segment_person(rgb, pose=pose)
-        alpha = np.clip(np.round(soft * 255.0), 0, 255).astype(np.uint8)
+        seg = get_person_segmenter()(rgb)
+        if not seg.poses:
+            return None, None
+        alpha = np.clip(np.round(seg.mask * 255.0), 0, 255).astype(np.uint8)
         if not (alpha >= 128).any():
-            return None, pose
-        return alpha, pose
+            return None, None
+        return alpha, seg.poses[0]
 
     # -- controls -----------------------------------------------------------------------------------
     def controls(self, image: "LoadedImage", subject: Subject) -> Controls:

@@ -137,11 +137,8 @@ def classic_segment(image: np.ndarray, prompt: str, *, model_root=None, threshol
     target = classic_target(prompt)
     if target == "person":
         from .classic.person import segment_person
-        from .classic.pose import get_pose_estimator
 
-        pose = get_pose_estimator()(image)
-        soft = segment_person(image, pose=pose)
-        return np.where(soft >= threshold, 255, 0).astype(np.uint8)
+        return np.where(segment_person(image) >= threshold, 255, 0).astype(np.uint8)
     from .classic.cutout import cutout_product
     from .errors import NothingFoundError
 

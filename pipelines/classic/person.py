@@ -340,9 +340,12 @@ class PersonSegmenter:
                 label = labels[yi, xi]
                 if binary[yi, xi] or added[yi, xi] or label == 0:
                     continue
-                disk = np.zeros((height, width), np.uint8)
-                cv2.circle(disk, (xi, yi), radius, 1, thickness=-1)
-                added |= (disk > 0) & (labels == label)
+                # the disk's bounding box only: full-frame temporaries would cost O(H*W) per keypoint
+                y0, y1 = max(0, yi - radius), min(height, yi + radius + 1)
+                x0, x1 = max(0, xi - radius), min(width, xi + radius + 1)
+                disk = np.zeros((y1 - y0, x1 - x0), np.uint8)
+                cv2.circle(disk, (xi - x0, yi - y0), radius, 1, thickness=-1)
+                added[y0:y1, x0:x1] |= (disk > 0) & (labels[y0:y1, x0:x1] == label)
         return added
 
     def __call__(self, image: np.ndarray, *, pose: PoseResult | None = None) -> PersonSegmentation:
