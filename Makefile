@@ -7,7 +7,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean-catalog
+.PHONY: setup demo test test-fast bench clean-catalog browser-deps
 
 setup: $(STAMP)
 
@@ -22,8 +22,17 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/vitrine demo --catalog catalog --products products-demo
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(VENV)/bin/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+# Browser tests drive Debian's Chromium (never a downloaded browser). Installed when missing and root.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium for the browser tests..."; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium not found and not root: browser tests will be skipped"; fi; \
+	fi
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -m "not gpu and not slow and not distributed and not browser and not notebooks" $(PYTEST_ARGS)

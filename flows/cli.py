@@ -156,7 +156,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{d.name}\tINVALID\t{exc}")
             bad += 1
             continue
-        ok = all(r["identical_fraction"] == 1.0 for r in results)
+        ok = bool(results) and all(r["ok"] for r in results)
         bad += not ok
         print(f"{d.name}\t{'ok' if ok else 'CHANGED'}\t" + ", ".join(
             f"{r['file']}={r['identical']}/{r['pixels']}" for r in results))

@@ -447,15 +447,21 @@ def _fill_ratio(alpha: np.ndarray) -> float:
 
 
 def verify_entry(sku_dir: str | Path) -> list[dict[str, Any]]:
-    """Independently re-check every placed output of a catalog entry.
+    """Independently re-check every placed output of a catalog entry, from its files alone.
 
-    For each output with a placement: re-apply the recorded transform to the normalised input, and
-    compare with the output's pixels inside its preserve mask.
+    For each output with a placement: re-apply the recorded transform to the normalised input and
+    compare with the output's pixels inside its preserve mask; for white-background outputs, re-check
+    the marketplace rule (background pure white) from the output and its product mask; and compare the
+    output's sha256 with the manifest.
 
     Returns:
-        `list[dict]`: one record per output with ``file`` and the `check_preserved` figures.
+        `list[dict]`: one record per placed output: ``file``, the `check_preserved` figures, ``sha256_ok``
+        and, for white backgrounds, ``white_background_ok``; ``ok`` is the conjunction.
     """
     from PIL import Image
+
+    from .imageio import sha256_file
+    from .quality import white_background_check
 
     sku_dir = Path(sku_dir)
     manifest = read_manifest(sku_dir / MANIFEST_NAME)
@@ -468,7 +474,15 @@ def verify_entry(sku_dir: str | Path) -> list[dict[str, Any]]:
         layer = render_layer(src, Placement.from_json(o["placement"]))
         out = np.asarray(Image.open(sku_dir / o["file"]).convert("RGB"))
         keep = np.asarray(Image.open(sku_dir / o["preserve_mask"]).convert("L"))
-        results.append({"file": o["file"], **check_preserved(out, layer, keep)})
+        rec = {"file": o["file"], **check_preserved(out, layer, keep)}
+        rec["sha256_ok"] = sha256_file(sku_dir / o["file"]) == o["sha256"]
+        ok = rec["identical_fraction"] == 1.0 and rec["sha256_ok"]
+        if o.get("background") == "white":
+            alpha = np.asarray(Image.open(sku_dir / o["product_mask"]).convert("L"))
+            rec["white_background_ok"] = white_background_check(out, alpha)["ok"]
+            ok = ok and rec["white_background_ok"]
+        rec["ok"] = ok
+        results.append(rec)
     return results
 
 

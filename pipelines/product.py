@@ -17,6 +17,7 @@ import difflib
 import json
 import logging
 import os
+import reprlib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -202,6 +203,11 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+_SHORT_REPR = reprlib.Repr()  # Python 3.11's Repr takes no arguments
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 2, 80, 80
+_SHORT_REPR.maxtuple = _SHORT_REPR.maxlist = _SHORT_REPR.maxdict = _SHORT_REPR.maxset = 4
+
+
 def _describe_error(error: dict) -> str:
     loc = tuple(error.get("loc", ()))
     if error.get("type") == "extra_forbidden":
@@ -216,7 +222,7 @@ def _describe_error(error: dict) -> str:
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
     if error.get("type") != "missing" and "input" in error:
-        shown = repr(error["input"])
+        shown = _SHORT_REPR.repr(error["input"])  # bounded: a YAML alias bomb must not expand here
         if len(shown) > 80:
             shown = shown[:77] + "..."
         message += f" (got {shown})"
@@ -265,6 +271,8 @@ def load_product_spec(path: str | Path) -> ProductSpec:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
         raise InputError(f"not valid YAML{where}: {problem}", path) from e
+    except RecursionError:
+        raise InputError("the YAML is nested too deeply to read", path) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

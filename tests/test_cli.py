@@ -116,3 +116,23 @@ def test_run_exit_codes_and_report(tmp_path, drawn_products):
 
     r = vitrine("verify", catalog)
     assert r.returncode == 0 and "tee\tok" in r.stdout
+
+
+@pytest.mark.slow
+def test_demo_builds_a_catalog_that_verifies(tmp_path):
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    catalog = tmp_path / "catalog"
+    r = vitrine("demo", "--catalog", catalog, "--products", tmp_path / "products", "--no-progress", env_extra=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "5 ok, 0 failed, 0 skipped" in r.stdout
+    from pipelines.manifest import read_manifest, validate_manifest
+
+    for sku in ("astronaut", "grace-hopper", "tee-navy", "tote-canvas", "dress-red"):
+        m = read_manifest(catalog / sku / "manifest.json")
+        validate_manifest(m)
+        assert m["quality"]["main_white_background_ok"] is True
+    people = {s: read_manifest(catalog / s / "manifest.json")["subjects"][0]["kind"] for s in ("astronaut", "tee-navy")}
+    assert people == {"astronaut": "person", "tee-navy": "product"}
+    r = vitrine("verify", catalog)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count("\tok\t") == 5
