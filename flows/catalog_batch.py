@@ -28,7 +28,10 @@ from prefect.exceptions import MissingContextError  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows.gpu import guard_engine, runner_info  # noqa: E402
+from flows.observability import current_run_id, publish_batch_artifacts  # noqa: E402
 from pipelines.catalog import RenderOptions, process_sku  # noqa: E402
+from pipelines.contact_sheet import attach_contact_sheets  # noqa: E402
 from pipelines.engine import get_engine  # noqa: E402
 from pipelines.errors import VitrineError  # noqa: E402
 from pipelines.product import discover_products, load_product  # noqa: E402
@@ -66,7 +69,9 @@ def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
     logger = _logger()
     try:
         product = load_product(Path(products_dir) / sku, root=Path(products_dir))
-        result = process_sku(product, catalog_dir, worker_engine(engine, model_root), RenderOptions(), force=force)
+        # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
+        eng = guard_engine(worker_engine(engine, model_root))
+        result = process_sku(product, catalog_dir, eng, RenderOptions(), force=force)
     except VitrineError as exc:
         logger.warning("SKU %s failed: %s", sku, exc)
         return {"sku": sku, "status": "failed", "error": str(exc), "outputs": [], "reason": None}
@@ -113,9 +118,13 @@ def catalog_batch(
         wanted = set(skus)
         names = [n for n in names if n in wanted]
         entries = [e for e in entries if e["sku"] in wanted]
+        # A shard names SKUs that must each be accounted for: one gone since the shard was planned fails.
+        entries += [{"sku": s, "status": "failed", "error": f"{Path(products_dir) / s}: SKU folder not found",
+                     "outputs": [], "reason": None} for s in sorted(wanted - set(names) - {e["sku"] for e in entries})]
     for e in entries:
         _notify(e)
     logger.info("%d SKUs to render with engine %s (%s)", len(names), eng.name, eng.describe()["reason"])
+    logger.info("runner: %s", runner_info())
     futures = [
         render_sku.submit(str(products_dir), name, str(catalog_dir), engine, model_root, force) for name in names
     ]
@@ -125,13 +134,19 @@ def catalog_batch(
         _notify(entry)
 
     report = build_report(entries, products_dir=products_dir, catalog_dir=catalog_dir, engine=eng.describe(),
-                          started_at=started)
+                          started_at=started, run_id=current_run_id())
+    report["runner"] = runner_info()  # which worker/GPU made this shard (scale-out accounting)
     path = write_report(report, catalog_dir)
+    try:  # contact sheets next to the report, listed in it (and so linked from the artifact below)
+        attach_contact_sheets(report, catalog_dir, path)
+    except Exception as exc:  # a convenience, like the artifact; the JSON report is the record
+        logger.warning("could not write the contact sheet: %s", exc)
     try:
         create_markdown_artifact(markdown=report_markdown(report), key="catalog-batch-report",
                                  description=f"Catalog batch report ({path})")
     except Exception as exc:  # an artifact is a convenience; the JSON report is the record
         logger.warning("could not create the Prefect artifact: %s", exc)
+    publish_batch_artifacts(report, path, str(catalog_dir))  # SKU table with links, and the report's link
     logger.info("report: %s (%s)", path, report["counts"])
     return {"report_path": str(path), "counts": report["counts"],
             "failed": [e["sku"] for e in report["entries"] if e["status"] == "failed"]}

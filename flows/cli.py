@@ -22,6 +22,11 @@ def _images_in(path: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\t``, ``\\x1b``): a folder name cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _error(msg: str) -> int:
     print(f"vitrine: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
@@ -40,7 +45,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     bar = tqdm(total=total, unit="sku", desc="catalog", disable=not progress, file=sys.stderr)
 
     def hook(entry):
-        bar.set_postfix_str(f"{entry['sku']}: {entry['status']}")
+        bar.set_postfix_str(f"{_printable(entry['sku'])}: {entry['status']}")
         bar.update(1)
 
     cb.PROGRESS_HOOKS.append(hook)
@@ -52,7 +57,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     counts = result["counts"]
     print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
     for sku in result["failed"]:
-        print(f"failed: {sku}", file=sys.stderr)
+        print(f"failed: {_printable(sku)}", file=sys.stderr)
     print(f"report: {result['report_path']}")
     return EXIT_FAILED_SKUS if counts["failed"] else EXIT_OK
 
@@ -90,12 +95,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
     src = Path(args.image)
     if not src.exists():
         return _error(f"{src}: no such file or directory")
+    # Backend options, passed only when given (the classic engine takes none).
+    options = {k: v for k, v in (
+        ("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold), ("policy", args.policy),
+        ("edges", args.edges), ("exclude", args.exclude), ("detector", args.detector), ("sam", args.sam),
+        ("device", args.device), ("retry", False if args.no_retry else None),
+    ) if v is not None}
     failed = 0
     for image_path, out_path in _pairs(src, Path(args.out), ".png"):
         try:
             img = load_image(image_path)
             mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=args.model_root,
-                                 threshold=args.threshold)
+                                 threshold=args.threshold, **options)
             if img.scale != 1.0:  # back to the photo's exact size
                 import cv2
 
@@ -233,6 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", default="classic", choices=segment_engines, help="default: classic")
     s.add_argument("--model-root", default=None, metavar="DIR")
     s.add_argument("--threshold", type=float, default=0.5, help="soft-mask threshold in [0, 1] (default 0.5)")
+    gs = s.add_argument_group("grounded-sam options (docs/segmentation.md)")
+    gs.add_argument("--box-threshold", type=float, default=None, metavar="X",
+                    help="keep a box when its best prompt-token score is > X (default 0.35, or the preset's)")
+    gs.add_argument("--text-threshold", type=float, default=None, metavar="X",
+                    help="label a box with a phrase when one of its tokens scores > X; unlabelled boxes are "
+                         "dropped (default 0.25)")
+    gs.add_argument("--policy", default=None, choices=("merge", "best", "largest"),
+                    help="several instances: unite them, keep the best box, or the largest mask (default merge)")
+    gs.add_argument("--edges", default=None, choices=("hard", "feather", "matte"), help="default hard")
+    gs.add_argument("--exclude", action="append", default=None, metavar="TEXT",
+                    help="subtract what this prompt or preset names, e.g. hair, hands (repeatable)")
+    gs.add_argument("--no-retry", action="store_true", help="no retry with relaxed thresholds when nothing is found")
+    gs.add_argument("--detector", default=None, metavar="MODEL_ID", help="GroundingDINO repo id (default: best found)")
+    gs.add_argument("--sam", default=None, metavar="MODEL_ID|FILE.pth",
+                    help="Segment Anything repo id or sam_vit_*.pth file (default: best found)")
+    gs.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     s.set_defaults(func=cmd_segment)
 
     q = sub.add_parser("pose", help="write COCO-17 keypoints as JSON (and an OpenPose skeleton image)")
@@ -277,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Modules with a ``register(subparsers)`` function adding commands. A feature adds its module here.
-CLI_EXTENSIONS: list[str] = []
+CLI_EXTENSIONS: list[str] = ["flows.cli_review", "flows.cli_ops"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -24,14 +25,13 @@ from filelock import FileLock, Timeout
 from . import __version__
 from .composite import (
     Placement,
-    alpha_composite,
     check_preserved,
     fit_placement,
     preserve_mask,
     render_layer,
     seam_band,
 )
-from .engine import Engine, Subject
+from .engine import Engine, OutputRequest, Subject, compose_output, place_output
 from .errors import InputError, VitrineError
 from .imageio import atomic_write_json, load_image, save_image, save_mask, sha256_file
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, package_versions, read_manifest, validate_manifest
@@ -135,11 +135,44 @@ def is_up_to_date(sku_dir: Path, content_hash: str) -> bool:
 
 def _clean_leftovers(catalog: Path, sku: str) -> None:
     """Remove staging/trash folders an interrupted run left for this SKU (call with the lock held)."""
-    for sub in (STAGING_DIR, TRASH_DIR):
+    # Exact names only (``<sku>.<pid>.<hex8>`` staged, ``<sku>.<hex8>`` trashed): a looser ``<sku>.*`` would
+    # also match SKU ``<sku>.v2``'s staging folder, which another worker may be writing under its own lock.
+    patterns = {STAGING_DIR: re.compile(re.escape(sku) + r"\.\d+\.[0-9a-f]{8}"),
+                TRASH_DIR: re.compile(re.escape(sku) + r"\.[0-9a-f]{8}")}
+    for sub, pattern in patterns.items():
         d = catalog / sub
         if d.is_dir():
-            for p in d.glob(f"{sku}.*"):
-                shutil.rmtree(p, ignore_errors=True)
+            for p in d.iterdir():
+                if pattern.fullmatch(p.name):
+                    shutil.rmtree(p, ignore_errors=True)
+
+
+def _restore_trashed(catalog: Path, sku: str, final: Path) -> None:
+    """Put back an entry that a crash left in ``.trash`` (call with the lock held).
+
+    `_commit` replaces an entry with two renames (old entry to ``.trash``, new one into place); a run
+    killed between them leaves no entry but a complete one in the trash. Restore it, so that a re-run
+    finds the finished work instead of redoing it (and readers see the entry again).
+    """
+    trash = catalog / TRASH_DIR
+    if final.exists() or final.is_symlink() or not trash.is_dir():
+        return
+    pattern = re.compile(re.escape(sku) + r"\.[0-9a-f]{8}")
+    complete = [p for p in trash.iterdir() if pattern.fullmatch(p.name) and _is_complete(p)]
+    if complete:
+        newest = max(complete, key=lambda p: (p / MANIFEST_NAME).stat().st_mtime)
+        os.replace(newest, final)
+        logger.warning("SKU %s: restored the entry an interrupted run left in %s", sku, newest)
+
+
+def _is_complete(entry: Path) -> bool:
+    """True when ``entry`` has a readable manifest and every file it lists (a half-deleted trash is not)."""
+    try:
+        manifest = read_manifest(entry / MANIFEST_NAME)
+        files = [r["file"] for r in manifest.get("outputs", []) + manifest.get("work", [])]
+    except (InputError, ValueError, TypeError, KeyError):
+        return False
+    return manifest.get("status") == "ok" and all((entry / f).is_file() for f in files)
 
 
 def _commit(staging: Path, final: Path, catalog: Path, sku: str) -> None:
@@ -217,6 +250,7 @@ def process_sku(
     except Timeout:
         return SkuResult(product.sku, "skipped", reason="locked by another run", seconds=time.perf_counter() - t0)
     try:
+        _restore_trashed(catalog, product.sku, sku_dir)
         if not force and is_up_to_date(sku_dir, content_hash):
             manifest = read_manifest(sku_dir / MANIFEST_NAME)
             return SkuResult(
@@ -262,10 +296,11 @@ def _render(
     main_name = spec.main_image or product.images[0].name
     inputs: list[dict[str, Any]] = []
     loaded = {}
+    stems = _unique_stems(product.images)
     for path in product.images:
         img = load_image(path, max_side=options.max_input_side)
         loaded[path.name] = img
-        stem = path.stem
+        stem = stems[path.name]
         norm_rel = save_work(f"input-{stem}.png", "input-normalized", img.rgb)
         inputs.append({
             "file": path.name,
@@ -289,7 +324,7 @@ def _render(
     quality: dict[str, Any] = {}
     for path in product.images:
         img = loaded[path.name]
-        stem = path.stem
+        stem = stems[path.name]
         is_main = path.name == main_name
 
         # 2. Segment the subject (product on a plain background, or a person), honouring overrides.
@@ -338,14 +373,17 @@ def _render(
         for kind, fname, bg, size, fill, seed in plans:
             t = time.perf_counter()
             anchor = anchor_kwargs if (kind != "lifestyle" or touches_bottom) else {"anchor": "floor", "margin_bottom": 0.07}
-            placement = fit_placement(subject.bbox, size, fill=fill, **anchor)
+            request = OutputRequest(kind=kind, file=fname, background=bg, size=size, seed=seed,
+                                    contact_shadow=(kind == "lifestyle" and not touches_bottom), image=img,
+                                    subject=subject, controls=controls, product=product)
+            placement = place_output(engine, request, fit_placement(subject.bbox, size, fill=fill, **anchor))
             fg = render_layer(img.rgb, placement)
             alpha = render_layer(subject.alpha, placement, mode="L")
-            background = engine.background(bg, size, seed, alpha, contact_shadow=(kind == "lifestyle" and not touches_bottom))
-            composite = alpha_composite(background, fg, alpha)
             band = seam_band(alpha, options.seam_inner_px, options.seam_outer_px)
             keep = preserve_mask(alpha, options.preserve_erode_px)
-            final = engine.inpaint_seam(composite, fg, alpha, background, band)
+            # The engine's background (procedural or generated), composite, seam-band inpainting.
+            composed = compose_output(engine, request, placement, fg, alpha, band)
+            composite, final = composed.composite, composed.final
             # The guarantee, checked before anything is written: product pixels untouched, seam-only edits.
             preserved = check_preserved(final, fg, keep)
             if preserved["identical_fraction"] != 1.0:
@@ -381,6 +419,10 @@ def _render(
                 },
                 "review": {"status": "pending"},
             }
+            if composed.record:
+                rec["generation"] = dict(composed.record, work={
+                    wkind: save_work(f"{ostem}.{wname}", wkind, warr, mask=wmask)
+                    for wname, (wkind, warr, wmask) in composed.work.items()})
             if bg == "white":
                 rec["quality"]["white_background"] = white_background_check(final, alpha)
             outputs.append(rec)
@@ -436,6 +478,28 @@ def _render(
     validate_manifest(manifest)
     atomic_write_json(out / MANIFEST_NAME, manifest)
     return manifest
+
+
+def _unique_stems(images: list[Path]) -> dict[str, str]:
+    """File name -> stem used to name its work files and outputs, unique even without case.
+
+    The stem is the file's own (``back.jpg`` -> ``back``) unless two images share it (``front.jpg`` and
+    ``front.png``), which would make them overwrite each other's files: then the suffix is kept
+    (``front-jpg``, ``front-png``), and a number added if that is taken too.
+    """
+    counts: dict[str, int] = {}
+    for p in images:
+        counts[p.stem.casefold()] = counts.get(p.stem.casefold(), 0) + 1
+    used: set[str] = set()
+    stems: dict[str, str] = {}
+    for p in images:
+        stem = p.stem if counts[p.stem.casefold()] == 1 else f"{p.stem}-{p.suffix.lstrip('.').lower()}"
+        base, n = stem, 2
+        while stem.casefold() in used:
+            stem, n = f"{base}-{n}", n + 1
+        used.add(stem.casefold())
+        stems[p.name] = stem
+    return stems
 
 
 def _fill_ratio(alpha: np.ndarray) -> float:

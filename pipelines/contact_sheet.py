@@ -10,6 +10,7 @@ report (``CATALOG/_reports/<report>.contact-sheet[-N].png``) and lists them in t
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +229,10 @@ def catalog_contact_sheets(
         cells = []
         for o in outputs:
             try:
-                thumb = load_thumbnail(catalog / sku / o["file"], cell_size)
+                path = catalog / sku / o["file"]
+                if not path.resolve().is_relative_to(catalog.resolve()):
+                    raise InputError("outside the catalog; not shown", path=path)
+                thumb = load_thumbnail(path, cell_size)
             except InputError as exc:
                 logger.warning("contact sheet: %s", exc)
                 thumb = None
@@ -285,7 +289,7 @@ def attach_contact_sheets(report: dict[str, Any], catalog_dir: str | Path, repor
     for i, sheet in enumerate(sheets, start=1):
         name = f"{report_path.stem}.contact-sheet{'' if i == 1 else f'-{i}'}.png"
         save_image(report_path.parent / name, sheet, compress_level=6)
-        rel.append((report_path.parent / name).relative_to(catalog).as_posix())
+        rel.append(Path(os.path.relpath(report_path.parent / name, catalog)).as_posix())
     report["contact_sheets"] = rel
     atomic_write_json(report_path, report)
     return rel

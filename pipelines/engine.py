@@ -22,6 +22,7 @@ from .classic.inpaint import inpaint_seam
 from .errors import InputError, NothingFoundError
 
 if TYPE_CHECKING:
+    from .composite import Placement
     from .imageio import LoadedImage
     from .product import Product
 
@@ -79,6 +80,101 @@ class Engine(Protocol):
                    contact_shadow: bool) -> np.ndarray: ...
     def inpaint_seam(self, composite: np.ndarray, foreground: np.ndarray, alpha: np.ndarray,
                      background: np.ndarray, band: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class OutputRequest:
+    """One output that the per-SKU pipeline (`pipelines.catalog`) asks an engine to compose.
+
+    Engines may implement two optional methods on top of `Engine`; `place_output` and `compose_output`
+    fall back to the classic behaviour for engines that do not:
+
+    - ``place(request, default) -> Placement``: where the subject goes (``default`` is the catalog's
+      marketplace placement; a generative engine puts a garment where a pose template wears it);
+    - ``compose(request, placement, foreground, alpha, band) -> Composed``: the output's pixels. The
+      catalog then checks, before writing, that ``final`` equals ``foreground`` inside the preserve mask
+      and equals ``composite`` outside ``band``.
+
+    Attributes:
+        kind (`str`): ``main``, ``lifestyle`` or ``alternate``.
+        file (`str`): the output's file name (e.g. ``lifestyle-studio-s0.png``).
+        background (`str`): ``white``, ``studio`` or ``texture``.
+        size (`tuple[int, int]`): (width, height) of the output.
+        seed (`int`): the generation seed (from ``product.yaml`` ``seeds``).
+        contact_shadow (`bool`): whether a contact shadow belongs under the subject.
+        image (`LoadedImage`): the normalised input photo.
+        subject (`Subject`): what to keep from it (alpha at the input's size, kind, pose).
+        controls (`Controls`): control images at the input's size, and the pose JSON.
+        product (`Product`): the product folder (prompts, garment type, commercial flag).
+    """
+
+    kind: str
+    file: str
+    background: str
+    size: tuple[int, int]
+    seed: int
+    contact_shadow: bool
+    image: "LoadedImage"
+    subject: Subject
+    controls: Controls
+    product: "Product"
+
+
+@dataclass
+class Composed:
+    """An engine's composed output.
+
+    Attributes:
+        composite (`np.ndarray`): HxWx3 uint8, background (procedural or generated) with the placed
+            subject alpha-composited over it, before seam inpainting.
+        final (`np.ndarray`): HxWx3 uint8, ``composite`` with the seam band inpainted (only the band).
+        record (`dict`): recorded in the output's manifest entry as ``generation`` (empty: nothing).
+        work (`dict`): intermediates to save in ``work/``: name -> (kind, HxW[x3] uint8 array, is_mask).
+    """
+
+    composite: np.ndarray
+    final: np.ndarray
+    record: dict[str, Any] = field(default_factory=dict)
+    work: dict[str, tuple[str, np.ndarray, bool]] = field(default_factory=dict)
+
+
+def place_output(engine: Engine, request: OutputRequest, default: "Placement") -> "Placement":
+    """The engine's placement of the subject for ``request`` (``default`` unless it has ``place``)."""
+    place = getattr(engine, "place", None)
+    return place(request, default) if callable(place) else default
+
+
+def compose_output(engine: Engine, request: OutputRequest, placement: "Placement", foreground: np.ndarray,
+                   alpha: np.ndarray, band: np.ndarray) -> Composed:
+    """Compose one output with the engine's ``compose``, or the classic way when it has none.
+
+    Args:
+        engine (`Engine`): the engine.
+        request (`OutputRequest`): what to make.
+        placement (`Placement`): where the subject was placed (from `place_output`).
+        foreground (`np.ndarray`): HxWx3 uint8, the placed subject layer.
+        alpha (`np.ndarray`): HxW uint8, its alpha in output coordinates.
+        band (`np.ndarray`): HxW uint8 0/255, the seam band (the only pixels seam inpainting may change).
+
+    Returns:
+        `Composed`.
+    """
+    compose = getattr(engine, "compose", None)
+    if callable(compose):
+        return compose(request, placement, foreground, alpha, band)
+    return classic_compose(engine, request, foreground, alpha, band)
+
+
+def classic_compose(engine: Engine, request: OutputRequest, foreground: np.ndarray, alpha: np.ndarray,
+                    band: np.ndarray) -> Composed:
+    """The engine's ``background``, an exact alpha composite, then its ``inpaint_seam`` in the band."""
+    from .composite import alpha_composite
+
+    background = engine.background(request.background, request.size, request.seed, alpha,
+                                   contact_shadow=request.contact_shadow)
+    composite = alpha_composite(background, foreground, alpha)
+    final = engine.inpaint_seam(composite, foreground, alpha, background, band)
+    return Composed(composite=composite, final=final)
 
 
 def _bbox(alpha: np.ndarray) -> tuple[int, int, int, int]:
@@ -268,6 +364,8 @@ class EngineEntry:
 ENGINES: dict[str, EngineEntry] = {}
 #: Modules that register engines on import (e.g. the generative engines). An engine adds its module here.
 ENGINE_MODULES: list[str] = []
+ENGINE_MODULES.append("pipelines.grounded_sam.engine")  # GroundingDINO + SAM (issue 3)
+ENGINE_MODULES.append("pipelines.generation.engines")  # FLUX.1 / SDXL generation (issue 4)
 
 
 def register_engine(entry: EngineEntry) -> EngineEntry:

@@ -414,6 +414,8 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
     except InputError as e:
         raise InputError(e.message, folder) from e
     _check_link(folder, root_resolved)
+    if not _is_within(folder.resolve(), root_resolved):
+        raise InputError(f"the product folder is outside the products root {root_resolved}", folder)
     if not folder.exists():
         raise InputError("product folder not found", folder)
     if not folder.is_dir():
@@ -437,11 +439,20 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
         raise InputError(
             f"no product image found (expected files ending in {', '.join(IMAGE_SUFFIXES)})", folder
         )
+    # Every other link in the folder (masks/, stray files) is read too (content hash, mask lookups):
+    # none may leave the products root.
+    for current, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in dirnames + filenames:
+            if not name.startswith("."):
+                _check_link(Path(current) / name, root_resolved)
 
     # 2. Settings.
     spec_path = _find_spec(folder)
     if spec_path is not None:
         _check_link(spec_path, root_resolved)
+        if not spec_path.is_file():
+            raise InputError("is not a regular file", spec_path)
         spec = load_product_spec(spec_path)
     else:
         spec = ProductSpec()
@@ -547,7 +558,7 @@ def canonical_json(obj: Any) -> str:
 
 
 def _product_files(folder: Path) -> list[tuple[str, Path]]:
-    """Every non-hidden file under ``folder`` as ``(posix relative name, path)``.
+    """Every non-hidden regular file under ``folder`` as ``(posix relative name, path)``.
 
     Links are followed, each real folder visited once (so a link loop cannot hang the walk).
     """
@@ -564,6 +575,8 @@ def _product_files(folder: Path) -> list[tuple[str, Path]]:
             if name.startswith("."):
                 continue
             path = Path(current) / name
+            if not path.is_file():  # named pipes, sockets, devices: reading them could block forever
+                continue
             files.append((path.relative_to(folder).as_posix(), path))
     files.sort()
     return files

@@ -47,6 +47,8 @@ def build_report(
         "seconds": round((finished - started_at).total_seconds(), 3),
         "counts": counts,
         "entries": sorted(entries, key=lambda e: e["sku"]),
+        # PNG contact sheets of the batch, relative to the catalog root (pipelines.contact_sheet).
+        "contact_sheets": [],
     }
 
 
@@ -74,6 +76,11 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"**{c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped** in {report['seconds']:.1f} s "
         f"(engine: {cell((report.get('engine') or {}).get('name', '?'))})",
         "",
+    ]
+    for i, rel in enumerate(report.get("contact_sheets") or [], start=1):
+        uri = (Path(report["catalog_dir"]) / rel).as_uri()  # percent-encoded: safe inside a link
+        lines += [f"Contact sheet{f' {i}' if i > 1 else ''}: [{cell(Path(rel).name)}]({uri})", ""]
+    lines += [
         "| SKU | status | outputs | error / reason |",
         "|---|---|---|---|",
     ]

@@ -40,6 +40,7 @@ class SegmenterEntry:
 SEGMENTERS: dict[str, SegmenterEntry] = {}
 #: Modules that register segmenters on import. A backend adds its module here.
 SEGMENTER_MODULES: list[str] = []
+SEGMENTER_MODULES.append("pipelines.grounded_sam.segmenter")  # GroundingDINO + SAM (issue 3)
 
 
 def register_segmenter(entry: SegmenterEntry) -> SegmenterEntry:

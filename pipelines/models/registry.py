@@ -82,3 +82,5 @@ def _load_families() -> None:
 
 #: Modules that call ``register`` for their family's models. A family adds its module here.
 FAMILY_MODULES: list[str] = []
+FAMILY_MODULES.append("pipelines.models.generation_models")  # FLUX.1 / SDXL generation (issue 4)
+FAMILY_MODULES.append("pipelines.models.segmentation_models")  # GroundingDINO / SAM (issue 3)

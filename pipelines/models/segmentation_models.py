@@ -20,7 +20,7 @@ from .registry import ModelSpec, register
 
 #: Families (the ``family`` of a `ModelSpec`) and the backend that loads each.
 GROUNDING_DINO = "grounding-dino"
-GROUNDING_DINO_ORIGINAL = "grounding-dino-original"
+GROUNDING_DINO_ORIGINAL = "groundingdino-py"
 SAM = "sam"
 SAM_HQ = "sam-hq"
 SAM2 = "sam2"
@@ -30,8 +30,10 @@ TEXT_ENCODER = "text-encoder"
 DETECTOR_FAMILIES = (GROUNDING_DINO, GROUNDING_DINO_ORIGINAL)
 MASK_FAMILIES = (SAM, SAM_HQ, SAM2, SAM_ORIGINAL)
 
-_HF_DETECTOR_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
-_HF_SAM_FILES = ("config.json", "preprocessor_config.json")
+#: Files whose presence marks a complete snapshot (the weights' and processor's names vary between
+#: repos and are checked when loading).
+_HF_DETECTOR_FILES = ("config.json", "tokenizer_config.json")
+_HF_SAM_FILES = ("config.json",)
 
 #: The BERT text encoder that ``groundingdino-py`` configs name as ``bert-base-uncased``.
 BERT_BASE_UNCASED = "google-bert/bert-base-uncased"

@@ -19,6 +19,8 @@ TINY_BUILDERS: dict[str, Callable[[Path], list[str]]] = {}
 
 #: Modules that register tiny builders on import. A family adds its module here.
 TINY_MODULES: list[str] = []
+TINY_MODULES.append("pipelines.models.tiny_generation")  # FLUX.1 / SDXL generation (issue 4)
+TINY_MODULES.append("pipelines.models.tiny_segmentation")  # GroundingDINO / SAM (issue 3)
 
 
 def register_tiny(family: str):

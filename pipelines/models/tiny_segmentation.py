@@ -9,7 +9,7 @@ Written under ``DIR/<org>/<name>/`` exactly where the real snapshots go, so the 
 - ``sam-hq``: ``syscv-community/sam-hq-vit-base``; ``sam2``: ``facebook/sam2.1-hiera-tiny``;
 - ``sam-original``: ``ybelkada/segment-anything/checkpoints/sam_vit_b_01ec64.pth``, a tiny
   ``segment_anything.modeling.Sam`` state dict (the loader infers the architecture from the tensors);
-- ``grounding-dino-original``: ``ShilongLiu/GroundingDINO`` (``GroundingDINO_SwinT_OGC.cfg.py`` +
+- ``groundingdino-py``: ``ShilongLiu/GroundingDINO`` (``GroundingDINO_SwinT_OGC.cfg.py`` +
   ``groundingdino_swint_ogc.pth``) and its text encoder ``google-bert/bert-base-uncased``. groundingdino-py
   can only build its fixed Swin-T backbone (28M parameters), so this checkpoint is ~60 MB (stored in fp16).
 
@@ -82,6 +82,12 @@ def make_bert_tokenizer():
     return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512)
 
 
+def save_bert_tokenizer(folder: Path) -> None:
+    """The tokenizer files of a bert-base-uncased style repo: tokenizer.json, tokenizer_config.json, vocab.txt."""
+    make_bert_tokenizer().save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(bert_vocab()) + "\n", encoding="utf-8")
+
+
 def _fresh(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -108,16 +114,17 @@ def tiny_grounding_dino_config():
 
 
 def write_tiny_grounding_dino(folder: Path) -> Path:
-    """Write a tiny ``GroundingDinoForObjectDetection`` + ``GroundingDinoProcessor`` to ``folder``."""
+    """Write a tiny ``GroundingDinoForObjectDetection``, its image processor and BERT tokenizer to ``folder``."""
     import torch
-    from transformers import GroundingDinoForObjectDetection, GroundingDinoImageProcessor, GroundingDinoProcessor
+    from transformers import GroundingDinoForObjectDetection, GroundingDinoImageProcessor
 
     torch.manual_seed(SEED)
     model = GroundingDinoForObjectDetection(tiny_grounding_dino_config()).eval()
     image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 128})
-    processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=make_bert_tokenizer())
     model.save_pretrained(_fresh(folder))
-    processor.save_pretrained(folder)
+    # The published repos hold preprocessor_config.json + the tokenizer files (no processor_config.json).
+    image_processor.save_pretrained(folder)
+    save_bert_tokenizer(folder)
     return folder
 
 
@@ -159,29 +166,29 @@ def _tiny_sam_image_processor():
 
 
 def write_tiny_sam(folder: Path) -> Path:
-    """Write a tiny ``SamModel`` (64 px input) + ``SamProcessor`` to ``folder``."""
+    """Write a tiny ``SamModel`` (64 px input) + its image processor to ``folder``."""
     import torch
-    from transformers import SamConfig, SamModel, SamProcessor
+    from transformers import SamConfig, SamModel
 
     torch.manual_seed(SEED)
     SamModel(SamConfig(**_tiny_sam_parts())).eval().save_pretrained(_fresh(folder))
-    SamProcessor(image_processor=_tiny_sam_image_processor()).save_pretrained(folder)
+    _tiny_sam_image_processor().save_pretrained(folder)  # preprocessor_config.json, as published
     return folder
 
 
 def write_tiny_sam_hq(folder: Path) -> Path:
-    """Write a tiny ``SamHQModel`` + ``SamHQProcessor`` to ``folder``."""
+    """Write a tiny ``SamHQModel`` + its image processor to ``folder``."""
     import torch
-    from transformers import SamHQConfig, SamHQModel, SamHQProcessor
+    from transformers import SamHQConfig, SamHQModel
 
     torch.manual_seed(SEED)
     SamHQModel(SamHQConfig(**_tiny_sam_parts(hq=True))).eval().save_pretrained(_fresh(folder))
-    SamHQProcessor(image_processor=_tiny_sam_image_processor()).save_pretrained(folder)
+    _tiny_sam_image_processor().save_pretrained(folder)
     return folder
 
 
 def write_tiny_sam2(folder: Path) -> Path:
-    """Write a tiny ``Sam2Model`` (128 px Hiera) + ``Sam2Processor`` to ``folder``."""
+    """Write a tiny ``Sam2Model`` (128 px Hiera) + its image processor to ``folder``."""
     import torch
     from transformers import (
         Sam2Config,
@@ -189,15 +196,12 @@ def write_tiny_sam2(folder: Path) -> Path:
         Sam2ImageProcessor,
         Sam2MaskDecoderConfig,
         Sam2Model,
-        Sam2Processor,
         Sam2PromptEncoderConfig,
         Sam2VisionConfig,
     )
 
     hiera = Sam2HieraDetConfig(hidden_size=12, num_channels=3, image_size=128, patch_stride=4, patch_kernel_size=7,
-                               patch_padding=3, blocks_per_stage=[1, 1, 1, 1], embed_dim_per_stage=[12, 24, 48, 96],
-                               num_attention_heads_per_stage=[1, 1, 1, 1], global_attention_blocks=[2, 3],
-                               window_size_per_stage=[4, 4, 4, 4], window_positional_embedding_background_size=[4, 4])
+                               patch_padding=3, blocks_per_stage=[1, 2, 7, 2], embed_dim_per_stage=[12, 24, 48, 96])
     vision = Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=[96, 48, 24, 12],
                               backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]], fpn_hidden_size=32)
     prompt = Sam2PromptEncoderConfig(hidden_size=32, image_size=128, patch_size=16, mask_input_channels=8)
@@ -207,9 +211,8 @@ def write_tiny_sam2(folder: Path) -> Path:
                         image_size=128)
     torch.manual_seed(SEED)
     Sam2Model(config).eval().save_pretrained(_fresh(folder))
-    Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": 128, "width": 128},
-                                                     mask_size={"height": 32, "width": 32}),
-                  target_size=128).save_pretrained(folder)
+    Sam2ImageProcessor(size={"height": 128, "width": 128}, mask_size={"height": 32, "width": 32}
+                       ).save_pretrained(folder)
     return folder
 
 
@@ -239,29 +242,23 @@ def build_sam2(dest: Path) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def tiny_original_sam(image_size: int = 64):
-    """A tiny ``segment_anything.modeling.Sam`` (ViT of width 32, 2 blocks, the 2nd global)."""
-    import torch
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+#: The tiny original-format SAM: a ViT of width 32 with 2 blocks (the 2nd global) on 64 px inputs.
+TINY_ORIGINAL_SAM_ARCH = {
+    "img_size": 64, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "global_attn_indexes": (1,),
+    "window_size": 4, "mlp_ratio": 2.0, "out_chans": 16, "mask_in_chans": 4, "decoder_depth": 2,
+    "decoder_mlp_dim": 32, "num_multimask_outputs": 3, "iou_head_depth": 3, "iou_head_hidden_dim": 16,
+    "variant": None,
+}
 
-    patch, prompt_dim = 8, 16
-    grid = image_size // patch
+
+def tiny_original_sam():
+    """A tiny ``segment_anything.modeling.Sam`` of `TINY_ORIGINAL_SAM_ARCH`, seeded."""
+    import torch
+
+    from ..grounded_sam.original import build_original_sam
+
     torch.manual_seed(SEED)
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=image_size, patch_size=patch, in_chans=3, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
-            out_chans=prompt_dim, qkv_bias=True, use_rel_pos=True, window_size=4, global_attn_indexes=(1,),
-        ),
-        prompt_encoder=PromptEncoder(embed_dim=prompt_dim, image_embedding_size=(grid, grid),
-                                     input_image_size=(image_size, image_size), mask_in_chans=4),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=32, num_heads=2),
-            transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=16,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    ).eval()
+    return build_original_sam(TINY_ORIGINAL_SAM_ARCH).eval()
 
 
 @register_tiny("sam-original")
@@ -283,7 +280,7 @@ def write_tiny_bert(folder: Path) -> Path:
     config = BertConfig(vocab_size=len(bert_vocab()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=16, max_position_embeddings=512)
     BertModel(config).eval().save_pretrained(_fresh(folder))
-    make_bert_tokenizer().save_pretrained(folder)
+    save_bert_tokenizer(folder)
     return folder
 
 
@@ -308,7 +305,7 @@ def original_grounding_dino_config_text(**overrides) -> str:
     return "\n".join(lines) + "\n"
 
 
-@register_tiny("grounding-dino-original")
+@register_tiny("groundingdino-py")
 def build_grounding_dino_original(dest: Path) -> list[str]:
     import torch
 

@@ -1,0 +1,85 @@
+"""``vitrine review CATALOG_DIR``: serve the review page, export it, or list pending edit requests.
+
+Registered through ``flows.cli.CLI_EXTENSIONS``. Exit codes follow flows/cli.py: 0 success, 2 bad usage
+or input (including a port already in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_USAGE = 0, 2
+#: The server's defaults (pipelines.review_server.DEFAULT_HOST/PORT, checked equal by a test), repeated here
+#: so that building the parser does not import the server and its image libraries.
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
+
+
+def _error(msg: str) -> int:
+    print(f"vitrine: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _default_reviewer() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return None
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipelines.review import catalog_entries, pending_edit_requests
+
+    catalog = Path(args.catalog_dir)
+    if not catalog.is_dir():
+        return _error(f"{catalog}: not a directory")
+    if not catalog_entries(catalog):
+        return _error(f"{catalog}: no catalog entries found")
+
+    if args.list_edits:
+        for request in pending_edit_requests(catalog):
+            print(json.dumps(request.to_json(), ensure_ascii=False))
+        return EXIT_OK
+
+    if args.export:
+        from pipelines.review_page import export_static
+
+        index = export_static(catalog, Path(args.export))
+        print(f"exported: {index}")
+        return EXIT_OK
+
+    from pipelines.review_server import ReviewServer
+
+    try:
+        server = ReviewServer(catalog, args.host, args.port, reviewer=args.reviewer or _default_reviewer())
+    except OSError as exc:
+        return _error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    print(f"Reviewing {catalog.resolve()} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``review`` command."""
+    r = subparsers.add_parser(
+        "review", help="review a catalog in the browser: approve, reject, or request edits per output",
+        description="Serve a review page for CATALOG_DIR on 127.0.0.1 (decisions go to each manifest and to "
+                    "CATALOG_DIR/_review/decisions.jsonl), or export a read-only page with --export.",
+    )
+    r.add_argument("catalog_dir", metavar="CATALOG_DIR")
+    r.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
+    r.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port; 0 picks a free one (default: {DEFAULT_PORT})")
+    r.add_argument("--reviewer", default=None, metavar="NAME", help="name recorded with decisions (default: $USER)")
+    r.add_argument("--export", default=None, metavar="DIR",
+                   help="write a read-only DIR/index.html that opens from disk, then exit")
+    r.add_argument("--list-edits", action="store_true",
+                   help="print the pending edit requests as JSON lines, then exit")
+    r.set_defaults(func=cmd_review)

@@ -1,0 +1,106 @@
+"""One generation at a time per GPU: a Prefect global concurrency limit around an engine's model calls.
+
+A GPU worker (``vitrine worker --gpu N``) exports ``VITRINE_GPU_LIMIT`` with the name of the global
+concurrency limit of its GPU (``vitrine-gpu-<host>-<N>``, limit 1) and ``CUDA_VISIBLE_DEVICES=N``. The
+batch flow wraps its engine in `GpuGuardedEngine`: every model call (segmentation, controls,
+generation, seam inpainting) holds the GPU's slot, while loading photos, hashing and writing images
+run outside it, so two SKUs of a batch overlap their I/O but never their generation.
+
+The limit lives on the Prefect server, so it also serialises flow runs that share a GPU (a worker
+started with ``--limit 2``, or ``serve`` running two deployments at once), and it can be changed at
+run time (``prefect gcl update vitrine-gpu-box1-0 --limit 2`` on a GPU with memory to spare). Slots are
+leased: a process killed while holding one (SIGKILL, OOM killer) frees it when its lease expires
+(``GPU_SLOT_LEASE_S`` plus the server's repossessor loop, ~15 s).
+
+Without ``VITRINE_GPU_LIMIT`` (a laptop, the CLI's ``vitrine run``, the tests' embedded API) the
+engine is used as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+#: Environment variable naming the global concurrency limit of this process's GPU.
+GPU_LIMIT_ENV = "VITRINE_GPU_LIMIT"
+#: Environment variable naming this worker (shown in reports and artifacts).
+WORKER_NAME_ENV = "VITRINE_WORKER_NAME"
+#: Seconds a model call waits for its GPU slot before the SKU fails with a timeout.
+GPU_SLOT_TIMEOUT_ENV = "VITRINE_GPU_SLOT_TIMEOUT_S"
+GPU_SLOT_TIMEOUT_S = 3600.0
+#: Lease of a held slot, renewed while the call runs; Prefect's renewal API needs at least 60 s.
+GPU_SLOT_LEASE_S = 60.0
+#: Engine methods that run models (and so hold the GPU). ``describe``/``models`` are metadata.
+GUARDED_METHODS = frozenset({"find_subject", "controls", "background", "inpaint_seam"})
+
+
+def gpu_limit_name(device: str | int, host: str | None = None) -> str:
+    """The global concurrency limit name of GPU ``device`` on ``host`` (default: this machine).
+
+    Names are ``vitrine-gpu-<host>-<device>`` with the host lower-cased and anything outside
+    ``[a-z0-9-]`` replaced by ``-``, e.g. ``vitrine-gpu-box1-0``.
+    """
+    host = host or socket.gethostname()
+    slug = re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-") or "host"
+    dev = re.sub(r"[^a-z0-9-]+", "-", str(device).lower()).strip("-")
+    if not dev:
+        raise ValueError(f"bad GPU device {device!r}: expected an index such as 0 or a UUID")
+    return f"vitrine-gpu-{slug}-{dev}"
+
+
+def runner_info() -> dict[str, Any]:
+    """Who is running this batch: host, process, worker name, visible GPUs and the GPU limit."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "worker": os.environ.get(WORKER_NAME_ENV),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpu_limit": os.environ.get(GPU_LIMIT_ENV) or None,
+    }
+
+
+class GpuGuardedEngine:
+    """An engine whose model calls each hold one slot of a Prefect global concurrency limit.
+
+    Args:
+        engine (`Engine`): the engine to wrap; every attribute other than the model calls in
+            `GUARDED_METHODS` is passed through unchanged (so ``describe()`` and the content hash of
+            a SKU do not change).
+        limit_name (`str`): the global concurrency limit, e.g. ``vitrine-gpu-box1-0``.
+        timeout_s (`float`, *optional*): seconds to wait for a slot; defaults to
+            ``$VITRINE_GPU_SLOT_TIMEOUT_S`` or 3600. Past it the call raises `TimeoutError`.
+    """
+
+    def __init__(self, engine: Any, limit_name: str, timeout_s: float | None = None):
+        self._engine = engine
+        self.limit_name = limit_name
+        if timeout_s is None:
+            timeout_s = float(os.environ.get(GPU_SLOT_TIMEOUT_ENV, GPU_SLOT_TIMEOUT_S))
+        self.timeout_s = timeout_s
+
+    @property
+    def wrapped(self) -> Any:
+        return self._engine
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._engine, name)
+        if name not in GUARDED_METHODS or not callable(attr):
+            return attr
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            from prefect.concurrency.sync import concurrency
+
+            with concurrency(self.limit_name, occupy=1, timeout_seconds=self.timeout_s,
+                             lease_duration=GPU_SLOT_LEASE_S, strict=False):
+                return attr(*args, **kwargs)
+
+        guarded.__name__ = name
+        return guarded
+
+
+def guard_engine(engine: Any) -> Any:
+    """``engine`` wrapped in `GpuGuardedEngine` when ``$VITRINE_GPU_LIMIT`` names a limit, else as is."""
+    name = os.environ.get(GPU_LIMIT_ENV, "").strip()
+    return GpuGuardedEngine(engine, name) if name else engine

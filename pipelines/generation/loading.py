@@ -1,0 +1,677 @@
+"""Loading FLUX / SDXL models once per process, and assembling diffusers pipelines from them.
+
+Every model (a pipeline component, a ControlNet, a quantized or LoRA-fused denoiser) is loaded through
+`MODEL_CACHE`, keyed by ``(model id, revision, dtype, device, part, variant)``: a second request for the
+same key returns the object already in memory. Pipelines are cheap shells around cached models, built
+with `load_pipeline`; components that a profile ``shares`` with its base (the FLUX.1 text encoders and
+VAE of Fill/Kontext, SDXL's of the inpainting model) are taken from the base, so the 9 GB T5 of FLUX is
+loaded once even when three FLUX pipelines use it.
+
+Weights are read from safetensors (``use_safetensors=True``) or GGUF files; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError, MissingBackendError
+from ..models.location import locate
+from .profiles import ModelProfile, get_profile
+from .settings import GenerationSettings, parse_lora
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+#: Components that are models (moved to a device, cast to a dtype); the rest are tokenizers/schedulers.
+DENOISERS = ("transformer", "unet")
+
+
+# ------------------------------------------------------------------------------------------------ cache
+@dataclass(frozen=True)
+class CacheKey:
+    """What identifies a loaded model in the per-process cache.
+
+    Attributes:
+        model_id (`str`): the repo id (``org/name``) the weights come from.
+        revision (`str`, *optional*): the pinned revision (``None`` = the snapshot found).
+        dtype (`str`): e.g. ``float32``, ``bfloat16`` (``-`` for tokenizers and schedulers).
+        device (`str`): e.g. ``cpu``, ``cuda``, ``cuda+offload`` (``-`` for tokenizers and schedulers).
+        part (`str`): the component (``transformer``, ``vae``, ``text_encoder_2``, ``controlnet``...).
+        variant (`str`, *optional*): how the weights were transformed (``gguf:...``, ``single-file:...``,
+            ``torchao:fp8``, ``+lora:name@scale``); empty for the plain weights.
+    """
+
+    model_id: str
+    revision: str | None
+    dtype: str
+    device: str
+    part: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        var = f" [{self.variant}]" if self.variant else ""
+        return f"{self.model_id}{rev}/{self.part} ({self.dtype}, {self.device}){var}"
+
+
+class ModelCache:
+    """A thread-safe, per-process cache of loaded models with a load log.
+
+    Two threads asking for the same key at once load it once: the second waits for the first.
+    ``loads`` counts the actual loads per key (1 each when models load once per process), ``hits``
+    the requests served from memory.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[CacheKey, Any] = {}
+        self._key_locks: dict[CacheKey, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.loads: Counter[CacheKey] = Counter()
+        self.load_seconds: dict[CacheKey, float] = {}
+        self.hits = 0
+
+    def get(self, key: CacheKey, load: Callable[[], Any]) -> Any:
+        """The cached object for ``key``, calling ``load()`` (once) when it is not there yet."""
+        with self._lock:
+            if key in self._items:
+                self.hits += 1
+                return self._items[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._items:
+                    self.hits += 1
+                    return self._items[key]
+            t0 = time.perf_counter()
+            obj = load()
+            seconds = time.perf_counter() - t0
+            with self._lock:
+                self._items[key] = obj
+                self.loads[key] += 1
+                self.load_seconds[key] = round(seconds, 4)
+            logger.info("loaded %s in %.2fs", key, seconds)
+            return obj
+
+    def __contains__(self, key: CacheKey) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def keys(self) -> list[CacheKey]:
+        with self._lock:
+            return list(self._items)
+
+    def stats(self) -> dict[str, Any]:
+        """``{"models": n cached, "loads": total loads, "hits": n, "load_seconds": total, "reloaded": [keys
+        loaded more than once]}``."""
+        with self._lock:
+            return {
+                "models": len(self._items),
+                "loads": sum(self.loads.values()),
+                "hits": self.hits,
+                "load_seconds": round(sum(self.load_seconds.values()), 3),
+                "reloaded": [str(k) for k, n in self.loads.items() if n > 1],
+            }
+
+    def clear(self) -> None:
+        """Drop every cached model (the load log too). Frees GPU memory once nothing else refers to them."""
+        with self._lock:
+            self._items.clear()
+            self._key_locks.clear()
+            self.loads.clear()
+            self.load_seconds.clear()
+            self.hits = 0
+        _empty_cuda_cache()
+
+
+#: The per-process model cache every generative engine and `load_pipeline` use.
+MODEL_CACHE = ModelCache()
+
+
+def _empty_cuda_cache() -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------- device/dtype
+def resolve_device(setting: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a CUDA device is present, else ``mps`` when present, else ``cpu``.
+
+    Raises:
+        `InputError`: a CUDA/MPS device was asked for and is not there.
+    """
+    import torch
+
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {setting!r} asked for but no CUDA device is available", key="VITRINE_GEN_DEVICE")
+    return setting
+
+
+def resolve_dtype(setting: str, profile: ModelProfile, device: str) -> torch.dtype:
+    """The compute dtype: ``auto`` → ``float32`` on a CPU, else the profile's (``bfloat16``/``float16``)."""
+    import torch
+
+    name = setting
+    if setting == "auto":
+        name = "float32" if device == "cpu" else profile.dtype
+    return getattr(torch, name)
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ----------------------------------------------------------------------------------------------- locating
+def model_path(profile: ModelProfile, model_root: str | Path | None) -> Path:
+    """The snapshot folder of ``profile`` (``MODEL_ROOT/<org>/<name>/`` or the Hugging Face cache).
+
+    Raises:
+        `ModelNotFoundError`: listing where it looked and how to fetch the model.
+    """
+    return locate(profile.id, model_root, required_files=profile.required_files,
+                  revision=profile.revision).path
+
+
+def read_model_index(folder: Path) -> dict[str, Any]:
+    """A diffusers pipeline repo's ``model_index.json``.
+
+    Raises:
+        `InputError`: missing or unparsable (naming the file).
+    """
+    path = folder / "model_index.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("not a diffusers pipeline folder (no model_index.json)", path=path) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read model_index.json: {exc}", path=path) from None
+
+
+def _import_class(library: str, name: str):
+    if library not in ("diffusers", "transformers"):
+        raise InputError(f"component library {library!r} is not supported (expected diffusers or transformers)")
+    module = importlib.import_module(library)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise InputError(f"{library} has no class {name!r}; is the installed {library} too old?") from None
+
+
+# ------------------------------------------------------------------------------------------- components
+@dataclass
+class LoadContext:
+    """Where and how models are loaded: the model root, settings, resolved device and offload."""
+
+    model_root: str | Path | None
+    settings: GenerationSettings
+    device: str = ""
+    offload: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.device:
+            self.device = resolve_device(self.settings.device)
+        self.offload = self.settings.offload != "none"
+        if self.offload and not self.device.startswith("cuda"):
+            raise InputError(
+                f"CPU offload needs a CUDA device (the device is {self.device}); unset VITRINE_GEN_OFFLOAD",
+                key="VITRINE_GEN_OFFLOAD",
+            )
+
+    @property
+    def load_device(self) -> str:
+        """Where weights are put at load: the CPU when offloading (hooks move them), else the device."""
+        return "cpu" if self.offload else self.device
+
+    @property
+    def device_key(self) -> str:
+        return f"{self.device}+{self.settings.offload}-offload" if self.offload else self.device
+
+    def dtype(self, profile: ModelProfile) -> torch.dtype:
+        return resolve_dtype(self.settings.dtype, profile, self.device)
+
+    def key(self, profile: ModelProfile, part: str, variant: str = "", *, tensors: bool = True) -> CacheKey:
+        if not tensors:
+            return CacheKey(profile.id, profile.revision, "-", "-", part, variant)
+        return CacheKey(profile.id, profile.revision, _dtype_name(self.dtype(profile)), self.device_key, part, variant)
+
+
+def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index: dict | None = None) -> Any:
+    """One component of a pipeline repo (``text_encoder``, ``vae``, ``tokenizer``, ``transformer``...).
+
+    Cached in `MODEL_CACHE`. Models are cast to the context's dtype, put on its device and set to eval
+    mode; schedulers are *not* cached (they hold per-call state): a fresh one is returned each time.
+
+    Args:
+        profile (`ModelProfile`): the repo's profile.
+        part (`str`): the component's folder name, as in ``model_index.json``.
+        ctx (`LoadContext`): model root, settings, device.
+        index (`dict`, *optional*): the repo's ``model_index.json`` (read when not given).
+
+    Returns:
+        The component (a `torch.nn.Module`, a tokenizer or a scheduler).
+
+    Raises:
+        `ModelNotFoundError`: the repo is not found. `InputError`: the repo has no such component.
+    """
+    folder = model_path(profile, ctx.model_root)
+    index = index if index is not None else read_model_index(folder)
+    entry = index.get(part)
+    if not entry or entry[0] is None:
+        raise InputError(f"{profile.id} has no component {part!r}", path=folder / "model_index.json", key=part)
+    library, class_name = entry
+    cls = _import_class(library, class_name)
+    if part == "scheduler" or class_name.endswith("Scheduler"):
+        config = MODEL_CACHE.get(ctx.key(profile, part, tensors=False), lambda: cls.load_config(folder / part))
+        return cls.from_config(config)
+    if "Tokenizer" in class_name or "Processor" in class_name or "FeatureExtractor" in class_name:
+        return MODEL_CACHE.get(ctx.key(profile, part, tensors=False), lambda: cls.from_pretrained(folder / part))
+    if part in DENOISERS:
+        return load_denoiser(profile, ctx, part=part, cls=cls)
+    dtype = ctx.dtype(profile)
+
+    def load():
+        _quiet_progress_bars()
+        if library == "transformers":
+            model = cls.from_pretrained(folder / part, dtype=dtype, use_safetensors=True)
+        else:
+            model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True)
+        return model.to(ctx.load_device).eval()
+
+    return MODEL_CACHE.get(ctx.key(profile, part), load)
+
+
+def _quiet_progress_bars() -> None:
+    """transformers prints a "Loading weights" bar per model; it would break the CLI's progress bar."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _quantization_config(settings: GenerationSettings):
+    """torchao weight quantization of the denoiser, or ``None``."""
+    if settings.quantize is None:
+        return None
+    try:
+        import torchao.quantization as tq  # noqa: F401
+    except ImportError:
+        raise MissingBackendError(
+            f"torchao ({settings.quantize})",
+            "pip install torchao (fp8 needs an NVIDIA GPU with compute capability >= 8.9, e.g. L4/H100), "
+            "or unset VITRINE_GEN_QUANTIZE",
+        ) from None
+    from diffusers import TorchAoConfig
+
+    if settings.quantize == "fp8":
+        return TorchAoConfig(tq.Float8DynamicActivationFloat8WeightConfig())
+    return TorchAoConfig(tq.Int8WeightOnlyConfig())
+
+
+def denoiser_variant(profile: ModelProfile, settings: GenerationSettings, *, is_base: bool) -> tuple[str, list]:
+    """How the denoiser of ``profile`` is loaded: a variant string for the cache key, and the LoRAs.
+
+    Returns:
+        `tuple`: ``(variant, [(lora profile, scale), ...])``.
+    """
+    parts, loras = [], []
+    if is_base:
+        if settings.gguf:
+            parts.append(f"gguf:{settings.gguf}")
+        elif settings.single_file:
+            if not profile.single_file:
+                raise InputError(f"{profile.id} has no single-file checkpoint in its profile",
+                                 key="VITRINE_GEN_SINGLE_FILE")
+            parts.append(f"single-file:{profile.single_file}")
+        for item in settings.loras:
+            name, scale = parse_lora(item)
+            lp = get_profile(name, key="VITRINE_GEN_LORAS")
+            if lp.role != "lora" or lp.family != profile.family:
+                raise InputError(f"{name} is not a {profile.family} LoRA (it is a {lp.family} {lp.role})",
+                                 key="VITRINE_GEN_LORAS")
+            loras.append((lp, scale if scale is not None else lp.lora_scale))
+            parts.append(f"+lora:{lp.name}@{loras[-1][1]}")
+    if settings.quantize:
+        parts.append(f"torchao:{settings.quantize}")
+    return "".join(parts), loras
+
+
+def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None = None, cls=None,
+                  is_base: bool | None = None) -> Any:
+    """The denoiser (FLUX transformer or SDXL UNet) of ``profile``, as the settings ask for it.
+
+    For the base model: from its GGUF file (``settings.gguf``), its single ``.safetensors`` file
+    (``settings.single_file``) or the diffusers folder; torchao-quantized when ``settings.quantize``;
+    with every LoRA of ``settings.loras`` fused into it (kept as active adapters when the weights are
+    quantized, which cannot take fused weights). Cached per variant.
+    """
+    folder = model_path(profile, ctx.model_root)
+    index = read_model_index(folder)
+    if part is None:
+        part = next((p for p in DENOISERS if p in index), None)
+        if part is None:
+            raise InputError(f"{profile.id} has no transformer or unet", path=folder / "model_index.json")
+    if cls is None:
+        cls = _import_class(*index[part])
+    is_base = profile.role == "base" if is_base is None else is_base
+    variant, loras = denoiser_variant(profile, ctx.settings, is_base=is_base)
+    dtype = ctx.dtype(profile)
+    settings = ctx.settings
+
+    def load():
+        quantized = False
+        if is_base and settings.gguf:
+            model = _load_gguf(profile, settings.gguf, cls, folder, part, dtype, ctx)
+            quantized = True
+        elif is_base and settings.single_file:
+            path = folder / profile.single_file
+            if not path.is_file():
+                raise InputError("single-file checkpoint not found", path=path, key="VITRINE_GEN_SINGLE_FILE")
+            model = cls.from_single_file(str(path), config=str(folder), subfolder=part, torch_dtype=dtype,
+                                         local_files_only=True)
+        else:
+            qc = _quantization_config(settings)
+            quantized = qc is not None
+            model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True,
+                                        **({"quantization_config": qc} if qc is not None else {}))
+        model = model.to(ctx.load_device).eval()
+        if loras:
+            apply_loras(model, profile.family, loras, ctx, fuse=not quantized)
+        return model
+
+    return MODEL_CACHE.get(ctx.key(profile, part, variant), load)
+
+
+def _load_gguf(base: ModelProfile, gguf_name: str, cls, folder: Path, part: str, dtype, ctx: LoadContext):
+    gp = get_profile(gguf_name, key="VITRINE_GEN_GGUF")
+    if gp.role != "gguf":
+        raise InputError(f"{gguf_name} is not a GGUF profile (it is a {gp.role})", key="VITRINE_GEN_GGUF")
+    if gp.base_models and base.id not in gp.base_models:
+        raise InputError(f"{gguf_name} is a quantized {', '.join(gp.base_models)}, not {base.id}",
+                         key="VITRINE_GEN_GGUF")
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        raise MissingBackendError("GGUF", "pip install 'gguf>=0.10'") from None
+    from diffusers import GGUFQuantizationConfig
+
+    path = model_path(gp, ctx.model_root) / gp.weight_name  # type: ignore[operator]
+    return cls.from_single_file(str(path), quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
+                                config=str(folder), subfolder=part, torch_dtype=dtype, local_files_only=True)
+
+
+def apply_loras(model, family: str, loras: list[tuple[ModelProfile, float]], ctx: LoadContext, *,
+                fuse: bool = True) -> None:
+    """Load LoRA files into a denoiser (diffusers, kohya and other formats diffusers converts).
+
+    Args:
+        model: a FLUX transformer or SDXL UNet.
+        family (`str`): ``flux`` or ``sdxl`` (which diffusers LoRA loader converts the file).
+        loras (`list[tuple[ModelProfile, float]]`): LoRA profiles and their scales.
+        ctx (`LoadContext`): where to find them.
+        fuse (`bool`, *optional*, defaults to `True`): fuse into the weights and drop the LoRA layers
+            (no per-step cost); otherwise keep them as active adapters.
+    """
+    import diffusers
+
+    names, scales = [], []
+    for lp, scale in loras:
+        folder = model_path(lp, ctx.model_root)
+        name = lp.name.replace("/", "--").replace(":", "--").replace(".", "_")
+        if family == "flux":
+            out = diffusers.FluxPipeline.lora_state_dict(str(folder), weight_name=lp.weight_name,
+                                                         return_alphas=True, local_files_only=True)
+            state_dict, alphas = out[0], out[1]
+            diffusers.FluxPipeline.load_lora_into_transformer(state_dict, network_alphas=alphas,
+                                                              transformer=model, adapter_name=name)
+        else:
+            out = diffusers.StableDiffusionXLPipeline.lora_state_dict(
+                str(folder), weight_name=lp.weight_name, unet_config=model.config, local_files_only=True)
+            state_dict, alphas = out[0], out[1]
+            diffusers.StableDiffusionXLPipeline.load_lora_into_unet(state_dict, alphas, unet=model,
+                                                                    adapter_name=name)
+        names.append(name)
+        scales.append(float(scale))
+    model.set_adapters(names, weights=scales)
+    if fuse:
+        model.fuse_lora(lora_scale=1.0, adapter_names=names)
+        model.unload_lora()
+    model.eval()
+
+
+def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "controlnet") -> Any:
+    """A model repo with ``config.json`` + weights at its root (a ControlNet, a VAE), cached.
+
+    The class comes from the config's ``_class_name`` (``ControlNetModel``, ``FluxControlNetModel``,
+    ``ControlNetUnionModel``, ``AutoencoderKL``...).
+    """
+    folder = model_path(profile, ctx.model_root)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the model config: {exc}", path=folder / "config.json") from None
+    default = "AutoencoderKL" if part == "vae" else "ControlNetModel"
+    cls = _import_class("diffusers", config.get("_class_name", default))
+    dtype = ctx.dtype(profile)
+
+    def load():
+        model = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        return model.to(ctx.load_device).eval()
+
+    return MODEL_CACHE.get(ctx.key(profile, part), load)
+
+
+def load_controlnet(profile: ModelProfile, ctx: LoadContext) -> Any:
+    """A ControlNet model repo, cached (see `load_standalone`)."""
+    return load_standalone(profile, ctx, "controlnet")
+
+
+# -------------------------------------------------------------------------------------------- pipelines
+def load_pipeline(
+    profile: ModelProfile | str,
+    *,
+    model_root: str | Path | None = None,
+    settings: GenerationSettings | None = None,
+    pipeline_class: str | None = None,
+    base: ModelProfile | str | None = None,
+    controlnets: list[ModelProfile] | tuple[ModelProfile, ...] = (),
+    components: dict[str, Any] | None = None,
+    ctx: LoadContext | None = None,
+) -> Any:
+    """Assemble a diffusers pipeline from cached components.
+
+    Args:
+        profile (`ModelProfile | str`): the repo whose ``model_index.json`` lists the components
+            (a profile or its name), e.g. ``black-forest-labs/FLUX.1-Kontext-dev``.
+        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; else ``$VITRINE_MODEL_ROOT``,
+            then the Hugging Face cache.
+        settings (`GenerationSettings`, *optional*): device, dtype, LoRAs, quantization, offload and
+            speed-ups; defaults to `GenerationSettings()` (auto device, no add-ons).
+        pipeline_class (`str`, *optional*): the diffusers class to build (e.g. ``FluxControlNetInpaintPipeline``
+            over a FLUX.1-dev repo); defaults to the repo's ``_class_name``.
+        base (`ModelProfile | str`, *optional*): take the components ``profile.shares`` from this base repo.
+        controlnets (`list[ModelProfile]`, *optional*): ControlNets to attach (several are wrapped in the
+            family's multi-ControlNet model; a union ControlNet for several controls too, for FLUX).
+        components (`dict`, *optional*): components to use as they are (override anything above).
+        ctx (`LoadContext`, *optional*): an existing context (takes precedence over model_root/settings).
+
+    Returns:
+        A diffusers `DiffusionPipeline` with its progress bar disabled, on the settings' device (or with
+        CPU offload hooks), with the settings' speed-ups applied to its denoiser.
+
+    Raises:
+        `ModelNotFoundError`: a repo is not found. `InputError`: an unusable combination (the key says
+        which setting). `MissingBackendError`: an optional package (torchao, gguf) is missing.
+    """
+    import diffusers
+
+    # 1. Resolve the profiles and the load context
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    base = get_profile(base) if isinstance(base, str) else base
+    ctx = ctx or LoadContext(model_root, settings or GenerationSettings())
+    folder = model_path(profile, ctx.model_root)
+    index = read_model_index(folder)
+    cls_name = pipeline_class or index.get("_class_name")
+    cls = _import_class("diffusers", cls_name)
+    accepted = inspect.signature(cls.__init__).parameters
+
+    # 2. Components: shared from the base, else from this repo (all through the cache)
+    parts: dict[str, Any] = {}
+    base_index = read_model_index(model_path(base, ctx.model_root)) if base is not None else None
+    for part, entry in index.items():
+        if part.startswith("_") or part not in accepted:
+            continue
+        if not isinstance(entry, (list, tuple)):  # a pipeline config value (force_zeros_for_empty_prompt...)
+            parts[part] = entry
+            continue
+        if not entry or entry[0] is None:
+            parts[part] = None
+            continue
+        if base is not None and part in profile.shares and base_index is not None and part in base_index:
+            parts[part] = load_component(base, part, ctx, index=base_index)
+        elif part in DENOISERS:
+            parts[part] = load_denoiser(profile, ctx, part=part)
+        else:
+            parts[part] = load_component(profile, part, ctx, index=index)
+
+    # 3. ControlNets (one, a multi-ControlNet of several, or a union ControlNet for several controls)
+    if controlnets:
+        if "controlnet" not in accepted:
+            raise InputError(f"{cls_name} takes no ControlNet")
+        nets = [load_controlnet(cn, ctx) for cn in controlnets]
+        if profile.family == "flux":
+            parts["controlnet"] = diffusers.FluxMultiControlNetModel(nets)
+        elif len(nets) > 1:
+            parts["controlnet"] = diffusers.MultiControlNetModel(nets)
+        else:
+            parts["controlnet"] = nets[0]
+    for name in ("image_encoder", "feature_extractor"):
+        if name in accepted and name not in parts:
+            parts[name] = None
+    if "requires_aesthetics_score" in accepted and "requires_aesthetics_score" not in parts:
+        parts["requires_aesthetics_score"] = profile.role == "refiner"
+    parts.update(components or {})
+
+    # 4. Build, then offload hooks or device placement and speed-ups
+    pipe = cls(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    for module in _modules(pipe):
+        apply_speedups(module, ctx.settings)
+    pipe._vitrine_ctx = ctx
+    return pipe
+
+
+def _modules(pipe) -> list[Any]:
+    return [m for name in DENOISERS if (m := getattr(pipe, name, None)) is not None]
+
+
+def apply_speedups(model, settings: GenerationSettings) -> list[str]:
+    """Apply the settings' speed-ups to a denoiser, once (idempotent); returns what was applied.
+
+    - ``fuse_qkv``: fuse the attention Q/K/V projections into one matmul.
+    - ``cache_threshold``: first-block caching (skip the remaining blocks while the first block's
+      residual changes less than the threshold); transformers only.
+    - ``compile``: regional ``torch.compile`` of the repeated blocks (``compile_repeated_blocks``).
+    """
+    done = getattr(model, "_vitrine_speedups", None)
+    if done is not None:
+        return done
+    done = []
+    if settings.fuse_qkv:
+        if hasattr(model, "fuse_qkv_projections"):
+            model.fuse_qkv_projections()
+        else:
+            from diffusers.models.attention import AttentionModuleMixin
+
+            for m in model.modules():
+                if isinstance(m, AttentionModuleMixin):
+                    m.fuse_projections()
+        done.append("fuse_qkv")
+    if settings.cache_threshold is not None:
+        if hasattr(model, "enable_cache"):
+            from diffusers.hooks import FirstBlockCacheConfig
+
+            model.enable_cache(FirstBlockCacheConfig(threshold=settings.cache_threshold))
+            done.append(f"first_block_cache:{settings.cache_threshold}")
+        else:
+            logger.warning("%s does not support first-block caching; ignored", type(model).__name__)
+    if settings.compile:
+        model.compile_repeated_blocks(fullgraph=True)
+        done.append("compile_repeated_blocks")
+    model._vitrine_speedups = done
+    return done
+
+
+_offload_owner: dict[str, Any] = {}
+_offload_lock = threading.Lock()
+
+
+def prepare_for_call(pipe) -> None:
+    """Put a pipeline's models where the call needs them.
+
+    Without offload: on the context's device (they were loaded there). With offload: (re-)install this
+    pipeline's offload hooks when another pipeline sharing its models installed its own since.
+    """
+    ctx: LoadContext | None = getattr(pipe, "_vitrine_ctx", None)
+    if ctx is None or not ctx.offload:
+        return
+    with _offload_lock:
+        if _offload_owner.get(ctx.device) is pipe:
+            return
+        if ctx.settings.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=ctx.device)
+        else:
+            pipe.enable_model_cpu_offload(device=ctx.device)
+        _offload_owner[ctx.device] = pipe
+
+
+def enable_offload_now(pipe) -> bool:
+    """Switch a pipeline that runs fully on a GPU to model CPU offload (the OOM fallback).
+
+    Returns:
+        `bool`: whether offload was enabled now (``False`` when already offloading or not on CUDA).
+    """
+    ctx: LoadContext | None = getattr(pipe, "_vitrine_ctx", None)
+    if ctx is None or ctx.offload or not ctx.device.startswith("cuda"):
+        return False
+    pipe.enable_model_cpu_offload(device=ctx.device)
+    _empty_cuda_cache()
+    return True
+
+
+def snapshot_fingerprint(folder: Path) -> str:
+    """A cheap identity of a snapshot: sha256 over its files' relative paths and sizes, and the bytes of
+    its small JSON files (configs). Changes when weights are swapped for others of another size or config.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = path.relative_to(folder).as_posix()
+        size = path.stat().st_size
+        h.update(f"{rel}\0{size}\n".encode())
+        if path.suffix == ".json" and size < 1_000_000:
+            h.update(path.read_bytes())
+    return h.hexdigest()

@@ -1,0 +1,213 @@
+"""Which models a generative engine uses, chosen from what is found (nothing is loaded here).
+
+`resolve_model_set` looks each candidate up with `pipelines.models.location.find` (file checks only),
+so engine probes stay cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..models.location import ModelNotFoundError, find
+from .profiles import ModelProfile, get_profile, list_profiles
+from .settings import GenerationSettings, parse_lora
+
+#: The controls a scene is generated under: the pose skeleton and the kept subject's edges.
+CONTROL_TYPES = ("openpose", "canny")
+
+
+@dataclass
+class ModelSet:
+    """The models one engine runs with.
+
+    Attributes:
+        family (`str`): ``flux`` or ``sdxl``.
+        base (`ModelProfile`): the text-to-image base (its denoiser generates the scenes).
+        controlnets (`tuple[ModelProfile, ...]`): ControlNets for ``openpose`` and ``canny`` (one union
+            model, or one per control); empty when none is found (generation is then unconstrained
+            outside the kept subject).
+        seam (`ModelProfile`, *optional*): the seam-band inpainting model (FLUX Fill, SDXL inpainting);
+            ``None`` = inpaint with the base.
+        loras (`tuple[tuple[ModelProfile, float], ...]`): LoRAs fused into the base and their scales.
+        gguf (`ModelProfile`, *optional*): the GGUF file the base transformer is loaded from.
+        refiner (`ModelProfile`, *optional*): the SDXL refiner, when asked for and found.
+        vae (`ModelProfile`, *optional*): a replacement VAE (fp16-safe SDXL VAE), used in float16.
+        paths (`dict[str, Path]`): profile name -> snapshot folder.
+    """
+
+    family: str
+    base: ModelProfile
+    controlnets: tuple[ModelProfile, ...] = ()
+    seam: ModelProfile | None = None
+    loras: tuple[tuple[ModelProfile, float], ...] = ()
+    gguf: ModelProfile | None = None
+    refiner: ModelProfile | None = None
+    vae: ModelProfile | None = None
+    paths: dict[str, Path] | None = None
+
+    def profiles(self) -> list[ModelProfile]:
+        """Every model in the set (base first)."""
+        out = [self.base, *self.controlnets]
+        out += [p for p in (self.seam, self.gguf, self.refiner, self.vae) if p is not None]
+        out += [lp for lp, _ in self.loras]
+        return out
+
+    def non_commercial(self) -> list[ModelProfile]:
+        """The models whose licence does not allow commercial use."""
+        return [p for p in self.profiles() if not p.commercial]
+
+    def control_modes(self) -> dict[str, int] | None:
+        """For one union ControlNet: control type -> mode index; else ``None``."""
+        if len(self.controlnets) == 1 and self.controlnets[0].control_modes:
+            return self.controlnets[0].control_modes
+        return None
+
+    def controlnet_for(self) -> dict[str, ModelProfile]:
+        """Control type -> the ControlNet that takes it."""
+        out: dict[str, ModelProfile] = {}
+        for cn in self.controlnets:
+            for c in cn.controls:
+                if c in CONTROL_TYPES and c not in out:
+                    out[c] = cn
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "base": self.base.name,
+            "controlnets": [p.name for p in self.controlnets],
+            "seam": self.seam.name if self.seam else None,
+            "loras": [[p.name, s] for p, s in self.loras],
+            "gguf": self.gguf.name if self.gguf else None,
+            "refiner": self.refiner.name if self.refiner else None,
+            "vae": self.vae.name if self.vae else None,
+        }
+
+
+def _found(profile: ModelProfile, model_root) -> Path | None:
+    loc = find(profile.id, model_root, required_files=profile.required_files, revision=profile.revision)
+    return loc.path if loc else None
+
+
+def resolve_model_set(family: str, model_root: str | Path | None, settings: GenerationSettings) -> ModelSet:
+    """Choose the models of a ``family`` engine among those found.
+
+    Order of preference is registration order (`pipelines.models.generation_models`): for FLUX the
+    dev base, a union ControlNet (pose + canny in one), FLUX Fill for seams; for SDXL the base, the
+    xinsir openpose + canny ControlNets, the SDXL inpainting model for seams.
+
+    Args:
+        family (`str`): ``flux`` or ``sdxl``.
+        model_root (`str | Path`, *optional*): where to look (then ``$VITRINE_MODEL_ROOT``, the HF cache).
+        settings (`GenerationSettings`): ``base``, ``loras``, ``gguf``, ``refiner`` choices.
+
+    Returns:
+        `ModelSet`.
+
+    Raises:
+        `ModelNotFoundError`: no base of the family is found (or the asked-for base/LoRA/GGUF is not).
+        `InputError`: a setting names a profile of another family or role.
+    """
+    from ..models.location import locate
+
+    paths: dict[str, Path] = {}
+    # 1. Base
+    if settings.base:
+        base = get_profile(settings.base, key="VITRINE_GEN_BASE")
+        if base.family != family or base.role != "base":
+            raise InputError(f"{settings.base} is not a {family} base model", key="VITRINE_GEN_BASE")
+        paths[base.name] = locate(base.id, model_root, required_files=base.required_files,
+                                  revision=base.revision).path
+    else:
+        bases = list_profiles(family, "base")
+        base = None
+        for cand in bases:
+            path = _found(cand, model_root)
+            if path is not None:
+                base, paths[cand.name] = cand, path
+                break
+        if base is None:
+            first = bases[0]
+            locate(first.id, model_root, required_files=first.required_files)  # raises ModelNotFoundError
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def fits(p: ModelProfile) -> bool:
+        return not p.base_models or base.id in p.base_models
+
+    # 2. ControlNets: a union model covering both controls, else one per control
+    controlnets: list[ModelProfile] = []
+    candidates = [p for p in list_profiles(family, "controlnet") if fits(p)]
+    found = [(p, path) for p in candidates if (path := _found(p, model_root)) is not None]
+    union = next(((p, path) for p, path in found
+                  if all(c in p.controls for c in CONTROL_TYPES) and p.control_modes), None)
+    if union is not None and family == "flux":
+        controlnets.append(union[0])
+        paths[union[0].name] = union[1]
+    else:
+        for control in CONTROL_TYPES:
+            single = next(((p, path) for p, path in found if control in p.controls and not p.control_modes), None)
+            if single is not None and single[0] not in controlnets:
+                controlnets.append(single[0])
+                paths[single[0].name] = single[1]
+
+    # 3. Seam inpainting model
+    seam = None
+    for role in ("fill", "inpaint"):
+        for p in list_profiles(family, role):
+            path = _found(p, model_root) if fits(p) else None
+            if path is not None:
+                seam, paths[p.name] = p, path
+                break
+        if seam is not None:
+            break
+
+    # 4. Add-ons the settings ask for: LoRAs, GGUF, refiner, fp16 VAE
+    loras = []
+    for item in settings.loras:
+        name, scale = parse_lora(item)
+        lp = get_profile(name, key="VITRINE_GEN_LORAS")
+        if lp.family != family or lp.role != "lora":
+            raise InputError(f"{name} is not a {family} LoRA", key="VITRINE_GEN_LORAS")
+        paths[lp.name] = locate(lp.id, model_root, required_files=lp.required_files, revision=lp.revision).path
+        loras.append((lp, scale if scale is not None else lp.lora_scale))
+    gguf = None
+    if settings.gguf:
+        gguf = get_profile(settings.gguf, key="VITRINE_GEN_GGUF")
+        if gguf.family != family or gguf.role != "gguf":
+            raise InputError(f"{settings.gguf} is not a {family} GGUF transformer", key="VITRINE_GEN_GGUF")
+        paths[gguf.name] = locate(gguf.id, model_root, required_files=gguf.required_files).path
+    refiner = None
+    if settings.refiner:
+        refs = [p for p in list_profiles(family, "refiner") if fits(p)]
+        if not refs:
+            raise InputError(f"no refiner is known for {family}", key="VITRINE_GEN_REFINER")
+        refiner = refs[0]
+        paths[refiner.name] = locate(refiner.id, model_root, required_files=refiner.required_files).path
+    vae = None
+    for p in list_profiles(family, "vae"):
+        path = _found(p, model_root) if fits(p) else None
+        if path is not None:
+            vae, paths[p.name] = p, path
+            break
+    return ModelSet(family=family, base=base, controlnets=tuple(controlnets), seam=seam, loras=tuple(loras),
+                    gguf=gguf, refiner=refiner, vae=vae, paths=paths)
+
+
+def probe_model_set(family: str, model_root: str | Path | None,
+                    settings: GenerationSettings | None = None) -> tuple[ModelSet | None, str]:
+    """`resolve_model_set` that reports instead of raising: ``(model set or None, reason)``."""
+    try:
+        settings = settings or GenerationSettings.from_env()
+        ms = resolve_model_set(family, model_root, settings)
+    except ModelNotFoundError:
+        names = ", ".join(p.id for p in list_profiles(family, "base"))
+        where = f"under {model_root}" if model_root is not None else "(no --model-root; HF cache searched)"
+        return None, f"no {family} base model ({names}) found {where}"
+    except InputError as exc:
+        return None, str(exc)
+    cn = ", ".join(p.id for p in ms.controlnets) or "no ControlNet (unconstrained generation)"
+    seam = ms.seam.id if ms.seam else f"{ms.base.id} inpainting"
+    return ms, f"found {ms.base.id} with {cn}; seams by {seam}"

@@ -1,0 +1,330 @@
+"""``vitrine review CATALOG_DIR``: a small local web server for reviewing a catalog.
+
+Standard library only (`http.server`), one thread per request. What it does and refuses:
+
+- It binds ``127.0.0.1`` by default. Requests whose ``Host`` header names another host are refused
+  (DNS-rebinding defence); bind another address only on a trusted network.
+- It reads files only inside the catalog: ``/files/<sku>/<path>`` and ``/thumb/<sku>/<path>`` take
+  the SKU and a relative path, refuse ``..``, absolute paths, hidden segments (``.locks``, ``.staging``)
+  and anything that resolves outside the catalog (symlinks included), and serve only pictures and JSON.
+- It writes only through `pipelines.review.record_decision`: the SKU's manifest under the SKU lock and
+  ``CATALOG/_review/decisions.jsonl``.
+- A decision is a ``POST /api/decision`` with a JSON body, ``Content-Type: application/json`` and the
+  header ``X-Vitrine-Token`` carrying the per-server random token embedded in the page. Another site
+  can neither read the token (same-origin policy) nor send that header without a CORS preflight, which
+  this server never grants: that is the CSRF defence. A foreign ``Origin`` header is refused too.
+- Every response carries a strict Content-Security-Policy; the page's text is escaped
+  (`pipelines.review_page`).
+
+Routes: ``GET /`` (the page; ``?status=<status>`` filters SKUs), ``GET /static/review.js|review.css``,
+``GET /files/...``, ``GET /thumb/...``, ``GET /api/catalog`` (review summary as JSON),
+``GET /api/edit-requests`` (pending edit requests), ``POST /api/decision``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import threading
+from functools import lru_cache
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from PIL import Image
+
+from .contact_sheet import load_thumbnail
+from .errors import InputError
+from .manifest import MANIFEST_NAME, read_manifest
+from .product import validate_sku
+from .review import ReviewConflictError, pending_edit_requests, record_decision, review_summary
+from .review_page import SCRIPT, SERVER_CSP, STYLE, THUMB_SIDE, render_page, server_links
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+#: Largest request body accepted, bytes.
+MAX_BODY = 64 * 1024
+CONTENT_TYPES = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+    ".json": "application/json; charset=utf-8",
+}
+#: Top-level catalog folders (besides SKUs) whose files may be served: batch reports and contact sheets.
+SERVED_FOLDERS = ("_reports",)
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+class RequestError(Exception):
+    """An HTTP error with a status and a message for the client."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def resolve_catalog_file(catalog: Path, rel_url_path: str) -> Path:
+    """Map the URL path after ``/files/`` (percent-encoded ``<sku>/<path>``) to a file inside ``catalog``.
+
+    Raises:
+        `RequestError`: 400 for a malformed or traversing path, 404 when there is no such servable file.
+    """
+    raw = unquote(rel_url_path, errors="strict")
+    if "\\" in raw or "\x00" in raw or raw.startswith("/"):
+        raise RequestError(HTTPStatus.BAD_REQUEST, "bad path")
+    parts = raw.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        raise RequestError(HTTPStatus.BAD_REQUEST, "bad path")
+    if parts[0] not in SERVED_FOLDERS:
+        try:
+            validate_sku(parts[0])
+        except InputError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "bad path") from None
+    path = catalog.joinpath(*parts)
+    if path.suffix.lower() not in CONTENT_TYPES:
+        raise RequestError(HTTPStatus.NOT_FOUND, "not found")
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise RequestError(HTTPStatus.NOT_FOUND, "not found") from None
+    if not real.is_relative_to(catalog) or not real.is_file():
+        raise RequestError(HTTPStatus.NOT_FOUND, "not found")
+    return real
+
+
+@lru_cache(maxsize=512)
+def _thumbnail_bytes(path: str, mtime_ns: int, size: int, max_side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(load_thumbnail(path, max_side)).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+class ReviewHandler(BaseHTTPRequestHandler):
+    server: ReviewServer
+    server_version = "VitrineReview"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        logger.info("%s %s", self.address_string(), format % args)
+
+    # -- responses ----------------------------------------------------------------------------------
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, *, cache: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Security-Policy", SERVER_CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("Cache-Control", "private, max-age=60" if cache else "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, obj: Any) -> None:
+        self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8")
+
+    def _error(self, err: RequestError) -> None:
+        if self.path.startswith("/api/"):
+            self._json(err.status, {"ok": False, "error": err.message})
+        else:
+            self._send(err.status, f"{int(err.status)} {err.message}\n".encode(), "text/plain; charset=utf-8")
+
+    def _check_host(self) -> None:
+        host = (self.headers.get("Host") or "").lower()
+        if not self.server.host_allowed(host):
+            raise RequestError(HTTPStatus.FORBIDDEN, "unexpected Host header")
+
+    # -- GET ----------------------------------------------------------------------------------------
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        try:
+            self._check_host()
+            url = urlsplit(self.path)
+            path = url.path
+            catalog = self.server.catalog
+            if path == "/":
+                status = parse_qs(url.query).get("status", [None])[0]
+                try:
+                    page = render_page(catalog, server_links(), interactive=True, token=self.server.token,
+                                       status_filter=status)
+                except InputError as exc:
+                    raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+                self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")
+            elif path == "/static/review.js":
+                self._send(HTTPStatus.OK, SCRIPT.encode(), "text/javascript; charset=utf-8", cache=True)
+            elif path == "/static/review.css":
+                self._send(HTTPStatus.OK, STYLE.encode(), "text/css; charset=utf-8", cache=True)
+            elif path.startswith("/files/"):
+                real = resolve_catalog_file(catalog, path[len("/files/"):])
+                self._send(HTTPStatus.OK, real.read_bytes(), CONTENT_TYPES[real.suffix.lower()])
+            elif path.startswith("/thumb/"):
+                real = resolve_catalog_file(catalog, path[len("/thumb/"):])
+                if real.suffix.lower() == ".json":
+                    raise RequestError(HTTPStatus.NOT_FOUND, "not a picture")
+                st = real.stat()
+                try:
+                    data = _thumbnail_bytes(str(real), st.st_mtime_ns, st.st_size, THUMB_SIDE)
+                except InputError:
+                    raise RequestError(HTTPStatus.NOT_FOUND, "unreadable picture") from None
+                self._send(HTTPStatus.OK, data, "image/jpeg", cache=True)
+            elif path == "/favicon.ico":
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon", cache=True)
+            elif path == "/api/catalog":
+                self._json(HTTPStatus.OK, {"ok": True, **review_summary(catalog)})
+            elif path == "/api/edit-requests":
+                self._json(HTTPStatus.OK, {"ok": True, "requests": [r.to_json() for r in pending_edit_requests(catalog)]})
+            else:
+                raise RequestError(HTTPStatus.NOT_FOUND, "not found")
+        except RequestError as err:
+            self._error(err)
+        except (UnicodeDecodeError, ValueError) as exc:
+            self._error(RequestError(HTTPStatus.BAD_REQUEST, f"bad request: {exc}"))
+
+    # -- POST ---------------------------------------------------------------------------------------
+    def do_POST(self) -> None:  # noqa: N802
+        try:
+            self._check_host()
+            if urlsplit(self.path).path != "/api/decision":
+                raise RequestError(HTTPStatus.NOT_FOUND, "not found")
+            body = self._read_json()
+            decision = self._decide(body)
+            self._json(HTTPStatus.OK, decision)
+        except RequestError as err:
+            self.close_connection = True  # the body may be unread: do not reuse the connection
+            self._error(err)
+
+    def _read_json(self) -> dict[str, Any]:
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.lower() != f"http://{(self.headers.get('Host') or '').lower()}":
+            raise RequestError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+        token = self.headers.get("X-Vitrine-Token") or ""
+        if not hmac.compare_digest(token.encode(), self.server.token.encode()):
+            raise RequestError(HTTPStatus.FORBIDDEN, "missing or wrong X-Vitrine-Token; reload the page")
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
+        try:
+            length = int(self.headers.get("Content-Length") or "")
+        except ValueError:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required") from None
+        if length < 0 or length > MAX_BODY:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
+        try:
+            body = json.loads(self.rfile.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
+        unknown = set(body) - {"sku", "output", "action", "note", "instruction", "expected_sha256"}
+        if unknown:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"unknown fields: {', '.join(sorted(unknown))}")
+        for key in ("sku", "output", "action"):
+            if not isinstance(body.get(key), str):
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"{key!r} must be a string")
+        return body
+
+    def _decide(self, body: dict[str, Any]) -> dict[str, Any]:
+        catalog = self.server.catalog
+        try:
+            d = record_decision(
+                catalog, body["sku"], body["output"], body["action"], note=body.get("note"),
+                instruction=body.get("instruction"), reviewer=self.server.reviewer,
+                expected_sha256=body.get("expected_sha256"), source="review-server",
+            )
+        except ReviewConflictError as exc:
+            raise RequestError(HTTPStatus.CONFLICT, str(exc)) from None
+        except InputError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, exc.message) from None
+        manifest = read_manifest(catalog / d.sku / MANIFEST_NAME)
+        output_review = next(o["review"] for o in manifest["outputs"] if o["file"] == d.output)
+        return {"ok": True, "decision": d.to_json(), "output_review": output_review, "sku_review": manifest["review"]}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ReviewServer(ThreadingHTTPServer):
+    """The review server for one catalog.
+
+    Args:
+        catalog_dir (`str | Path`): the catalog root (must exist).
+        host (`str`, *optional*, defaults to ``"127.0.0.1"``): address to bind.
+        port (`int`, *optional*, defaults to 8765): port; 0 picks a free one (see `url`).
+        reviewer (`str`, *optional*): recorded with every decision.
+        token (`str`, *optional*): the CSRF token; random by default.
+        allowed_hosts (`tuple[str, ...]`, *optional*): extra host names accepted in ``Host`` headers
+            (for a non-loopback bind, e.g. the machine's name).
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        catalog_dir: str | Path,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        reviewer: str | None = None,
+        token: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+    ):
+        catalog = Path(catalog_dir)
+        if not catalog.is_dir():
+            raise InputError("catalog folder not found", path=catalog)
+        self.catalog = catalog.resolve()
+        self.reviewer = reviewer
+        self.token = token or secrets.token_urlsafe(32)
+        self.bind_host = host
+        if ":" in host.strip("[]"):
+            self.address_family = socket.AF_INET6
+        super().__init__((host.strip("[]"), port), ReviewHandler)
+        self.port = self.server_address[1]
+        names = {host.lower(), *(h.lower() for h in allowed_hosts)}
+        if _is_loopback(host.strip("[]")):
+            names |= set(LOOPBACK_NAMES)
+        self._hosts = {f"{n}:{self.port}" for n in names} | (names if self.port == 80 else set())
+        self._any_host = host in ("0.0.0.0", "::", "[::]")
+        if not _is_loopback(host.strip("[]")):
+            logger.warning("the review server listens on %s, not on a loopback address: anyone who can reach "
+                           "it can read the catalog", host)
+
+    @property
+    def url(self) -> str:
+        host = self.bind_host
+        if host in ("0.0.0.0", "::", "[::]"):
+            host = "127.0.0.1"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    def host_allowed(self, host_header: str) -> bool:
+        return self._any_host or host_header in self._hosts
+
+    def start_in_thread(self) -> threading.Thread:
+        """Serve in a daemon thread (for tests and notebooks); stop with ``shutdown()`` then ``server_close()``."""
+        t = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="vitrine-review",
+                             daemon=True)
+        t.start()
+        return t

@@ -1,0 +1,471 @@
+"""grounded-sam: threshold semantics, retries, policies, the tiny-model backends, the CLI and the batch engine.
+
+Threshold and policy tests forge the detector's output (or the tiny model's logits), so each threshold is
+shown to do what its name says. Everything else runs on tiny random models written once per session by
+`pipelines.models.tiny_segmentation` and loaded through Vitrine's own loader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from filelock import FileLock
+from PIL import Image
+
+from pipelines.errors import InputError
+from pipelines.grounded_sam import GroundedSam
+from pipelines.grounded_sam import loading
+from pipelines.grounded_sam.detection import (
+    DetectorOutput,
+    cxcywh_to_xyxy_pixels,
+    ground,
+    phrase_spans,
+    relaxed_thresholds,
+    select_detections,
+    split_phrases,
+)
+from pipelines.imageio import load_image, save_image
+from pipelines.masks import RefineOptions
+
+REPO = Path(__file__).resolve().parents[1]
+#: The tiny families the fast tests use (groundingdino-py's ~60 MB checkpoint is built by the slow test).
+FAMILIES = ["grounding-dino", "sam", "sam-hq", "sam2", "sam-original"]
+
+
+def build_tiny_root(tmp_path_factory) -> Path:
+    """Tiny segmentation models under one folder of this pytest session (built once, shared by modules)."""
+    from pipelines.models.tiny import build_tiny_models
+
+    root = tmp_path_factory.getbasetemp() / "tiny-segmentation-models"
+    with FileLock(str(root) + ".lock"):
+        if not (root / ".complete").exists():
+            build_tiny_models(root, FAMILIES)
+            (root / ".complete").touch()
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return build_tiny_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tee(drawn_products):
+    """The drawn tee at 512 px and its exact mask."""
+    return drawn_products["tee"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Threshold semantics on forged detector outputs
+# --------------------------------------------------------------------------------------------------
+
+# A caption "shirt . jacket ." tokenised as [CLS] shirt . jacket . [SEP]: phrase tokens at positions 1 and 3.
+IDS = [101, 2001, 1012, 2002, 1012, 102]
+SPANS = phrase_spans(IDS)
+
+
+def forged(rows: list[dict[int, float]], boxes=None, size=(200, 100)) -> DetectorOutput:
+    """One query per row: {token position: probability}; other positions 0.01."""
+    probs = np.full((len(rows), 8), 0.01, np.float32)
+    for q, row in enumerate(rows):
+        for pos, p in row.items():
+            probs[q, pos] = p
+    if boxes is None:
+        boxes = [(0.2 + 0.15 * q, 0.5, 0.2, 0.4) for q in range(len(rows))]
+    return DetectorOutput(probs, np.array(boxes, np.float32), SPANS, ["shirt", "jacket"], size,
+                          tokens=["[CLS]", "shirt", ".", "jacket", ".", "[SEP]", "[PAD]", "[PAD]"])
+
+
+def test_phrase_spans_skip_special_tokens_and_split_at_dots():
+    assert SPANS == [[1], [3]]
+    assert phrase_spans([101, 5, 6, 1012, 7, 1012, 102, 0, 0]) == [[1, 2], [4]]
+
+
+def test_box_threshold_keeps_boxes_whose_best_phrase_token_beats_it():
+    raw = forged([{1: 0.50}, {1: 0.30}])
+    kept = select_detections(raw, box_threshold=0.4, text_threshold=0.1)
+    assert [d.query for d in kept.detections] == [0] and kept.below_box_threshold == 1
+    both = select_detections(raw, box_threshold=0.2, text_threshold=0.1)
+    assert [d.query for d in both.detections] == [0, 1]
+    assert select_detections(raw, box_threshold=0.5, text_threshold=0.1).detections == []  # strictly greater
+
+
+def test_a_box_above_text_threshold_but_below_box_threshold_is_dropped():
+    sel = select_detections(forged([{1: 0.3}]), box_threshold=0.35, text_threshold=0.25)
+    assert sel.detections == [] and sel.below_box_threshold == 1 and sel.below_text_threshold == 0
+
+
+def test_a_box_above_box_threshold_but_below_text_threshold_is_dropped():
+    sel = select_detections(forged([{1: 0.5}]), box_threshold=0.35, text_threshold=0.6)
+    assert sel.detections == [] and sel.below_text_threshold == 1 and sel.below_box_threshold == 0
+    assert len(select_detections(forged([{1: 0.5}]), box_threshold=0.35, text_threshold=0.45).detections) == 1
+
+
+def test_text_threshold_decides_which_phrases_and_words_a_box_gets():
+    raw = forged([{1: 0.6, 3: 0.3}])
+    loose = select_detections(raw, box_threshold=0.35, text_threshold=0.25).detections[0]
+    assert loose.label == "shirt" and loose.phrases == ("shirt", "jacket") and loose.words == "shirt jacket"
+    strict = select_detections(raw, box_threshold=0.35, text_threshold=0.4).detections[0]
+    assert strict.phrases == ("shirt",) and strict.words == "shirt"
+    assert strict.score == pytest.approx(0.6) and strict.text_score == pytest.approx(0.6)
+
+
+def test_the_label_is_the_attached_phrase_with_the_highest_token():
+    det = select_detections(forged([{1: 0.4, 3: 0.7}]), 0.35, 0.25).detections[0]
+    assert det.label == "jacket" and det.phrase_index == 1
+
+
+def test_special_token_scores_do_not_make_a_box():
+    raw = forged([{0: 0.99, 2: 0.99, 5: 0.99, 1: 0.1}])  # [CLS], ".", [SEP] high; the phrase low
+    assert select_detections(raw, 0.35, 0.25).detections == []
+
+
+def test_boxes_are_xyxy_pixels_clipped_to_the_image():
+    xyxy = cxcywh_to_xyxy_pixels(np.array([[0.5, 0.5, 0.5, 0.25], [0.0, 0.0, 0.5, 0.5]]), (200, 100))
+    np.testing.assert_allclose(xyxy, [[50, 37.5, 150, 62.5], [0, 0, 50, 25]])
+    det = select_detections(forged([{1: 0.9}], boxes=[(0.5, 0.5, 0.5, 0.25)]), 0.35, 0.25).detections[0]
+    assert det.box == pytest.approx((50, 37.5, 150, 62.5))
+
+
+def test_degenerate_and_duplicate_boxes_are_dropped():
+    boxes = [(0.5, 0.5, 0.4, 0.4), (0.501, 0.5, 0.4, 0.4), (0.5, 0.5, 0.001, 0.4)]
+    sel = select_detections(forged([{1: 0.9}, {1: 0.8}, {1: 0.95}], boxes=boxes), 0.35, 0.25)
+    assert [d.query for d in sel.detections] == [0] and sel.duplicates == 1 and sel.degenerate == 1
+    assert len(select_detections(forged([{1: 0.9}, {1: 0.8}], boxes=boxes[:2]), 0.35, 0.25, nms_iou=None)
+               .detections) == 2
+
+
+def test_relaxed_thresholds_shrink_both_and_respect_the_floor():
+    assert relaxed_thresholds(0.35, 0.25) == [(0.35, 0.25), pytest.approx((0.2625, 0.1875)),
+                                              pytest.approx((0.175, 0.125))]
+    assert relaxed_thresholds(0.06, 0.04) == [(0.06, 0.04), (0.05, 0.04)]
+    assert relaxed_thresholds(0.35, 0.25, retry=False) == [(0.35, 0.25)]
+
+
+def test_retry_relaxes_until_a_box_survives_and_records_every_attempt():
+    g = ground(forged([{1: 0.2}]), 0.35, 0.25)
+    assert g.found and g.relaxed and len(g.attempts) == 3
+    assert [a.box_threshold for a in g.attempts] == pytest.approx([0.35, 0.2625, 0.175])
+    assert not ground(forged([{1: 0.2}]), 0.35, 0.25, retry=False).found
+    nothing = ground(forged([{1: 0.02}]), 0.35, 0.25)
+    assert not nothing.found and len(nothing.attempts) == 3 and nothing.detections == []
+
+
+def test_split_phrases_and_threshold_validation():
+    assert split_phrases("Shirt. T-shirt .. shirt") == ["shirt", "t-shirt"]
+    with pytest.raises(InputError, match="names nothing"):
+        split_phrases(" . ")
+    with pytest.raises(InputError, match="box_threshold"):
+        GroundedSam(None, None)(np.zeros((8, 8, 3), np.uint8), "shirt", box_threshold=1.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline with forged components: policies, nothing found, occluders
+# --------------------------------------------------------------------------------------------------
+
+
+class ForgedDetector:
+    """Returns fixed boxes per phrase: {phrase: [(score, (x0, y0, x1, y1) pixels)]}."""
+
+    def __init__(self, boxes: dict[str, list[tuple[float, tuple[int, int, int, int]]]]):
+        self.boxes = boxes
+
+    def detect(self, image, phrases):
+        h, w = image.shape[:2]
+        rows, cxcywh = [], []
+        for phrase in phrases:
+            for score, (x0, y0, x1, y1) in self.boxes.get(phrase, []):
+                rows.append({1 + 2 * phrases.index(phrase): score})
+                cxcywh.append(((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h))
+        probs = np.full((max(1, len(rows)), 2 * len(phrases) + 2), 0.01, np.float32)
+        for q, row in enumerate(rows):
+            for pos, p in row.items():
+                probs[q, pos] = p
+        spans = [[1 + 2 * i] for i in range(len(phrases))]
+        return DetectorOutput(probs, np.array(cxcywh or [(0.5, 0.5, 0.1, 0.1)], np.float32), spans, list(phrases),
+                              (w, h))
+
+
+class BoxMasks:
+    """A mask model whose mask of a box is the box itself (full resolution stands in for low resolution)."""
+
+    def set_image(self, image):
+        self.shape = image.shape[:2]
+
+    def predict_low_res(self, boxes):
+        logits = torch.full((len(boxes), *self.shape), -10.0)
+        for i, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
+            logits[i, y0:y1, x0:x1] = 10.0
+        return logits, np.linspace(0.9, 0.5, len(boxes))
+
+    def upscale(self, low):
+        return torch.sigmoid(low).numpy()
+
+
+@pytest.fixture
+def forged_pipe():
+    boxes = {"shirt": [(0.9, (10, 10, 30, 30)), (0.6, (40, 10, 90, 60))], "hand": [(0.8, (15, 15, 25, 25))]}
+    return GroundedSam(ForgedDetector(boxes), BoxMasks())
+
+
+IMG = np.full((80, 100, 3), 200, np.uint8)
+#: No outline smoothing, so that areas are exact.
+EXACT = RefineOptions(smooth_px=0)
+
+
+def _area(mask):
+    return int((mask > 0).sum())
+
+
+def test_policy_merge_unites_every_instance(forged_pipe):
+    out = forged_pipe(IMG, "shirt", policy="merge", refine=EXACT)
+    assert out.found and out.used == [0, 1] and _area(out.mask) == 20 * 20 + 50 * 50
+
+
+def test_policy_best_keeps_the_highest_box_score(forged_pipe):
+    out = forged_pipe(IMG, "shirt", policy="best", refine=EXACT)
+    assert out.used == [0] and _area(out.mask) == 20 * 20 and out.mask[20, 20] == 255
+
+
+def test_policy_largest_keeps_the_largest_mask(forged_pipe):
+    out = forged_pipe(IMG, "shirt", policy="largest", refine=EXACT)
+    assert out.used == [1] and _area(out.mask) == 50 * 50 and out.mask[20, 20] == 0
+
+
+def test_unknown_policy_is_an_input_error(forged_pipe):
+    with pytest.raises(InputError, match="policy"):
+        forged_pipe(IMG, "shirt", policy="biggest")
+
+
+def test_nothing_found_is_an_empty_mask_and_a_flag_never_an_error(forged_pipe):
+    out = forged_pipe(IMG, "dress")
+    assert not out.found and out.mask.shape == (80, 100) and out.mask.dtype == np.uint8 and not out.mask.any()
+    assert len(out.attempts) == 3 and "no box" in out.reason
+    filtered = forged_pipe(IMG, "shirt", box_threshold=0.95, text_threshold=0.95, retry=False)
+    assert not filtered.found and filtered.attempts[0]["below_box_threshold"] == 2
+    json.dumps(filtered.to_json())
+
+
+def test_occluders_are_subtracted(forged_pipe):
+    whole = forged_pipe(IMG, "shirt", policy="best", refine=EXACT)
+    minus = forged_pipe(IMG, "shirt", policy="best", exclude=["hand"], refine=EXACT)
+    assert _area(whole.mask) - _area(minus.mask) == 10 * 10 and minus.mask[20, 20] == 0
+    assert minus.excluded == {"hand .": 1}
+
+
+def test_output_summary_is_json_ready(forged_pipe):
+    s = forged_pipe(IMG, "shirt").to_json()
+    assert json.loads(json.dumps(s))["detections"][0]["box"] == [10.0, 10.0, 30.0, 30.0]
+    assert s["found"] and s["policy"] == "merge" and s["relaxed"] is False
+
+
+# --------------------------------------------------------------------------------------------------
+# Tiny models through Vitrine's own loader
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sam", ["facebook/sam-vit-huge", "syscv-community/sam-hq-vit-base",
+                                 "facebook/sam2.1-hiera-tiny", "ybelkada/segment-anything"])
+def test_every_mask_backend_gives_a_binary_mask_of_the_image_size(tiny_root, sam):
+    image = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    pipe = GroundedSam.from_models(tiny_root, sam=sam, device="cpu")
+    out = pipe(image, "shirt. person", box_threshold=0.0, text_threshold=0.0)
+    assert out.mask.shape == (90, 120) and out.mask.dtype == np.uint8
+    assert set(np.unique(out.mask)) <= {0, 255}
+    assert out.detections and all(0 <= d.box[0] < d.box[2] <= 120 and 0 <= d.box[1] < d.box[3] <= 90
+                                  for d in out.detections)
+    assert [m["id"] for m in out.models] == ["IDEA-Research/grounding-dino-base", sam]
+
+
+def test_models_load_once_per_process(tiny_root):
+    a = GroundedSam.from_models(tiny_root, device="cpu")
+    b = GroundedSam.from_models(tiny_root, device="cpu")
+    assert a.detector is b.detector and a.mask_predictor is b.mask_predictor
+    key = loading.cache_key(a.models[0], "cpu", None) + (None,)
+    assert loading.LOAD_COUNTS[key] == 1
+
+
+def test_auto_model_choice_prefers_base_and_huge(tiny_root):
+    det, mask = loading.resolve_models(tiny_root)
+    assert (det.id, mask.id) == ("IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge")
+    assert det.licence == mask.licence == "Apache-2.0" and det.source == "model-root"
+    ok, why = loading.probe(tiny_root)
+    assert ok and "grounding-dino-base" in why
+
+
+def test_missing_models_are_a_clear_error(tmp_path):
+    ok, why = loading.probe(tmp_path)
+    assert not ok and "IDEA-Research/grounding-dino-base" in why and "hf download" in why
+    with pytest.raises(InputError, match="not a known Segment Anything"):
+        loading.resolve_models(tmp_path, sam="facebook/sam-vit-gigantic")
+
+
+def test_a_sam_pth_file_can_be_named_directly(tiny_root):
+    pth = tiny_root / "ybelkada/segment-anything/checkpoints/sam_vit_b_01ec64.pth"
+    det, mask = loading.resolve_models(tiny_root, sam=str(pth))
+    assert mask.source == "file" and mask.backend == "segment_anything" and mask.file == pth.name
+
+
+def test_thresholds_act_as_named_on_the_tiny_transformers_detector(tiny_root, monkeypatch):
+    """Forge the tiny GroundingDINO's logits: one box passes box_threshold only, the other text_threshold only."""
+    pipe = GroundedSam.from_models(tiny_root, device="cpu")
+    model = pipe.detector.model
+    real_forward = model.forward
+
+    def forward(**inputs):
+        out = real_forward(**inputs)
+        ids = inputs["input_ids"][0].tolist()
+        shirt = phrase_spans(ids)[0][0]
+        logits = torch.full_like(out.logits, -20.0)
+        logits[0, 0, shirt] = torch.logit(torch.tensor(0.50))  # box A: 0.50 > box 0.4, < text 0.6
+        logits[0, 1, shirt] = torch.logit(torch.tensor(0.30))  # box B: 0.30 < box 0.4, > text 0.2
+        boxes = out.pred_boxes.clone()
+        boxes[0, :2] = torch.tensor([[0.3, 0.5, 0.4, 0.6], [0.7, 0.5, 0.4, 0.6]])
+        return SimpleNamespace(logits=logits, pred_boxes=boxes)
+
+    monkeypatch.setattr(model, "forward", forward)
+    image = np.full((60, 100, 3), 128, np.uint8)
+    a_only = pipe(image, "shirt", box_threshold=0.4, text_threshold=0.2, retry=False)
+    assert [d.query for d in a_only.detections] == [0]
+    assert a_only.detections[0].box == pytest.approx((10, 12, 50, 48), abs=1e-3)
+    none = pipe(image, "shirt", box_threshold=0.4, text_threshold=0.6, retry=False)
+    assert not none.found and none.attempts[0]["below_text_threshold"] == 1
+    assert none.attempts[0]["below_box_threshold"] == model.config.num_queries - 1
+    both = pipe(image, "shirt", box_threshold=0.25, text_threshold=0.2, retry=False)
+    assert [d.query for d in both.detections] == [0, 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# `vitrine segment`
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cli_segment_writes_a_binary_mask_of_the_image_size(tiny_root, tee, tmp_path):
+    photo, out = tmp_path / "tee.png", tmp_path / "mask.png"
+    save_image(photo, tee[0][:, :400])  # not square
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    vitrine = str(Path(sys.executable).parent / "vitrine")
+    r = subprocess.run([vitrine, "segment", str(photo), "--prompt", "shirt", "--engine", "grounded-sam",
+                        "--model-root", str(tiny_root), "--out", str(out), "--box-threshold", "0.1",
+                        "--policy", "largest"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    mask = np.asarray(Image.open(out))
+    assert mask.shape == (512, 400) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    assert r.stdout.startswith(str(out))
+
+
+def test_segment_image_routes_options_to_grounded_sam(tiny_root):
+    from pipelines.segmentation import segment_image, segmenter_names
+
+    assert "grounded-sam" in segmenter_names()
+    image = np.full((40, 50, 3), 90, np.uint8)
+    mask = segment_image(image, "hands", engine="grounded-sam", model_root=tiny_root, box_threshold=0.0,
+                         text_threshold=0.0, policy="best")
+    assert mask.shape == (40, 50) and set(np.unique(mask)) <= {0, 255}
+    with pytest.raises(InputError, match="no option 'colour'"):
+        segment_image(image, "shirt", engine="grounded-sam", model_root=tiny_root, colour="red")
+
+
+# --------------------------------------------------------------------------------------------------
+# The batch engine
+# --------------------------------------------------------------------------------------------------
+
+
+def _product(root: Path, rgb: np.ndarray, spec: str, sku: str = "tee", masks: dict | None = None):
+    from pipelines.product import load_product
+
+    d = root / "products" / sku
+    d.mkdir(parents=True, exist_ok=True)
+    save_image(d / "front.png", rgb)
+    (d / "product.yaml").write_text(spec)
+    for name, arr in (masks or {}).items():
+        (d / "masks").mkdir(exist_ok=True)
+        Image.fromarray(arr).save(d / "masks" / name)
+    return load_product(d, root=root / "products")
+
+
+def test_auto_picks_grounded_sam_when_its_models_are_found(tiny_root, tmp_path):
+    from pipelines.engine import get_engine
+
+    engine = get_engine("auto", model_root=tiny_root)
+    assert engine.name == "grounded-sam" and "grounding-dino-base" in engine.describe()["reason"]
+    assert get_engine("auto", model_root=tmp_path).name != "grounded-sam"
+    with pytest.raises(InputError, match="not available"):
+        get_engine("grounded-sam", model_root=tmp_path)
+
+
+def test_find_subject_records_model_prompt_and_threshold_origins(tiny_root, tmp_path, tee):
+    from pipelines.engine import get_engine
+
+    product = _product(tmp_path, tee[0], "garment_type: upper\nthresholds: {box_threshold: 0.05}\n")
+    subject = get_engine("grounded-sam", model_root=tiny_root).find_subject(load_image(product.images[0]), product)
+    assert subject.kind == "product" and subject.source == "grounded-sam"
+    assert "IDEA-Research/grounding-dino-base + facebook/sam-vit-huge" in subject.reason
+    gs = subject.metrics["grounded_sam"]
+    assert gs["resolved"]["preset"] == "upper" and gs["box_threshold"] == 0.05 and gs["text_threshold"] == 0.25
+    assert gs["resolved"]["sources"]["box_threshold"] == "product.yaml thresholds.box_threshold"
+    assert gs["resolved"]["sources"]["text_threshold"].startswith("preset upper")
+    assert subject.alpha.shape == tee[0].shape[:2] and subject.alpha.dtype == np.uint8
+
+
+def test_analyst_override_wins_white_include_black_exclude_grey_model(tiny_root, tmp_path, tee):
+    from pipelines.engine import get_engine
+
+    engine = get_engine("grounded-sam", model_root=tiny_root)
+    plain = _product(tmp_path / "a", tee[0], "garment_type: upper\n")
+    model_alpha = engine.find_subject(load_image(plain.images[0]), plain).alpha
+    override = np.full(tee[0].shape[:2], 128, np.uint8)
+    override[:100, :100] = 255
+    override[-100:, -100:] = 0
+    painted = _product(tmp_path / "b", tee[0], "garment_type: upper\n", masks={"garment.png": override})
+    subject = engine.find_subject(load_image(painted.images[0]), painted)
+    assert subject.source == "grounded-sam+override" and subject.metrics["override"] == "masks/garment.png"
+    assert (subject.alpha[:100, :100] == 255).all() and (subject.alpha[-100:, -100:] == 0).all()
+    grey = override == 128
+    np.testing.assert_array_equal(subject.alpha[grey], model_alpha[grey])
+
+
+def test_nothing_found_falls_back_to_classic_and_says_why(tiny_root, tmp_path, tee, monkeypatch):
+    from pipelines.engine import get_engine
+
+    engine = get_engine("grounded-sam", model_root=tiny_root)
+    monkeypatch.setattr(engine.pipeline(), "detector", ForgedDetector({}))
+    product = _product(tmp_path, tee[0], "garment_type: upper\n")
+    subject = engine.find_subject(load_image(product.images[0]), product)
+    assert subject.source == "classic-cutout" and subject.metrics["fallback"] == "classic"
+    assert subject.reason.startswith("grounded-sam found nothing") and "classic fallback" in subject.reason
+    # ... unless the analyst painted the garment: then the override alone makes the mask.
+    override = np.full(tee[0].shape[:2], 128, np.uint8)
+    override[50:150, 60:200] = 255
+    painted = _product(tmp_path / "b", tee[0], "garment_type: upper\n", masks={"garment.png": override})
+    subject = engine.find_subject(load_image(painted.images[0]), painted)
+    assert subject.source == "grounded-sam+override" and subject.bbox == (60, 50, 200, 150)
+
+
+def test_batch_sku_through_process_sku_writes_a_valid_manifest(tiny_root, tmp_path, tee):
+    from pipelines.catalog import RenderOptions, process_sku
+    from pipelines.engine import get_engine
+    from pipelines.manifest import read_manifest, validate_manifest
+
+    product = _product(tmp_path, tee[0], "garment_type: upper\nbackgrounds: [white]\n"
+                                         "thresholds: {box_threshold: 0.05, text_threshold: 0.05}\n")
+    engine = get_engine("grounded-sam", model_root=tiny_root)
+    result = process_sku(product, tmp_path / "catalog", engine, RenderOptions(canvas=256))
+    assert result.status == "ok", result.error
+    m = read_manifest(tmp_path / "catalog" / "tee" / "manifest.json")
+    validate_manifest(m)
+    assert m["engine"]["name"] == "grounded-sam" and "grounded-sam" in m["engine"]["backends"]["product_segmentation"]
+    ids = {x["id"]: x for x in m["models"]}
+    for mid in ("IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge"):
+        assert ids[mid]["licence"] == "Apache-2.0" and "revision" in ids[mid] and ids[mid]["commercial"]
+    subj = m["subjects"][0]
+    assert subj["source"].startswith(("grounded-sam", "classic"))
+    assert subj["metrics"]["grounded_sam"]["models"] == ["IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge"]
