@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dirs", nargs="+", metavar="IMAGES_DIR MASKS_DIR", help="pairs of folders")
     parser.add_argument("--prompt", required=True, help='what to segment, e.g. "person"')
-    parser.add_argument("--engine", default="classic", help="segmentation engine (default: classic)")
+    parser.add_argument("--engine", default="classic",
+                        help="segmentation engine: classic, grounded-sam or auto (default: classic)")
+    parser.add_argument("--model-root", default=None, help="model weights as DIR/<org>/<name>/ (grounded-sam)")
+    parser.add_argument("--box-threshold", type=float, default=None, help="grounded-sam box score threshold")
+    parser.add_argument("--text-threshold", type=float, default=None, help="grounded-sam token score threshold")
+    parser.add_argument("--policy", default=None, help="grounded-sam instance policy: merge, best or largest")
     parser.add_argument("--out", type=Path, help="write per-image results and means as JSON here")
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the raw mediapipe baseline (prompt person only)"
@@ -77,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give IMAGES_DIR MASKS_DIR pairs (an even number of folders)")
 
     from pipelines.segmentation import segment_image
+
+    options = {k: v for k, v in (("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold),
+                                 ("policy", args.policy)) if v is not None}
 
     baseline = args.prompt.strip().lower() == "person" and not args.no_baseline
     if baseline:
@@ -113,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path.name:<40} error: {msg}")
                 continue
             start = time.perf_counter()
-            pred = segment_image(rgb, args.prompt, engine=args.engine) > 0
+            pred = segment_image(rgb, args.prompt, engine=args.engine, model_root=args.model_root, **options) > 0
             seconds = time.perf_counter() - start
             row = {
                 "image": name,
@@ -134,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {
         "prompt": args.prompt,
         "engine": args.engine,
+        "model_root": args.model_root,
+        "options": options,
         "pairs": [[str(a), str(b)] for a, b in pairs],
         "images": len(scored),
         "errors": len(rows) - len(scored),

@@ -35,7 +35,8 @@ from pipelines.contact_sheet import attach_contact_sheets  # noqa: E402
 from pipelines.engine import get_engine  # noqa: E402
 from pipelines.errors import VitrineError  # noqa: E402
 from pipelines.product import discover_products, load_product  # noqa: E402
-from pipelines.report import build_report, report_markdown, write_report  # noqa: E402
+from pipelines.report import build_report, report_markdown  # noqa: E402
+from pipelines.storage import is_url, process_sku_at_url, write_catalog_report  # noqa: E402
 
 #: Called in the flow's process after each SKU finishes (the CLI's progress bar). Not a flow parameter:
 #: callables cannot travel to a remote worker.
@@ -71,7 +72,10 @@ def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
         product = load_product(Path(products_dir) / sku, root=Path(products_dir))
         # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
         eng = guard_engine(worker_engine(engine, model_root))
-        result = process_sku(product, catalog_dir, eng, RenderOptions(), force=force)
+        if is_url(catalog_dir):  # an object store: render to local scratch, then publish (pipelines/storage.py)
+            result = process_sku_at_url(product, catalog_dir, eng, RenderOptions(), force=force)
+        else:
+            result = process_sku(product, catalog_dir, eng, RenderOptions(), force=force)
     except VitrineError as exc:
         logger.warning("SKU %s failed: %s", sku, exc)
         return {"sku": sku, "status": "failed", "error": str(exc), "outputs": [], "reason": None}
@@ -136,9 +140,10 @@ def catalog_batch(
     report = build_report(entries, products_dir=products_dir, catalog_dir=catalog_dir, engine=eng.describe(),
                           started_at=started, run_id=current_run_id())
     report["runner"] = runner_info()  # which worker/GPU made this shard (scale-out accounting)
-    path = write_report(report, catalog_dir)
+    path = write_catalog_report(report, catalog_dir)
     try:  # contact sheets next to the report, listed in it (and so linked from the artifact below)
-        attach_contact_sheets(report, catalog_dir, path)
+        if not is_url(catalog_dir):  # a catalog at a URL has no local entries to draw (pipelines/storage.py)
+            attach_contact_sheets(report, catalog_dir, path)
     except Exception as exc:  # a convenience, like the artifact; the JSON report is the record
         logger.warning("could not write the contact sheet: %s", exc)
     try:

@@ -23,7 +23,7 @@ def _images_in(path: Path) -> list[Path]:
 
 
 def _printable(text: str) -> str:
-    """``text`` with control characters escaped (``\\t``, ``\\x1b``): a folder name cannot drive the terminal."""
+    """``text`` with control characters escaped (``\\t``, ``\\x1b``): a name cannot drive the terminal."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

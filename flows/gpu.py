@@ -34,6 +34,12 @@ GPU_SLOT_TIMEOUT_S = 3600.0
 GPU_SLOT_LEASE_S = 60.0
 #: Engine methods that run models (and so hold the GPU). ``describe``/``models`` are metadata.
 GUARDED_METHODS = frozenset({"find_subject", "controls", "background", "inpaint_seam"})
+#: ``auto`` (default): guard every engine but the CPU-only ones; ``always``; ``never``.
+GPU_GUARD_ENV = "VITRINE_GPU_GUARD"
+GPU_GUARD_MODES = ("auto", "always", "never")
+#: Engines that never touch a GPU: under ``auto`` their calls skip the slot (each acquire + release is an
+#: API round trip, ~0.17 s measured on a 2-core box with the server beside it; bench/reload_cost.py).
+CPU_ENGINES = frozenset({"classic"})
 
 
 def gpu_limit_name(device: str | int, host: str | None = None) -> str:
@@ -101,6 +107,15 @@ class GpuGuardedEngine:
 
 
 def guard_engine(engine: Any) -> Any:
-    """``engine`` wrapped in `GpuGuardedEngine` when ``$VITRINE_GPU_LIMIT`` names a limit, else as is."""
+    """``engine`` wrapped in `GpuGuardedEngine` when ``$VITRINE_GPU_LIMIT`` names a limit, else as is.
+
+    ``$VITRINE_GPU_GUARD`` chooses: ``auto`` (default) guards every engine except the CPU-only
+    ``classic``; ``always`` guards every engine; ``never`` none.
+    """
     name = os.environ.get(GPU_LIMIT_ENV, "").strip()
-    return GpuGuardedEngine(engine, name) if name else engine
+    mode = os.environ.get(GPU_GUARD_ENV, "auto").strip() or "auto"
+    if mode not in GPU_GUARD_MODES:
+        raise ValueError(f"{GPU_GUARD_ENV}={mode!r}: expected one of {', '.join(GPU_GUARD_MODES)}")
+    if not name or mode == "never" or (mode == "auto" and getattr(engine, "name", None) in CPU_ENGINES):
+        return engine
+    return GpuGuardedEngine(engine, name)

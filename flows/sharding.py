@@ -20,7 +20,6 @@ import os
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -34,7 +33,8 @@ from prefect.exceptions import MissingContextError  # noqa: E402
 
 from flows.observability import SCATTER_TABLE_KEY, current_run_id, publish_batch_artifacts  # noqa: E402
 from pipelines.product import discover_products  # noqa: E402
-from pipelines.report import REPORTS_DIR, build_report, report_markdown, write_report  # noqa: E402
+from pipelines.report import build_report, report_markdown  # noqa: E402
+from pipelines.storage import find_catalog_report, write_catalog_report  # noqa: E402
 
 #: Tag on every shard run (filter on it in the UI: ``tag:vitrine-shard``).
 SHARD_TAG = "vitrine-shard"
@@ -79,11 +79,8 @@ def list_skus(products_dir: str | Path) -> list[str]:
 
 
 def find_shard_report(catalog_dir: str | Path, run_id: str) -> dict[str, Any] | None:
-    """The report a ``catalog-batch`` run wrote (``_reports/<time>-<run id>.json``), or `None`."""
-    matches = sorted((Path(catalog_dir) / REPORTS_DIR).glob(f"*-{run_id}.json"))
-    if not matches:
-        return None
-    return json.loads(matches[-1].read_text(encoding="utf-8"))
+    """The report a ``catalog-batch`` run wrote (``_reports/<time>-<run id>.json``, path or URL), or `None`."""
+    return find_catalog_report(catalog_dir, run_id)
 
 
 def wait_for_flow_runs(run_ids: list[UUID], *, poll_seconds: float, timeout_s: float,
@@ -197,7 +194,7 @@ def catalog_scatter(
                           engine=engine_info or {"name": engine, "reason": "no shard reported"},
                           started_at=started, run_id=parent)
     report["shards"] = shard_rows
-    path = write_report(report, catalog_dir)
+    path = write_catalog_report(report, catalog_dir)
     try:
         from prefect.artifacts import create_markdown_artifact
 

@@ -119,6 +119,16 @@ def sku_lock(catalog: Path, sku: str, timeout: float = 0) -> FileLock:
     return FileLock(str(locks / f"{sku}.lock"), timeout=timeout)
 
 
+def render_params(engine: Engine, options: RenderOptions) -> dict[str, Any]:
+    """The parameters a SKU's content hash covers besides its files: engine, render options, version."""
+    return {"engine": engine.describe(), "render": options.to_json(), "vitrine": __version__}
+
+
+def sku_content_hash(product: Product, engine: Engine, options: RenderOptions | None = None) -> str:
+    """The content hash `process_sku` records in the manifest and skips on (inputs + `render_params`)."""
+    return product_content_hash(product, render_params(engine, options or RenderOptions()))
+
+
 def is_up_to_date(sku_dir: Path, content_hash: str) -> bool:
     """True when ``sku_dir`` holds a complete, valid entry made from the same content hash."""
     manifest_path = sku_dir / MANIFEST_NAME
@@ -238,7 +248,7 @@ def process_sku(
     catalog = Path(catalog)
     catalog.mkdir(parents=True, exist_ok=True)
     sku_dir = catalog / product.sku
-    params = {"engine": engine.describe(), "render": options.to_json(), "vitrine": __version__}
+    params = render_params(engine, options)
     try:
         content_hash = product_content_hash(product, params)
     except (OSError, VitrineError) as exc:

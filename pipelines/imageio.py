@@ -297,7 +297,12 @@ def load_image(
                 path,
             )
         source_mode = im_file.mode
-        n_frames = int(getattr(im_file, "n_frames", 1) or 1)
+        try:  # counting frames parses every frame's header: a corrupt one raises anything at all
+            n_frames = int(getattr(im_file, "n_frames", 1) or 1)
+        except Exception as e:
+            raise InputError(
+                f"the image's frames cannot be read (the file is truncated or corrupt): {e!r}", path
+            ) from e
         if n_frames > 1:
             logger.info("%s: animated image with %d frames; using the first frame", path, n_frames)
 

@@ -8,6 +8,7 @@ area (``fill_holes``) or of the largest component (``min_component``), so one se
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -190,7 +191,7 @@ def matte(image: np.ndarray, mask: np.ndarray, width: float, eps: float = 1e-3) 
     if width <= 0 or not m.any() or m.all():
         return to_alpha(m)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    radius = max(1, int(round(width)))
+    radius = max(1, round(width))
     soft = np.clip(guided_filter(grey, m.astype(np.float32), radius, eps), 0.0, 1.0)
     band = np.abs(_signed_distance(m)) <= width
     out = np.where(band, soft, m.astype(np.float32))
@@ -225,7 +226,7 @@ def refine_mask(mask: np.ndarray, options: RefineOptions | None = None, *, image
     if opts.min_component > 0 and m.any():
         n, _, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
         largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
-        m = remove_small_components(m, int(np.ceil(opts.min_component * largest)))
+        m = remove_small_components(m, math.ceil(opts.min_component * largest))
     m = smooth_mask(m, opts.smooth_px)
     if opts.edges == "feather":
         return feather(m, opts.feather_px)

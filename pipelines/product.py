@@ -433,6 +433,8 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
         path = folder / entry.name
         _check_link(path, root_resolved)
         if path.is_file():
+            if "\\" in entry.name:  # a Windows path separator: catalog file names may not hold one
+                raise InputError("the file name contains '\\'; rename the file without it", path)
             images.append(path)
     images.sort(key=lambda p: (p.name.casefold(), p.name))
     if not images:

@@ -39,8 +39,8 @@ def build_report(
         "report_version": REPORT_SCHEMA_VERSION,
         "run_id": run_id or uuid.uuid4().hex[:12],
         "vitrine_version": __version__,
-        "products_dir": str(Path(products_dir).resolve()),
-        "catalog_dir": str(Path(catalog_dir).resolve()),
+        "products_dir": _location(products_dir),
+        "catalog_dir": _location(catalog_dir),
         "engine": engine,
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds"),
@@ -50,6 +50,11 @@ def build_report(
         # PNG contact sheets of the batch, relative to the catalog root (pipelines.contact_sheet).
         "contact_sheets": [],
     }
+
+
+def _location(path: str | Path) -> str:
+    """An absolute path, or a URL (``s3://bucket/catalog``) as given."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
 
 
 def write_report(report: dict[str, Any], catalog_dir: str | Path) -> Path:

@@ -78,8 +78,8 @@ class Worker:
 
     def __init__(self, products: Path, catalog: Path, skus: list[str], *, options: dict | None = None,
                  force: bool = False, lock_timeout: float = 0.0):
-        args = [sys.executable, "-c", WORKER, str(products), str(catalog), json.dumps(options or SMALL_OPTIONS),
-                "1" if force else "0", str(lock_timeout), *skus]
+        args = [sys.executable, "-c", WORKER, str(products), str(catalog),
+                json.dumps(options or SMALL_OPTIONS), "1" if force else "0", str(lock_timeout), *skus]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GLOG_minloglevel": "2"}
         self.proc = subprocess.Popen(args, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, env=env)
@@ -163,7 +163,8 @@ def check_catalog(catalog: Path, skus: list[str]) -> tuple[dict[str, str], list[
         missing = set(listed) - on_disk
         bad = [f for f, sha in listed.items() if f in on_disk and sha256_file(entry / f) != sha]
         if extra or missing or bad:
-            problems.append(f"{entry.name}: extra {sorted(extra)}, missing {sorted(missing)}, bad sha256 {bad}")
+            problems.append(f"{entry.name}: extra {sorted(extra)}, missing {sorted(missing)}, "
+                            f"bad sha256 {bad}")
             continue
         complete[entry.name] = sha256_file(entry / MANIFEST_NAME)
     locks = catalog / LOCKS_DIR

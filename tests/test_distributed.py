@@ -5,6 +5,8 @@
    valid, artifacts, per-SKU logs and GPU concurrency slots in place.
 2. A worker killed with SIGKILL mid-batch: re-running finishes the rest without redoing or corrupting
    the SKUs that were finished.
+3. ``prefect.yaml`` deploys with ``prefect --no-prompt deploy --all``.
+4. ``vitrine serve``: each flow run is a new process (the reason models reload per run).
 
 Everything listens on 127.0.0.1; every wait is bounded; every process is stopped by its PID.
 """
@@ -163,6 +165,7 @@ def server(tmp_path_factory):
         "PREFECT_LOGGING_LEVEL": "INFO",
         "PREFECT_LOCAL_STORAGE_PATH": str(root / "results"),  # shared result storage of all processes
         "PYTHONUNBUFFERED": "1",
+        "VITRINE_GPU_GUARD": "always",  # the classic engine's calls take the GPU slots too, to test them
     })
     srv = Server(url, env, root)
     try:
@@ -405,3 +408,50 @@ def test_sigkill_mid_batch_then_rerun_finishes_without_redoing(server, tmp_path)
     with get_client(sync_client=True) as client:
         server.wait_for(lambda: client.read_global_concurrency_limit_by_name(gpu_limit_name("0")).active_slots == 0,
                         180, "GPU 0's leased slot to expire", poll_s=2)
+
+
+# -- 3. prefect.yaml, Prefect's own deployment file ------------------------------------------------------
+def test_prefect_yaml_deploys_with_the_prefect_cli(server):
+    from prefect.client.orchestration import get_client
+
+    from flows.deploy import ensure_process_pool
+
+    for pool in ("vitrine-gpu", "vitrine-dispatch"):
+        ensure_process_pool(pool)
+    res = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=REPO, env=server.env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    data = __import__("yaml").safe_load((REPO / "prefect.yaml").read_text())
+    with get_client(sync_client=True) as client:
+        for dep in data["deployments"]:
+            flow = "catalog-scatter" if "sharding" in dep["entrypoint"] else "catalog-batch"
+            got = client.read_deployment_by_name(f"{flow}/{dep['name']}")
+            assert got.parameters == dep["parameters"] and got.work_pool_name == dep["work_pool"]["name"]
+            assert [s.schedule.cron for s in got.schedules] == [s["cron"] for s in dep["schedules"]]
+            assert got.pull_steps == data["pull"]
+            client.delete_deployment(got.id)  # and its scheduled runs: nothing here should fire later
+
+
+# -- 4. serve on one machine -------------------------------------------------------------------------------
+def test_serve_runs_each_flow_run_in_a_new_process(server, tmp_path):
+    """`vitrine serve`: no pool, no worker. Each run is a new child process (so models reload per run)."""
+    from prefect.deployments import run_deployment
+
+    products, catalog = tmp_path / "products", tmp_path / "catalog"
+    (sku,) = make_products(products, 1)
+    serving = server.start("serve", [sys.executable, "-m", "flows.cli", "serve", "--name", "served", "--products",
+                                     str(products), "--catalog", str(catalog), "--engine", "classic"])
+    server.wait_for(lambda: "catalog-batch/served" in serving.log.read_text(errors="replace")
+                    or serving.popen.poll() is not None, WORKER_START_TIMEOUT_S, "vitrine serve to start")
+    assert serving.popen.poll() is None, serving.tail()
+    pids, statuses = [], []
+    for _ in range(2):
+        run = run_deployment("catalog-batch/served", timeout=0)
+        server.wait_for(lambda run=run: read_run(run.id).state.is_final(), RUN_TIMEOUT_S, "a served run", poll_s=1)
+        assert read_run(run.id).state.is_completed(), serving.tail()
+        rep = shard_report(catalog, run.id)
+        pids.append(rep["runner"]["pid"])
+        statuses.append(rep["entries"][0]["status"])
+    assert statuses == ["ok", "skipped"]
+    assert len({serving.pid, *pids}) == 3, f"serve {serving.pid}, runs {pids}: expected a new process per run"
+    assert_entries_valid(catalog, [sku])

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import torch
 from filelock import FileLock
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from pipelines.errors import InputError
-from pipelines.grounded_sam import GroundedSam
-from pipelines.grounded_sam import loading
+from pipelines.grounded_sam import GroundedSam, loading
 from pipelines.grounded_sam.detection import (
     DetectorOutput,
     cxcywh_to_xyxy_pixels,
@@ -126,6 +127,20 @@ def test_the_label_is_the_attached_phrase_with_the_highest_token():
 def test_special_token_scores_do_not_make_a_box():
     raw = forged([{0: 0.99, 2: 0.99, 5: 0.99, 1: 0.1}])  # [CLS], ".", [SEP] high; the phrase low
     assert select_detections(raw, 0.35, 0.25).detections == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1, width=32), st.floats(0, 1, width=32)), min_size=1, max_size=6),
+       st.floats(0, 1, width=32), st.floats(0, 1, width=32))
+def test_kept_boxes_pass_both_thresholds_and_dropped_ones_fail_one(rows, box_threshold, text_threshold):
+    raw = forged([{1: a, 3: b} for a, b in rows], boxes=[(0.1 + 0.15 * q, 0.5, 0.1, 0.4) for q in range(len(rows))])
+    sel = select_detections(raw, box_threshold, text_threshold, nms_iou=None)
+    kept = {d.query for d in sel.detections}
+    for q, (a, b) in enumerate(rows):
+        passes = max(a, b) > box_threshold and max(a, b) > text_threshold
+        assert (q in kept) == passes
+    for d in sel.detections:
+        assert d.score > box_threshold and d.text_score > text_threshold and d.label in d.phrases
 
 
 def test_boxes_are_xyxy_pixels_clipped_to_the_image():
@@ -293,6 +308,20 @@ def test_models_load_once_per_process(tiny_root):
     assert loading.LOAD_COUNTS[key] == 1
 
 
+def test_threads_sharing_the_models_get_their_own_image(tiny_root):
+    """The batch renders SKUs in threads that share the models; SAM keeps the current image's embedding."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (64 + 16 * i, 80, 3), dtype=np.uint8) for i in range(4)]
+    pipe = GroundedSam.from_models(tiny_root, device="cpu")
+    expected = [pipe(im, "shirt", box_threshold=0.0, text_threshold=0.0).mask for im in images]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda im: pipe(im, "shirt", box_threshold=0.0, text_threshold=0.0).mask, images * 2))
+    for i, mask in enumerate(got):
+        np.testing.assert_array_equal(mask, expected[i % 4])
+
+
 def test_auto_model_choice_prefers_base_and_huge(tiny_root):
     det, mask = loading.resolve_models(tiny_root)
     assert (det.id, mask.id) == ("IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge")
@@ -301,16 +330,18 @@ def test_auto_model_choice_prefers_base_and_huge(tiny_root):
     assert ok and "grounding-dino-base" in why
 
 
-def test_missing_models_are_a_clear_error(tmp_path):
+def test_missing_models_are_a_clear_error(tmp_path, tiny_root):
     ok, why = loading.probe(tmp_path)
     assert not ok and "IDEA-Research/grounding-dino-base" in why and "hf download" in why
     with pytest.raises(InputError, match="not a known Segment Anything"):
-        loading.resolve_models(tmp_path, sam="facebook/sam-vit-gigantic")
+        loading.resolve_models(tiny_root, sam="facebook/sam-vit-gigantic")
+    with pytest.raises(InputError, match="facebook/sam-vit-large not found"):
+        loading.resolve_models(tiny_root, sam="facebook/sam-vit-large")
 
 
 def test_a_sam_pth_file_can_be_named_directly(tiny_root):
     pth = tiny_root / "ybelkada/segment-anything/checkpoints/sam_vit_b_01ec64.pth"
-    det, mask = loading.resolve_models(tiny_root, sam=str(pth))
+    _, mask = loading.resolve_models(tiny_root, sam=str(pth))
     assert mask.source == "file" and mask.backend == "segment_anything" and mask.file == pth.name
 
 
@@ -355,7 +386,8 @@ def test_cli_segment_writes_a_binary_mask_of_the_image_size(tiny_root, tee, tmp_
     vitrine = str(Path(sys.executable).parent / "vitrine")
     r = subprocess.run([vitrine, "segment", str(photo), "--prompt", "shirt", "--engine", "grounded-sam",
                         "--model-root", str(tiny_root), "--out", str(out), "--box-threshold", "0.1",
-                        "--policy", "largest"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+                        "--policy", "largest"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
+                       check=False)
     assert r.returncode == 0, r.stderr
     mask = np.asarray(Image.open(out))
     assert mask.shape == (512, 400) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
@@ -469,3 +501,26 @@ def test_batch_sku_through_process_sku_writes_a_valid_manifest(tiny_root, tmp_pa
     subj = m["subjects"][0]
     assert subj["source"].startswith(("grounded-sam", "classic"))
     assert subj["metrics"]["grounded_sam"]["models"] == ["IDEA-Research/grounding-dino-base", "facebook/sam-vit-huge"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Documented defaults are the real ones
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", [GroundedSam.__call__, RefineOptions])
+def test_documented_defaults_match_the_signature(fn):
+    import inspect
+    import re
+
+    doc = inspect.getdoc(fn)
+    documented = {m[1]: m[2].strip('`"') for m in
+                  re.finditer(r"^\s*(\w+) \(`[^`]*`, \*optional\*, defaults to ([^)]+?)\):", doc, re.MULTILINE)}
+    params = inspect.signature(fn).parameters
+    assert documented
+    for name, text in documented.items():
+        default = params[name].default
+        if isinstance(default, float):
+            assert default == float(text), name
+        else:
+            assert str(default) == text, name

@@ -35,7 +35,8 @@ from reliability_helpers import (
 N_SKUS = 8
 
 
-def _run_two(products: Path, catalog: Path, skus_a: list[str], skus_b: list[str], options_b: dict | None = None):
+def _run_two(products: Path, catalog: Path, skus_a: list[str], skus_b: list[str],
+             options_b: dict | None = None):
     """Start two workers, release them at the same moment, wait for both; returns their results."""
     a = Worker(products, catalog, skus_a)
     b = Worker(products, catalog, skus_b, options=options_b)
@@ -95,7 +96,8 @@ def test_two_batches_with_different_parameters_never_interleave(tmp_path):
         quality = m["parameters"]["render"]["jpeg_quality"]
         assert quality in (92, 70)
         jpg = next(o for o in m["outputs"] if o["file"] == "main.jpg")
-        assert sha256_file(catalog / sku / "main.jpg") == jpg["sha256"]  # the file of the run that wrote the manifest
+        # main.jpg is the one of the run that wrote the manifest
+        assert sha256_file(catalog / sku / "main.jpg") == jpg["sha256"]
 
 
 def test_two_threads_on_one_sku(tmp_path):
@@ -172,16 +174,17 @@ def test_two_vitrine_runs_at_once(tmp_path):
     products, catalog = tmp_path / "products", tmp_path / "catalog"
     skus = make_products(products, 6, size=160)
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "GLOG_minloglevel": "2"}
-    cmd = [sys.executable, "-m", "flows.cli", "run", str(products), "--catalog", str(catalog), "--no-progress"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    cmd = [sys.executable, "-m", "flows.cli", "run", str(products), "--catalog", str(catalog),
+           "--no-progress"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, f"exit {p.returncode}\n{out}\n{err[-3000:]}"
     reports = [json.loads(p.read_text()) for p in sorted((catalog / "_reports").glob("*.json"))]
     assert len(reports) == 2
-    ok_by = {sku: [i for i, r in enumerate(reports) for e in r["entries"] if e["sku"] == sku and e["status"] == "ok"]
-             for sku in skus}
+    ok_by = {sku: [i for i, r in enumerate(reports) for e in r["entries"]
+                   if e["sku"] == sku and e["status"] == "ok"] for sku in skus}
     assert all(len(v) == 1 for v in ok_by.values()), ok_by
     complete, problems = check_catalog(catalog, skus)
     assert not problems and sorted(complete) == skus

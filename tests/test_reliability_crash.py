@@ -83,18 +83,20 @@ def run_trial(trial: int, rng: random.Random, root: Path, products: Path, skus: 
     # 2. Re-run: finishes everything, redoes nothing finished.
     rerun = {}
     for sku in skus:
-        rerun[sku] = process_sku(load_product(products / sku, root=products), catalog, engine, render_options())
+        product = load_product(products / sku, root=products)
+        rerun[sku] = process_sku(product, catalog, engine, render_options())
     redone = []
     for sku, sha in complete.items():
         r = rerun[sku]
-        if r.status != "skipped" or r.reason != "unchanged" or sha256_file(catalog / sku / MANIFEST_NAME) != sha:
+        unchanged = sha256_file(catalog / sku / MANIFEST_NAME) == sha
+        if r.status != "skipped" or r.reason != "unchanged" or not unchanged:
             redone.append(sku)
     # In a force trial every SKU was finished before the kill (old or new entry): none may need redoing.
     lost = [s for s in before if rerun[s].status != "skipped"] if force else []
     final, final_problems = check_catalog(catalog, skus)
     problems += [f"after re-run: {p}" for p in final_problems]
     lost += [s for s in skus if s not in final and s not in lost]
-    problems += [f"{s}: re-run {rerun[s].status}: {rerun[s].error}" for s in skus if rerun[s].status == "failed"]
+    problems += [f"{s}: re-run failed: {rerun[s].error}" for s in skus if rerun[s].status == "failed"]
     for sku in final:
         problems += [f"{sku}/{v['file']}: product pixels changed" for v in verify_entry(catalog / sku)
                      if v["identical_fraction"] != 1.0]

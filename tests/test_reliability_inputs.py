@@ -25,20 +25,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.catalog import RenderOptions, process_sku, verify_entry
+from pipelines.catalog import process_sku, verify_entry
 from pipelines.engine import get_engine
-from pipelines.imageio import load_image, save_image, sha256_file
-from pipelines.manifest import read_manifest, validate_manifest
-from pipelines.product import discover_products, load_product
+from pipelines.manifest import read_manifest
+from pipelines.product import discover_products
 from pipelines.report import build_report
 from pipelines.samples import draw_tee
+from reliability_helpers import REPO, check_catalog, record_figures, render_options
 
-REPO = Path(__file__).resolve().parents[1]
-FIGURES_ENV = "VITRINE_RELIABILITY_FIGURES"
-#: Small renders keep the corpus fast; the loader's limits are the production ones.
-SMALL = RenderOptions(canvas=256, lifestyle_size=(200, 256))
 GOOD_SPEC = "backgrounds: [white]\n"
-needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -64,7 +59,8 @@ class Case:
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def _png_rgb16(pixels: np.ndarray) -> bytes:
@@ -114,7 +110,8 @@ def big_photo(megapixels: float, tee: np.ndarray) -> Image.Image:
     w = int(h * 1.5)
     im = Image.new("RGB", (w, h), (248, 248, 248))
     side = int(h * 0.8)
-    im.paste(Image.fromarray(tee).resize((side, side), Image.Resampling.BILINEAR), ((w - side) // 2, (h - side) // 2))
+    product = Image.fromarray(tee).resize((side, side), Image.Resampling.BILINEAR)
+    im.paste(product, ((w - side) // 2, (h - side) // 2))
     return im
 
 
@@ -139,12 +136,15 @@ def build_corpus(root: Path, *, size: int = 256, with_50mp: bool = True) -> list
 
     # Good SKUs.
     for i in range(3):
-        add(f"good-{i}", "a plain good product", True, {"front.png": _encode(Image.fromarray(draw_tee(size, seed=i)[0]), "PNG")})
-    add("good-jpeg-and-alt", "a JPEG main photo plus an alternate", True, {"a-front.jpg": jpg, "b-back.png": png})
+        photo = _encode(Image.fromarray(draw_tee(size, seed=i)[0]), "PNG")
+        add(f"good-{i}", "a plain good product", True, {"front.png": photo})
+    add("good-jpeg-and-alt", "a JPEG main photo plus an alternate", True,
+        {"a-front.jpg": jpg, "b-back.png": png})
 
     # Images.
     add("zero-byte", "zero-byte .jpg", False, {"front.jpg": b""}, mentions=["front.jpg", "empty"])
-    add("truncated-jpeg", "truncated JPEG", False, {"front.jpg": jpg[: len(jpg) // 2]}, mentions=["front.jpg"])
+    add("truncated-jpeg", "truncated JPEG", False, {"front.jpg": jpg[: len(jpg) // 2]},
+        mentions=["front.jpg"])
     add("truncated-png", "truncated PNG", False, {"front.png": png[: len(png) // 2]}, mentions=["front.png"])
     add("text-as-jpg", "a text file named .jpg", False, {"front.jpg": "not a photo\n"},
         mentions=["front.jpg", "not an image"])
@@ -161,8 +161,8 @@ def build_corpus(root: Path, *, size: int = 256, with_50mp: bool = True) -> list
     exif[0x0112] = 6  # ...and tagged "rotate 90 CW to display"
     add("exif-rotated", "EXIF-rotated photo (orientation 6)", True,
         {"front.jpg": _encode(rotated, "JPEG", quality=90, exif=exif.tobytes())})
-    add("one-pixel", "1x1 image", False, {"front.png": _encode(Image.new("RGB", (1, 1), (250, 250, 250)), "PNG")},
-        mentions=["front.png"])
+    dot = _encode(Image.new("RGB", (1, 1), (250, 250, 250)), "PNG")
+    add("one-pixel", "1x1 image", False, {"front.png": dot}, mentions=["front.png"])
     if with_50mp:
         add("photo-50mp", "50-megapixel photo (downscaled to 4096)", True,
             {"front.jpg": _encode(big_photo(50, tee), "JPEG", quality=80)})
@@ -175,6 +175,9 @@ def build_corpus(root: Path, *, size: int = 256, with_50mp: bool = True) -> list
         {"front.gif": _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])},
         mentions=["animated-gif-only", "no product image"])
     add("same-stem", "front.jpg and front.png in one folder", True, {"front.jpg": jpg, "front.png": png})
+    add("backslash-name", "an image file name holding a backslash", False,
+        {"front.png": png, "a\\b.png": png}, mentions=["a\\b.png", "contains"])
+    add("upper-case-suffix", "an image named FRONT.JPEG", True, {"FRONT.JPEG": jpg})
 
     # product.yaml.
     add("yaml-wrong-type", "product.yaml with a wrong type", False, {"front.png": png},
@@ -189,13 +192,16 @@ def build_corpus(root: Path, *, size: int = 256, with_50mp: bool = True) -> list
         spec="title: !!python/object/apply:os.system ['true']\n", mentions=["product.yaml"])
     add("yaml-deep", "product.yaml nested 100,000 levels deep", False, {"front.png": png},
         spec="title: " + "[" * 100_000 + "]" * 100_000 + "\n", mentions=["product.yaml"])
-    levels = ["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]" for i in range(1, 9)]
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
     add("yaml-billion-laughs", "product.yaml alias bomb (10^9 elements)", False, {"front.png": png},
         spec="title: [" + ", ".join(levels) + "]\n", mentions=["product.yaml", "title"])
-    add("yaml-main-missing", "product.yaml naming a main image that does not exist", False, {"front.png": png},
+    add("yaml-main-missing", "product.yaml naming a main image that does not exist", False,
+        {"front.png": png},
         spec="backgrounds: [white]\nmain_image: back.png\n", mentions=["product.yaml", "main_image"])
     add("yaml-mask-traversal", "product.yaml mask override with '..'", False, {"front.png": png},
-        spec="backgrounds: [white]\nmasks: {garment: ../good-0/front.png}\n", mentions=["product.yaml", "masks"])
+        spec="backgrounds: [white]\nmasks: {garment: ../good-0/front.png}\n",
+        mentions=["product.yaml", "masks"])
     add("yaml-mask-absolute", "product.yaml mask override with an absolute path", False, {"front.png": png},
         spec="backgrounds: [white]\nmasks: {garment: /etc/passwd}\n", mentions=["product.yaml", "masks"])
     add("mask-wrong-size", "mask override of the wrong size", False,
@@ -218,7 +224,8 @@ def build_corpus(root: Path, *, size: int = 256, with_50mp: bool = True) -> list
         (outside / "sku" / "front.png").write_bytes(png)
         (outside / "masks").mkdir()
         (outside / "masks" / "product.png").write_bytes(_encode(Image.new("L", (size, size), 255), "PNG"))
-        cases.append(Case("link-folder", "SKU folder linked outside the root", False, ["link-folder", "outside"]))
+        cases.append(Case("link-folder", "SKU folder linked outside the root", False,
+                          ["link-folder", "outside"]))
         (root / "link-folder").symlink_to(outside / "sku", target_is_directory=True)
         d = add("link-image", "image linked outside the root", False, {}, mentions=["front.png", "outside"])
         (d / "front.png").symlink_to(outside / "secret.png")
@@ -239,3 +246,167 @@ def build_corpus(root: Path, *, size: int = 256, with_50mp: bool = True) -> list
         d = add("fifo-extra", "a named pipe in the product folder (must not hang)", True, {"front.png": png})
         os.mkfifo(d / "notes.txt")
     return cases
+
+
+# --------------------------------------------------------------------------------------------------
+# The batch
+# --------------------------------------------------------------------------------------------------
+
+
+def run_batch(products: Path, catalog: Path) -> dict:
+    """What the batch flow does, without Prefect: discover, render each valid SKU alone, report."""
+    engine = get_engine("classic")
+    started = datetime.now(UTC)
+    goods, failures = discover_products(products)
+    entries = [{"sku": sku, "status": "failed", "error": str(err), "outputs": [], "reason": None}
+               for sku, _, err in failures]
+    for product in goods:
+        entries.append(process_sku(product, catalog, engine, render_options()).to_json())
+    return build_report(entries, products_dir=products, catalog_dir=catalog, engine=engine.describe(),
+                        started_at=started)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    base = tmp_path_factory.mktemp("inputs")
+    products, catalog = base / "products", base / "catalog"
+    cases = build_corpus(products)
+    start = time.perf_counter()
+    report = run_batch(products, catalog)
+    return cases, report, products, catalog, time.perf_counter() - start
+
+
+def _judge(case: Case, entry: dict | None) -> str | None:
+    """What is wrong with a case's outcome, or None."""
+    if entry is None:
+        return "missing from the report"
+    if case.ok:
+        if entry["status"] != "ok":
+            return f"expected a result, got {entry['status']}: {entry['error']}"
+        return None
+    if entry["status"] != "failed":
+        return f"expected a clear failure, got {entry['status']}"
+    missing = [m for m in case.mentions if m not in (entry["error"] or "")]
+    return f"error {entry['error']!r} does not mention {missing}" if missing else None
+
+
+def test_each_input_gives_a_correct_result_or_a_clear_error(corpus):
+    cases, report, _, _, seconds = corpus
+    by_sku = {e["sku"]: e for e in report["entries"]}
+    problems = {c.sku: p for c in cases if (p := _judge(c, by_sku.get(c.sku)))}
+    assert not problems, "\n".join(f"{sku}: {p}" for sku, p in problems.items())
+    assert len(by_sku) == len(cases)
+    record_figures("inputs", {
+        "inputs_tried": len(cases),
+        "correct_results": sum(c.ok for c in cases),
+        "clear_errors": sum(not c.ok for c in cases),
+        "unclear_or_wrong": len(problems),
+        "good_skus_completed": sum(by_sku[c.sku]["status"] == "ok" for c in cases if c.ok),
+        "batch_seconds": round(seconds, 1),
+        "cases": [{"sku": c.sku, "input": c.what, "expected": "result" if c.ok else "clear error",
+                   "error": by_sku[c.sku]["error"]} for c in cases],
+    })
+
+
+def test_the_report_counts_every_failure_and_every_good_sku_is_complete(corpus):
+    cases, report, _, catalog, _ = corpus
+    good = sorted(c.sku for c in cases if c.ok)
+    bad = sorted(c.sku for c in cases if not c.ok)
+    assert report["counts"] == {"ok": len(good), "failed": len(bad), "skipped": 0}
+    assert sorted(e["sku"] for e in report["entries"] if e["status"] == "failed") == bad
+    for e in report["entries"]:
+        if e["status"] == "failed":
+            assert e["error"] and not e["outputs"]
+    complete, problems = check_catalog(catalog, [c.sku for c in cases])
+    assert not problems and sorted(complete) == good  # no entry, not even a partial one, for a bad SKU
+    assert not any((catalog / ".staging").iterdir())
+    for sku in good:
+        assert all(v["identical_fraction"] == 1.0 for v in verify_entry(catalog / sku)), sku
+
+
+def test_awkward_inputs_are_normalised_correctly(corpus):
+    _, _, products, catalog, _ = corpus
+
+    def inputs(sku):
+        manifest = read_manifest(catalog / sku / "manifest.json")
+        return {i["file"]: i for i in manifest["inputs"] if "normalized" in i}
+
+    def normalised(sku, name):
+        with Image.open(catalog / sku / inputs(sku)[name]["normalized"]) as im:
+            return np.asarray(im.convert("RGB")).astype(int)
+
+    tee = draw_tee(256)[0].astype(int)
+    big = inputs("photo-50mp")["front.jpg"]
+    assert big["source_size"][0] * big["source_size"][1] >= 49_000_000 and max(big["size"]) == 4096
+    assert abs(big["scale"] - 4096 / max(big["source_size"])) < 1e-9
+    rot = inputs("exif-rotated")["front.jpg"]
+    assert rot["exif_rotated"] and np.abs(normalised("exif-rotated", "front.jpg") - tee).mean() < 4  # upright
+    assert inputs("cmyk-jpeg")["front.jpg"]["source_mode"] == "CMYK"
+    assert np.abs(normalised("cmyk-jpeg", "front.jpg") - tee).mean() < 8
+    assert inputs("png-16bit")["front.png"]["source_mode"] == "RGB"  # Pillow reads 16-bit RGB as 8-bit
+    assert np.array_equal(normalised("png-16bit", "front.png"), tee)  # v * 257 -> v exactly
+    assert inputs("palette-transparent")["front.png"]["has_alpha"]
+    subjects = read_manifest(catalog / "palette-transparent" / "manifest.json")["subjects"]
+    assert subjects[0]["source"].startswith("input-alpha")
+    assert np.array_equal(normalised("animated-webp", "front.webp"), tee)  # the first frame, losslessly
+    same = inputs("same-stem")
+    assert same["front.jpg"]["normalized"] != same["front.png"]["normalized"]
+    assert np.array_equal(normalised("same-stem", "front.png"), tee)
+
+
+def test_bad_inputs_fail_fast(corpus):
+    """Bombs are refused from their headers; no bad input costs more than a moment."""
+    _, report, _, _, _ = corpus
+    by_sku = {e["sku"]: e for e in report["entries"]}
+    assert by_sku["bomb-400mp"]["seconds"] < 1.0
+    start = time.perf_counter()
+    discover_products(corpus[2])  # every YAML bomb, deep nesting and link check again
+    assert time.perf_counter() - start < 10.0
+
+
+def test_a_rerun_skips_every_good_sku_and_reports_the_same_failures(corpus):
+    cases, report, products, catalog, _ = corpus
+    again = run_batch(products, catalog)
+    good = sum(c.ok for c in cases)
+    assert again["counts"] == {"ok": 0, "failed": len(cases) - good, "skipped": good}
+    assert all(e["reason"] == "unchanged" for e in again["entries"] if e["status"] == "skipped")
+    assert [e["error"] for e in again["entries"] if e["status"] == "failed"] == \
+        [e["error"] for e in report["entries"] if e["status"] == "failed"]
+
+
+def test_the_flow_task_reports_a_bad_sku_as_a_failed_entry(corpus, tmp_path):
+    from flows.catalog_batch import render_sku
+
+    _, _, products, _, _ = corpus
+    for sku, word in (("bomb-400mp", "front.png"), ("truncated-jpeg", "front.jpg"),
+                      ("yaml-deep", "product.yaml"), ("link-mask", "outside")):
+        entry = render_sku.fn(str(products), sku, str(tmp_path / "c"), engine="classic")
+        assert entry["status"] == "failed" and word in entry["error"], entry
+
+
+@pytest.mark.slow
+def test_vitrine_run_over_the_mixed_folder(tmp_path):
+    """End to end through the CLI and the Prefect flow: exit code 1, every failure listed, goods complete."""
+    products, catalog = tmp_path / "products", tmp_path / "catalog"
+    cases = build_corpus(products)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "GLOG_minloglevel": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", str(products), "--catalog", str(catalog), "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+    )
+    good = sorted(c.sku for c in cases if c.ok)
+    bad = sorted(c.sku for c in cases if not c.ok)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"{len(good)} ok, {len(bad)} failed, 0 skipped" in proc.stdout
+    failed_lines = sorted(line.removeprefix("failed: ") for line in proc.stderr.splitlines()
+                          if line.startswith("failed: "))
+    assert failed_lines == sorted(s.replace("\t", "\\t") for s in bad)  # control characters escaped
+    report_path = Path(proc.stdout.split("report: ")[-1].strip())
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    by_sku = {e["sku"]: e for e in report["entries"]}
+    problems = {c.sku: p for c in cases if (p := _judge(c, by_sku.get(c.sku)))}
+    assert not problems, problems
+    complete, integrity = check_catalog(catalog, [c.sku for c in cases])
+    assert not integrity and sorted(complete) == good
+    record_figures("inputs_cli", {"inputs_tried": len(cases), "exit_code": proc.returncode,
+                                  "good_skus_completed": len(complete), "failures_listed": len(failed_lines)})

@@ -29,6 +29,7 @@ import numpy as np
 from ..classic.pose import PoseResult
 from ..engine import MEDIAPIPE_MODELS, ClassicEngine, Composed, EngineEntry, OutputRequest, classic_compose, register_engine
 from ..errors import InputError
+from ..models.location import ModelNotFoundError
 from .modelset import CONTROL_TYPES, ModelSet, probe_model_set, resolve_model_set
 from .settings import GenerationSettings
 from .templates import ON_MODEL_TYPES, map_pose, on_model_placement, template_pose
@@ -106,7 +107,8 @@ class GenerativeEngine(ClassicEngine):
         self.model_root = str(model_root) if model_root is not None else None
         self.settings = settings if settings is not None else GenerationSettings.from_env()
         self.model_set = model_set or resolve_model_set(self.family, self.model_root, self.settings)
-        self._scene: GarmentScenePipeline | None = None
+        self.commercial_set, self.commercial_reason = self._resolve_commercial()
+        self._scenes: dict[str, GarmentScenePipeline] = {}
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time per engine (shared models, schedulers)
         self._fingerprints: dict[str, str] | None = None
@@ -115,13 +117,35 @@ class GenerativeEngine(ClassicEngine):
     def name(self) -> str:  # type: ignore[override]
         return self.family
 
+    def _resolve_commercial(self) -> tuple[ModelSet | None, str]:
+        """The models for SKUs marked commercial: the default set when all of it allows commercial use,
+        else the commercially usable models found (or ``None`` and why not)."""
+        if not self.model_set.non_commercial():
+            return self.model_set, "every default model allows commercial use"
+        try:
+            cs = resolve_model_set(self.family, self.model_root, self.settings, commercial_only=True)
+        except (ModelNotFoundError, InputError) as exc:
+            first = str(exc).splitlines()[0]
+            return None, f"no commercially usable {self.family} model set: {first}"
+        return cs, f"commercial SKUs use {cs.base.id} without the non-commercial models"
+
+    def model_set_for(self, request: OutputRequest) -> tuple[str, ModelSet]:
+        """(``default`` or ``commercial``, the model set) for a request's SKU (see `check_licence`)."""
+        if request.product.spec.commercial and self.model_set.non_commercial():
+            self.check_licence(request)
+            return "commercial", self.commercial_set  # type: ignore[return-value]
+        return "default", self.model_set
+
     # -- description ------------------------------------------------------------------------------------
     def fingerprints(self) -> dict[str, str]:
         """Profile name -> `snapshot_fingerprint` of its folder (computed once)."""
         if self._fingerprints is None:
             from .loading import snapshot_fingerprint
 
-            self._fingerprints = {name: snapshot_fingerprint(path) for name, path in (self.model_set.paths or {}).items()}
+            paths = dict(self.model_set.paths or {})
+            if self.commercial_set is not None:
+                paths.update(self.commercial_set.paths or {})
+            self._fingerprints = {name: snapshot_fingerprint(path) for name, path in sorted(paths.items())}
         return self._fingerprints
 
     def describe(self) -> dict[str, Any]:
@@ -139,6 +163,8 @@ class GenerativeEngine(ClassicEngine):
             + "; classic on white",
         })
         d["models"] = ms.to_json()
+        d["commercial_models"] = self.commercial_set.to_json() if self.commercial_set is not None else None
+        d["commercial_models_reason"] = self.commercial_reason
         d["settings"] = self.settings.to_json()
         d["model_fingerprints"] = self.fingerprints()
         return d
@@ -146,29 +172,40 @@ class GenerativeEngine(ClassicEngine):
     def models(self) -> list[dict[str, Any]]:
         out = [dict(m) for m in MEDIAPIPE_MODELS]
         fps = self.fingerprints()
-        for p in self.model_set.profiles():
-            path = (self.model_set.paths or {}).get(p.name)
+        paths = dict(self.model_set.paths or {})
+        profiles = self.model_set.profiles()
+        if self.commercial_set is not None and self.commercial_set is not self.model_set:
+            paths.update(self.commercial_set.paths or {})
+            profiles += [p for p in self.commercial_set.profiles() if p not in profiles]
+        for p in profiles:
+            path = paths.get(p.name)
             revision = p.revision
             if revision is None and path is not None and path.parent.name == "snapshots":
                 revision = path.name  # a Hugging Face cache snapshot is named by its commit
+            sets = [n for n, ms in (("default", self.model_set), ("commercial", self.commercial_set))
+                    if ms is not None and p in ms.profiles()]
             out.append({"id": p.id, "name": p.name, "role": p.role, "revision": revision, "licence": p.licence,
-                        "commercial": p.commercial, "source": str(path) if path else None,
+                        "commercial": p.commercial, "model_sets": sets, "source": str(path) if path else None,
                         "fingerprint": fps.get(p.name)})
         return out
 
     # -- loading ----------------------------------------------------------------------------------------
-    def scene_pipeline(self) -> GarmentScenePipeline:
-        """The generation pipelines, loaded on first use (once per engine; models once per process)."""
+    def scene_pipeline(self, which: str = "default") -> GarmentScenePipeline:
+        """The generation pipelines of the ``default`` or ``commercial`` model set, loaded on first use
+        (once per engine; every model once per process, see `MODEL_CACHE`)."""
         with self._load_lock:
-            if self._scene is None:
-                self._scene = self._load()
-            return self._scene
+            if which not in self._scenes:
+                ms = self.model_set if which == "default" else self.commercial_set
+                if ms is None:
+                    raise InputError(self.commercial_reason, key="commercial")
+                self._scenes[which] = self._load(ms)
+            return self._scenes[which]
 
-    def _load(self) -> GarmentScenePipeline:
+    def _load(self, ms: ModelSet) -> GarmentScenePipeline:
         from .loading import LoadContext, load_pipeline, load_standalone
         from .scene import GarmentScenePipeline
 
-        ms, settings = self.model_set, self.settings
+        settings = self.settings
         ctx = LoadContext(self.model_root, settings)
         extra = {"vae": load_standalone(ms.vae, ctx, "vae")} if ms.vae is not None else {}
         generator = load_pipeline(ms.base, pipeline_class=GENERATOR_CLASSES[(self.family, bool(ms.controlnets))],
@@ -179,7 +216,7 @@ class GenerativeEngine(ClassicEngine):
             seam = load_pipeline(ms.base, pipeline_class=GENERATOR_CLASSES[(self.family, False)], components=extra,
                                  ctx=ctx)
         refiner = load_pipeline(ms.refiner, base=ms.base, components=extra, ctx=ctx) if ms.refiner else None
-        lora = self._lora()
+        lora = self._lora(ms)
         if lora is not None and lora.scheduler:
             for pipe in ([generator] if ms.seam is not None else [generator, seam]):
                 set_scheduler(pipe, lora.scheduler)
@@ -187,15 +224,16 @@ class GenerativeEngine(ClassicEngine):
             next(c for c in cn.controls if c in CONTROL_TYPES) for cn in ms.controlnets)
         return GarmentScenePipeline(generator, seam, family=self.family, control_order=order, refiner=refiner)
 
-    def _lora(self):
-        return next((p for p, _ in self.model_set.loras if p.steps), None)
+    @staticmethod
+    def _lora(ms: ModelSet):
+        return next((p for p, _ in ms.loras if p.steps), None)
 
-    def scene_params(self) -> SceneParams:
+    def scene_params(self, ms: ModelSet | None = None) -> SceneParams:
         """Steps, guidance and scales: the settings' when given, else the LoRA's, else the models'."""
         from .scene import SceneParams
 
-        ms, s = self.model_set, self.settings
-        lora = self._lora()
+        ms, s = ms or self.model_set, self.settings
+        lora = self._lora(ms)
         steps = s.steps or (lora.steps if lora else None) or ms.base.steps or 28
         guidance = s.guidance if s.guidance is not None else (
             lora.guidance if lora is not None and lora.guidance is not None else (ms.base.guidance or 0.0))
@@ -226,14 +264,13 @@ class GenerativeEngine(ClassicEngine):
         if not product.spec.commercial:
             return
         bad = self.model_set.non_commercial()
-        if not bad:
+        if not bad or self.commercial_set is not None:
             return
         alternatives = sorted({a for p in bad for a in p.alternatives})
         raise InputError(
-            f"the SKU is marked commercial but the {self.family} engine would generate with non-commercial "
-            f"models: {', '.join(f'{p.id} ({p.licence})' for p in bad)}. Commercially usable alternatives: "
-            f"{', '.join(alternatives) or 'none known'} (e.g. --engine sdxl, or VITRINE_GEN_BASE="
-            "black-forest-labs/FLUX.1-schnell without dev-licensed ControlNets/Fill in the model root)",
+            f"the SKU is marked commercial but the {self.family} engine's models are not licensed for it: "
+            f"{', '.join(f'{p.id} ({p.licence})' for p in bad)}, and {self.commercial_reason}. Commercially "
+            f"usable alternatives: {', '.join(alternatives) or 'none known'} (e.g. --engine sdxl)",
             path=product.spec_path or product.dir, key="commercial",
         )
 
@@ -261,16 +298,15 @@ class GenerativeEngine(ClassicEngine):
         mode = output_mode(request)
         if mode == "classic":
             return classic_compose(self, request, foreground, alpha, band)
-        self.check_licence(request)
-        scene = self.scene_pipeline()
-        params = self.scene_params()
+        which, ms = self.model_set_for(request)
+        scene = self.scene_pipeline(which)
+        params = self.scene_params(ms)
         prompt, negative = scene_prompts(mode, request, self.settings)
         pose = self._pose(mode, request, placement)
         with self._run_lock:
             out = scene(foreground, alpha, band, prompt=prompt, params=params, seed=request.seed,
                         negative_prompt=negative, pose=pose, shadow=request.contact_shadow and mode == "scene")
-        ms = self.model_set
-        record = {"mode": mode, "engine": self.family, "base": ms.base.id,
+        record = {"mode": mode, "engine": self.family, "model_set": which, "base": ms.base.id,
                   "controlnets": [p.id for p in ms.controlnets], "seam_model": ms.seam.id if ms.seam else ms.base.id,
                   "loras": [[p.name, s] for p, s in ms.loras], **out.record}
         work = {"generated.png": ("generated", out.generated, False),

@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,20 @@ if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
+
+
+class _DropUpcastNotice(logging.Filter):
+    """diffusers warns on every ``model.to(dtype)`` (e.g. each SDXL call upcasting its VAE) that no module
+    needs float32 (``[]``); it is expected and says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith("There are modules in") and "should be kept in float32: []" in msg)
+
+
+logging.getLogger("diffusers.models.modeling_utils").addFilter(_DropUpcastNotice())
+# diffusers' own FLUX ControlNet module imports a deprecated alias; not actionable for us.
+warnings.filterwarnings("ignore", message=".*FluxPosEmbed.*", category=FutureWarning)
 
 #: Components that are models (moved to a device, cast to a dtype); the rest are tokenizers/schedulers.
 DENOISERS = ("transformer", "unet")
@@ -355,7 +370,17 @@ def denoiser_variant(profile: ModelProfile, settings: GenerationSettings, *, is_
             parts.append(f"+lora:{lp.name}@{loras[-1][1]}")
     if settings.quantize:
         parts.append(f"torchao:{settings.quantize}")
+    parts += [f"+{name}" for name in _speedup_names(settings)]
     return "".join(parts), loras
+
+
+def _speedup_names(settings: GenerationSettings) -> list[str]:
+    names = ["fuse_qkv"] if settings.fuse_qkv else []
+    if settings.cache_threshold is not None:
+        names.append(f"first_block_cache:{settings.cache_threshold}")
+    if settings.compile:
+        names.append("compile_repeated_blocks")
+    return names
 
 
 def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None = None, cls=None,
@@ -399,6 +424,7 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
         model = model.to(ctx.load_device).eval()
         if loras:
             apply_loras(model, profile.family, loras, ctx, fuse=not quantized)
+        apply_speedups(model, settings)
         return model
 
     return MODEL_CACHE.get(ctx.key(profile, part, variant), load)
@@ -518,8 +544,9 @@ def load_pipeline(
         ctx (`LoadContext`, *optional*): an existing context (takes precedence over model_root/settings).
 
     Returns:
-        A diffusers `DiffusionPipeline` with its progress bar disabled, on the settings' device (or with
-        CPU offload hooks), with the settings' speed-ups applied to its denoiser.
+        A diffusers `DiffusionPipeline` with its progress bar disabled, its models on the settings' device
+        (with offload, on the CPU until `prepare_for_call` installs the hooks), the settings' speed-ups
+        applied to its denoiser (part of the denoiser's cache key).
 
     Raises:
         `ModelNotFoundError`: a repo is not found. `InputError`: an unusable combination (the key says
@@ -577,18 +604,15 @@ def load_pipeline(
     # 4. Build, then offload hooks or device placement and speed-ups
     pipe = cls(**parts)
     pipe.set_progress_bar_config(disable=True)
-    for module in _modules(pipe):
-        apply_speedups(module, ctx.settings)
     pipe._vitrine_ctx = ctx
     return pipe
 
 
-def _modules(pipe) -> list[Any]:
-    return [m for name in DENOISERS if (m := getattr(pipe, name, None)) is not None]
-
-
 def apply_speedups(model, settings: GenerationSettings) -> list[str]:
     """Apply the settings' speed-ups to a denoiser, once (idempotent); returns what was applied.
+
+    `load_denoiser` calls it; the speed-ups are part of the denoiser's cache key, so a model loaded
+    without them is never changed behind another user's back.
 
     - ``fuse_qkv``: fuse the attention Q/K/V projections into one matmul.
     - ``cache_threshold``: first-block caching (skip the remaining blocks while the first block's

@@ -92,7 +92,8 @@ def _found(profile: ModelProfile, model_root) -> Path | None:
     return loc.path if loc else None
 
 
-def resolve_model_set(family: str, model_root: str | Path | None, settings: GenerationSettings) -> ModelSet:
+def resolve_model_set(family: str, model_root: str | Path | None, settings: GenerationSettings, *,
+                      commercial_only: bool = False) -> ModelSet:
     """Choose the models of a ``family`` engine among those found.
 
     Order of preference is registration order (`pipelines.models.generation_models`): for FLUX the
@@ -103,15 +104,27 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
         family (`str`): ``flux`` or ``sdxl``.
         model_root (`str | Path`, *optional*): where to look (then ``$VITRINE_MODEL_ROOT``, the HF cache).
         settings (`GenerationSettings`): ``base``, ``loras``, ``gguf``, ``refiner`` choices.
+        commercial_only (`bool`, *optional*, defaults to `False`): only models whose licence allows
+            commercial use (for SKUs marked ``commercial: true``). FLUX then means FLUX.1-schnell without
+            ControlNets (every FLUX ControlNet is dev-licensed) and with schnell inpainting for seams.
 
     Returns:
         `ModelSet`.
 
     Raises:
-        `ModelNotFoundError`: no base of the family is found (or the asked-for base/LoRA/GGUF is not).
-        `InputError`: a setting names a profile of another family or role.
+        `ModelNotFoundError`: no (commercially usable) base of the family is found, or the asked-for
+            base/LoRA/GGUF is not.
+        `InputError`: a setting names a profile of another family or role, or (``commercial_only``) a
+            non-commercial one.
     """
     from ..models.location import locate
+
+    def allowed(p: ModelProfile, key: str | None = None) -> bool:
+        if not commercial_only or p.commercial:
+            return True
+        if key is not None:  # asked for explicitly: refuse rather than silently dropping it
+            raise InputError(f"{p.name} ({p.licence}) does not allow commercial use", key=key)
+        return False
 
     paths: dict[str, Path] = {}
     # 1. Base
@@ -119,10 +132,11 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
         base = get_profile(settings.base, key="VITRINE_GEN_BASE")
         if base.family != family or base.role != "base":
             raise InputError(f"{settings.base} is not a {family} base model", key="VITRINE_GEN_BASE")
+        allowed(base, "VITRINE_GEN_BASE")
         paths[base.name] = locate(base.id, model_root, required_files=base.required_files,
                                   revision=base.revision).path
     else:
-        bases = list_profiles(family, "base")
+        bases = [p for p in list_profiles(family, "base") if allowed(p)]
         base = None
         for cand in bases:
             path = _found(cand, model_root)
@@ -130,12 +144,12 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
                 base, paths[cand.name] = cand, path
                 break
         if base is None:
-            first = bases[0]
+            first = bases[0] if bases else list_profiles(family, "base")[0]
             locate(first.id, model_root, required_files=first.required_files)  # raises ModelNotFoundError
-            raise AssertionError("unreachable")  # pragma: no cover
+            raise InputError(f"{first.id} is found but not usable here")  # pragma: no cover
 
     def fits(p: ModelProfile) -> bool:
-        return not p.base_models or base.id in p.base_models
+        return (not p.base_models or base.id in p.base_models) and allowed(p)
 
     # 2. ControlNets: a union model covering both controls, else one per control
     controlnets: list[ModelProfile] = []
@@ -171,6 +185,10 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
         lp = get_profile(name, key="VITRINE_GEN_LORAS")
         if lp.family != family or lp.role != "lora":
             raise InputError(f"{name} is not a {family} LoRA", key="VITRINE_GEN_LORAS")
+        allowed(lp, "VITRINE_GEN_LORAS")
+        if lp.base_models and base.id not in lp.base_models:
+            raise InputError(f"{lp.name} is a LoRA for {', '.join(lp.base_models)}, not {base.id}",
+                             key="VITRINE_GEN_LORAS")
         paths[lp.name] = locate(lp.id, model_root, required_files=lp.required_files, revision=lp.revision).path
         loras.append((lp, scale if scale is not None else lp.lora_scale))
     gguf = None
@@ -178,6 +196,10 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
         gguf = get_profile(settings.gguf, key="VITRINE_GEN_GGUF")
         if gguf.family != family or gguf.role != "gguf":
             raise InputError(f"{settings.gguf} is not a {family} GGUF transformer", key="VITRINE_GEN_GGUF")
+        allowed(gguf, "VITRINE_GEN_GGUF")
+        if gguf.base_models and base.id not in gguf.base_models:
+            raise InputError(f"{gguf.name} is a quantized {', '.join(gguf.base_models)}, not {base.id}",
+                             key="VITRINE_GEN_GGUF")
         paths[gguf.name] = locate(gguf.id, model_root, required_files=gguf.required_files).path
     refiner = None
     if settings.refiner:

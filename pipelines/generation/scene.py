@@ -133,8 +133,8 @@ def size_multiple(pipe) -> int:
     """What both sides of a generated image must be a multiple of for this pipeline."""
     vsf = int(getattr(pipe, "vae_scale_factor", 8))
     unet = getattr(pipe, "unet", None)
-    if unet is not None:
-        return vsf * 2 ** (len(unet.config.block_out_channels) - 1)
+    if unet is not None:  # the UNet halves the latents at each level; SDXL pipelines also want multiples of 8
+        return math.lcm(8, vsf * 2 ** (len(unet.config.block_out_channels) - 1))
     return vsf * 2  # FLUX packs 2x2 latent patches
 
 
@@ -280,33 +280,37 @@ class GarmentScenePipeline:
 
     def _run(self, pipe, kwargs: dict[str, Any], what: str) -> np.ndarray:
         prepare_for_call(pipe)
-        images = call_with_oom_fallback(pipe, _call_kwargs(pipe, kwargs), enable_offload=lambda: enable_offload_now(pipe),
-                                        what=what)
+        images = call_with_oom_fallback(pipe, kwargs, enable_offload=lambda: enable_offload_now(pipe), what=what)
         return _to_uint8(images[0])
 
-    def generate(self, canvas_w, gen_mask, ws, controls, prompt, negative_prompt, seed, params: SceneParams):
+    def generation_kwargs(self, canvas_w, gen_mask, ws, controls, prompt, negative_prompt, seed,
+                          params: SceneParams) -> dict[str, Any]:
+        """The exact arguments of the generator call (filtered to what the pipeline takes)."""
         kwargs = dict(
             prompt=prompt, negative_prompt=negative_prompt if self.family == "sdxl" else None,
             image=Image.fromarray(canvas_w), mask_image=Image.fromarray(gen_mask), width=ws[0], height=ws[1],
             strength=params.strength, num_inference_steps=params.steps, guidance_scale=params.guidance,
             max_sequence_length=params.max_sequence_length, generator=_generator(seed), output_type="np",
-            timesteps=list(params.timesteps) if params.timesteps and _accepts(self.generator, "timesteps") else None,
             **self.control_kwargs(controls, params),
         )
-        if params.timesteps and "timesteps" in kwargs:
+        if params.timesteps and _accepts(self.generator, "timesteps"):
+            kwargs["timesteps"] = list(params.timesteps)
             kwargs.pop("num_inference_steps")
+        return _call_kwargs(self.generator, kwargs)
+
+    def generate(self, canvas_w, gen_mask, ws, controls, prompt, negative_prompt, seed, params: SceneParams):
+        kwargs = self.generation_kwargs(canvas_w, gen_mask, ws, controls, prompt, negative_prompt, seed, params)
         return self._run(self.generator, kwargs, "generating the scene")
 
     def refine(self, image_w, ws, prompt, negative_prompt, seed, params: SceneParams) -> np.ndarray:
         kwargs = dict(prompt=prompt, negative_prompt=negative_prompt, image=Image.fromarray(image_w),
                       strength=self.refiner_strength, num_inference_steps=max(params.steps, 2),
                       guidance_scale=params.guidance, generator=_generator(seed), output_type="np")
-        out = self._run(self.refiner, kwargs, "refining the scene")
+        out = self._run(self.refiner, _call_kwargs(self.refiner, kwargs), "refining the scene")
         return out if out.shape == image_w.shape else _resize(out, ws)
 
-    def inpaint_band(self, composite, band, ws, prompt, negative_prompt, seed, params: SceneParams) -> np.ndarray:
-        """Inpaint the seam band at the working size; returns the output-size inpainted image."""
-        h, w = band.shape
+    def seam_kwargs(self, composite, band, ws, prompt, negative_prompt, seed, params: SceneParams) -> dict[str, Any]:
+        """The exact arguments of the seam call: the composite and the (dilated) band at the working size."""
         image_w = _resize(composite, ws)
         band_w = cv2.dilate(np.where(_resize(band, ws, Image.Resampling.BOX) > 0, 255, 0).astype(np.uint8),
                             np.ones((3, 3), np.uint8))
@@ -316,7 +320,13 @@ class GarmentScenePipeline:
             strength=params.seam_strength, num_inference_steps=params.seam_steps, guidance_scale=params.seam_guidance,
             max_sequence_length=params.seam_max_sequence_length, generator=_generator(seed), output_type="np",
         )
-        out = self._run(self.seam, kwargs, "inpainting the seam band")
+        return _call_kwargs(self.seam, kwargs)
+
+    def inpaint_band(self, composite, band, ws, prompt, negative_prompt, seed, params: SceneParams) -> np.ndarray:
+        """Inpaint the seam band at the working size; returns the output-size inpainted image."""
+        h, w = band.shape
+        out = self._run(self.seam, self.seam_kwargs(composite, band, ws, prompt, negative_prompt, seed, params),
+                        "inpainting the seam band")
         return _resize(out, (w, h))
 
     # -- call -----------------------------------------------------------------------------------------

@@ -225,7 +225,7 @@ def check_threshold(name: str, value: float) -> float:
         v = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number in [0, 1], got {value!r}", key=name) from None
-    if not 0.0 <= v <= 1.0 or v != v:
+    if not 0.0 <= v <= 1.0:  # also refuses NaN
         raise InputError(f"{name} must be in [0, 1], got {value!r}", key=name)
     return v
 

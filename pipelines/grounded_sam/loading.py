@@ -275,6 +275,12 @@ def _cached(key: tuple, build):
         return _CACHE[key]
 
 
+def _float32_only(record: ModelRecord, dtype: str | None) -> None:
+    if dtype not in (None, "float32"):
+        raise InputError(f"{record.id} ({record.backend}) runs in float32 only; dtype={dtype!r} is for the "
+                         "transformers backends", key="dtype")
+
+
 def _check_weights(folder: Path, model_id: str) -> None:
     if not any((folder / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json",
                                                   "pytorch_model.bin", "pytorch_model.bin.index.json")):
@@ -296,11 +302,12 @@ def load_detector(record: ModelRecord, *, device: str | None = None, dtype: str 
         if record.backend == BACKEND_GROUNDINGDINO:
             from .original import OriginalGroundingDinoDetector, load_original_grounding_dino
 
+            _float32_only(record, dtype)
             folder = Path(record.path)
             model = load_original_grounding_dino(folder / record.config, folder / record.file,
                                                  text_encoder=record.text_encoder)
             kwargs = {"shorter_side": original_shorter_side} if original_shorter_side else {}
-            return OriginalGroundingDinoDetector(model.to(torch_dtype), device, **kwargs)
+            return OriginalGroundingDinoDetector(model, device, **kwargs)
         from .backends import TransformersGroundingDino
 
         _check_weights(Path(record.path), record.id)
@@ -323,8 +330,9 @@ def load_mask_predictor(record: ModelRecord, *, device: str | None = None, dtype
         if record.backend == BACKEND_SEGMENT_ANYTHING:
             from .original import OriginalSamPredictor, load_original_sam
 
+            _float32_only(record, dtype)
             model, _arch = load_original_sam(Path(record.path) / record.file)
-            return OriginalSamPredictor(model.to(torch_dtype), device)
+            return OriginalSamPredictor(model, device)
         from .backends import TransformersSamPredictor
 
         _check_weights(Path(record.path), record.id)

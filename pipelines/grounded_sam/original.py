@@ -55,7 +55,9 @@ def _require(module: str, extra: str):
     import importlib
 
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():  # groundingdino imports timm's deprecated paths
+            warnings.simplefilter("ignore", FutureWarning)
+            return importlib.import_module(module)
     except ImportError as exc:
         raise MissingBackendError(module, f"pip install {extra} ({exc})") from None
 
@@ -75,7 +77,7 @@ def load_torch_checkpoint(path: str | Path) -> dict[str, Any]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError("checkpoint not found", path) from None
-    except Exception as exc:  # UnpicklingError, RuntimeError (zip), EOFError ...
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError (zip), EOFError ...
         raise InputError(
             f"cannot read the checkpoint with torch.load(weights_only=True): {exc}. Vitrine never unpickles "
             "arbitrary objects; re-save the file as a plain state dict.", path) from None
@@ -340,14 +342,16 @@ def build_original_grounding_dino(config: str | Path | dict[str, Any], *, text_e
             replaces the config's ``text_encoder_type`` so that nothing is fetched from the hub.
     """
     _require("groundingdino", "groundingdino-py==0.4.0 torchvision")
-    from groundingdino.models import build_model
-    from groundingdino.util.slconfig import SLConfig
-
     cfg = dict(read_original_config(config) if not isinstance(config, dict) else config)
     cfg["text_encoder_type"] = str(text_encoder)
     cfg["device"] = "cpu"
     out = io.StringIO()
-    with bert_compat(), contextlib.redirect_stdout(out):  # groundingdino prints while building
+    from .loading import quiet_loading
+
+    with bert_compat(), contextlib.redirect_stdout(out), quiet_loading():  # it prints while building
+        from groundingdino.models import build_model
+        from groundingdino.util.slconfig import SLConfig
+
         model = build_model(SLConfig(cfg))
     if out.getvalue().strip():
         logger.debug("groundingdino: %s", out.getvalue().strip())
@@ -364,7 +368,7 @@ def load_original_grounding_dino(config: str | Path, weights: str | Path, *, tex
     model = build_original_grounding_dino(config, text_encoder=text_encoder)
     ckpt = load_torch_checkpoint(weights)
     state = ckpt.get("model", ckpt)
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:

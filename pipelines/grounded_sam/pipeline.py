@@ -8,6 +8,7 @@ any mask model with ``set_image`` / ``predict_low_res`` / ``upscale`` fits (see 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,14 @@ from .detection import (
 from .loading import ModelRecord, load_detector, load_mask_predictor, require_backend, resolve_models
 
 logger = logging.getLogger(__name__)
+
+_MODEL_LOCKS: dict[int, threading.RLock] = {}
+
+
+def model_lock(component) -> threading.RLock:
+    """One lock per loaded model: the mask model keeps the current image's embedding between calls, and
+    the batch runs SKUs in threads that share the models."""
+    return _MODEL_LOCKS.setdefault(id(component), threading.RLock())
 
 
 @dataclass
@@ -146,7 +155,8 @@ class GroundedSam:
     def ground(self, image: np.ndarray, phrases: Sequence[str], box_threshold: float, text_threshold: float, *,
                retry: bool = True) -> tuple[Grounding, str]:
         """Boxes for ``phrases`` (one detector run; relaxed re-selections when none survive)."""
-        raw = self.detector.detect(image, list(phrases))
+        with model_lock(self.detector):
+            raw = self.detector.detect(image, list(phrases))
         return ground(raw, box_threshold, text_threshold, retry=retry), caption_for(phrases)
 
     def masks_for(self, detections: list[Detection], policy: str, mask_threshold: float
@@ -230,8 +240,8 @@ class GroundedSam:
         timings["detect"] = time.perf_counter() - t
         attempts = [a.to_json() for a in grounding.attempts]
         last = grounding.attempts[-1]
-        common = dict(prompt=caption, attempts=attempts, box_threshold=last.box_threshold,
-                      text_threshold=last.text_threshold, policy=policy, models=models, timings=timings)
+        common = {"prompt": caption, "attempts": attempts, "box_threshold": last.box_threshold,
+                  "text_threshold": last.text_threshold, "policy": policy, "models": models, "timings": timings}
         if not grounding.found:
             tried = ", ".join(f"{a['box_threshold']:.3g}/{a['text_threshold']:.3g}" for a in attempts)
             reason = f"no box for {caption!r} passed box/text thresholds {tried}"
@@ -239,24 +249,25 @@ class GroundedSam:
             return GroundedSamOutput(empty, empty.copy(), False, reason, **common)
         detections = grounding.detections
 
-        # 3. Masks from boxes, combined by the policy.
-        t = time.perf_counter()
-        self.mask_predictor.set_image(image)
-        timings["encode"] = time.perf_counter() - t
-        t = time.perf_counter()
-        probs, used, scores = self.masks_for(detections, policy, mask_threshold)
-        mask = probs >= mask_threshold
-
-        # 4. Occluders to subtract.
+        # 3. Masks from boxes, combined by the policy (the image embedding is computed once, under a lock).
         occluders, excluded = None, {}
-        for item in exclude:
-            occ_phrases = split_phrases(item)
-            occ, occ_caption = self.ground(image, occ_phrases, box_threshold, text_threshold, retry=False)
-            excluded[occ_caption] = len(occ.detections)
-            if occ.found:
-                occ_probs, _, _ = self.masks_for(occ.detections, "merge", mask_threshold)
-                occluders = (occ_probs >= mask_threshold) | (occluders if occluders is not None else False)
-        timings["masks"] = time.perf_counter() - t
+        with model_lock(self.mask_predictor):
+            t = time.perf_counter()
+            self.mask_predictor.set_image(image)
+            timings["encode"] = time.perf_counter() - t
+            t = time.perf_counter()
+            probs, used, scores = self.masks_for(detections, policy, mask_threshold)
+            mask = probs >= mask_threshold
+
+            # 4. Occluders to subtract.
+            for item in exclude:
+                occ, occ_caption = self.ground(image, split_phrases(item), box_threshold, text_threshold,
+                                               retry=False)
+                excluded[occ_caption] = len(occ.detections)
+                if occ.found:
+                    occ_probs, _, _ = self.masks_for(occ.detections, "merge", mask_threshold)
+                    occluders = (occ_probs >= mask_threshold) | (occluders if occluders is not None else False)
+            timings["masks"] = time.perf_counter() - t
 
         # 5. Refine.
         t = time.perf_counter()

@@ -27,7 +27,7 @@ class ModelNotFoundError(VitrineError, FileNotFoundError):
         super().__init__(
             f"model {model_id!r} not found (a complete snapshot has {', '.join(required)}). Looked in:\n{places}\n"
             f"To fetch it on a machine with internet access:\n"
-            f"  huggingface-cli download {model_id} --local-dir MODEL_ROOT/{model_id}\n"
+            f"  hf download {model_id} --local-dir MODEL_ROOT/{model_id}\n"
             f"then pass --model-root MODEL_ROOT (or set {MODEL_ROOT_ENV})."
         )
 

@@ -14,8 +14,8 @@ Written under ``DIR/<org>/<name>/`` where the real snapshots go, so Vitrine's lo
 
 Configs follow diffusers' own fast tests (one transformer layer, hidden size 32). The FLUX models share
 one tiny VAE (4 latent channels, scale factor 2) and text encoders, as the real FLUX.1 repos do. Their
-native resolution (the VAE's ``sample_size``) is 32 px for FLUX and 64 px for SDXL, so an engine run on
-them generates at that size. The tiny single file and GGUF hold diffusers key names: diffusers'
+native resolution (the VAE's ``sample_size``) is 32 px, so an engine run on them generates at about
+32x32 px (28x36 for a 4:5 output). The tiny single file and GGUF hold diffusers key names: diffusers'
 converter from the original FLUX layout hard-codes the full-size hidden size (3072), so a tiny file in
 the original layout cannot be converted; the real files load through the same call.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 from .generation_models import (
@@ -42,6 +43,8 @@ from .generation_models import (
 from .tiny import register_tiny
 
 logger = logging.getLogger(__name__)
+# diffusers' FLUX ControlNet module imports a deprecated alias of its own; not actionable here.
+warnings.filterwarnings("ignore", message=".*FluxPosEmbed.*", category=FutureWarning)
 
 SEED = 0
 FLUX_CANNY = "black-forest-labs/FLUX.1-Canny-dev"
@@ -312,14 +315,14 @@ def sdxl_controlnet(seed: int):
 
 
 def sdxl_shared() -> dict:
-    """Tokenizers, text encoders (CLIP + CLIP with projection), a 2-block VAE (native 64 px) and scheduler."""
+    """Tokenizers, text encoders (CLIP + CLIP with projection), a 2-block VAE (native 32 px) and scheduler."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler
 
     tok = make_clip_tokenizer()
     _seeded()
     vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        sample_size=64).eval()
+                        sample_size=32).eval()
     return dict(vae=vae, tokenizer=tok, text_encoder=clip_text_encoder(tok), tokenizer_2=tok,
                 text_encoder_2=clip_text_encoder(tok, with_projection=True),
                 scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,

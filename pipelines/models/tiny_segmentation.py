@@ -35,7 +35,7 @@ SEED = 0
 #: bert-base-uncased ids that GroundingDINO hard-codes ([CLS], [SEP], ".", "?") and the usual specials.
 BERT_FIXED_IDS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
 #: Words the tiny vocabulary holds whole (everything else falls back to characters).
-TINY_WORDS = (
+TINY_WORDS = (  # noqa: SIM905 - a sentence reads better than 90 quoted words
     "a an the of and with on in person people human body model woman man face head hair hand hands arm "
     "shirt t-shirt tee top blouse sweater hoodie cardigan polo tank jumper pullover trousers pants jeans "
     "shorts skirt leggings dress gown jumpsuit jacket coat blazer parka vest shoe shoes sneaker sneakers "
@@ -88,6 +88,13 @@ def save_bert_tokenizer(folder: Path) -> None:
     (folder / "vocab.txt").write_text("\n".join(bert_vocab()) + "\n", encoding="utf-8")
 
 
+def _quiet():
+    """No progress bars while writing (see `pipelines.grounded_sam.loading.quiet_loading`)."""
+    from ..grounded_sam.loading import quiet_loading
+
+    return quiet_loading()
+
+
 def _fresh(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -104,8 +111,8 @@ def tiny_grounding_dino_config():
 
     swin = SwinConfig(window_size=7, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=98,
                       out_features=["stage2", "stage3", "stage4"], out_indices=[2, 3, 4])
-    text = dict(model_type="bert", vocab_size=len(bert_vocab()), hidden_size=8, num_hidden_layers=1,
-                num_attention_heads=2, intermediate_size=8, max_position_embeddings=256)
+    text = {"model_type": "bert", "vocab_size": len(bert_vocab()), "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 8, "max_position_embeddings": 256}
     return GroundingDinoConfig(
         d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
         encoder_ffn_dim=8, decoder_ffn_dim=8, num_queries=10, num_feature_levels=4, encoder_n_points=2,
@@ -130,8 +137,9 @@ def write_tiny_grounding_dino(folder: Path) -> Path:
 
 @register_tiny("grounding-dino")
 def build_grounding_dino(dest: Path) -> list[str]:
-    for model_id in TINY_GROUNDING_DINO_IDS:
-        write_tiny_grounding_dino(Path(dest) / model_id)
+    with _quiet():
+        for model_id in TINY_GROUNDING_DINO_IDS:
+            write_tiny_grounding_dino(Path(dest) / model_id)
     return list(TINY_GROUNDING_DINO_IDS)
 
 
@@ -150,12 +158,12 @@ def _tiny_sam_parts(hq: bool = False) -> dict:
     )
     prompt = getattr(tf, f"{prefix}PromptEncoderConfig")(hidden_size=16, image_size=64, patch_size=8,
                                                          mask_input_channels=4)
-    decoder_kwargs = dict(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
-                          iou_head_hidden_dim=16)
+    decoder_kwargs = {"hidden_size": 16, "mlp_dim": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                      "iou_head_hidden_dim": 16}
     if hq:
         decoder_kwargs["vit_dim"] = 32
     decoder = getattr(tf, f"{prefix}MaskDecoderConfig")(**decoder_kwargs)
-    return dict(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    return {"vision_config": vision, "prompt_encoder_config": prompt, "mask_decoder_config": decoder}
 
 
 def _tiny_sam_image_processor():
@@ -218,22 +226,25 @@ def write_tiny_sam2(folder: Path) -> Path:
 
 @register_tiny("sam")
 def build_sam(dest: Path) -> list[str]:
-    for model_id in TINY_SAM_IDS:
-        write_tiny_sam(Path(dest) / model_id)
+    with _quiet():
+        for model_id in TINY_SAM_IDS:
+            write_tiny_sam(Path(dest) / model_id)
     return list(TINY_SAM_IDS)
 
 
 @register_tiny("sam-hq")
 def build_sam_hq(dest: Path) -> list[str]:
-    for model_id in TINY_SAM_HQ_IDS:
-        write_tiny_sam_hq(Path(dest) / model_id)
+    with _quiet():
+        for model_id in TINY_SAM_HQ_IDS:
+            write_tiny_sam_hq(Path(dest) / model_id)
     return list(TINY_SAM_HQ_IDS)
 
 
 @register_tiny("sam2")
 def build_sam2(dest: Path) -> list[str]:
-    for model_id in TINY_SAM2_IDS:
-        write_tiny_sam2(Path(dest) / model_id)
+    with _quiet():
+        for model_id in TINY_SAM2_IDS:
+            write_tiny_sam2(Path(dest) / model_id)
     return list(TINY_SAM2_IDS)
 
 
@@ -312,7 +323,8 @@ def build_grounding_dino_original(dest: Path) -> list[str]:
     from ..grounded_sam.original import build_original_grounding_dino
 
     dest = Path(dest)
-    bert = write_tiny_bert(dest / BERT_BASE_UNCASED)
+    with _quiet():
+        bert = write_tiny_bert(dest / BERT_BASE_UNCASED)
     folder = _fresh(dest / GROUNDING_DINO_ORIGINAL_REPO)
     config_path = folder / "GroundingDINO_SwinT_OGC.cfg.py"
     config_path.write_text(original_grounding_dino_config_text(**TINY_ORIGINAL_OVERRIDES), encoding="utf-8")
