@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from pipelines.errors import InputError
 from pipelines.imageio import IMAGE_SUFFIXES, sha256_bytes, sha256_file
+from pipelines.tryon.spec import TryOnSpec  # the ``tryon`` key (try-on SKUs, issue 5)
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class ProductSpec(BaseModel):
             only commercially licensed models may be used.
         main_image (`str`, *optional*): file name of the image to use as the main product shot;
             defaults to the first image in name order.
+        tryon (`TryOnSpec`, *optional*): try-on settings for a folder holding a person photo (``person.*``)
+            and garment photos (method, which photos, prompt); see `pipelines.tryon.spec.TryOnSpec`.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -150,6 +153,7 @@ class ProductSpec(BaseModel):
     masks: dict[Annotated[str, Field(min_length=1)], RelativePath] = Field(default_factory=dict)
     commercial: bool = False
     main_image: RelativePath | None = None
+    tryon: TryOnSpec | None = None
 
     @field_validator("backgrounds", "marketplaces", "seeds")
     @classmethod
