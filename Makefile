@@ -7,7 +7,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean-catalog browser-deps
+.PHONY: setup demo test test-fast bench clean-catalog browser-deps lint
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ browser-deps:
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -m "not gpu and not slow and not distributed and not browser and not notebooks" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pipelines flows bench tests
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/classic_throughput.py
