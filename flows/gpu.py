@@ -13,7 +13,9 @@ leased: a process killed while holding one (SIGKILL, OOM killer) frees it when i
 (``GPU_SLOT_LEASE_S`` plus the server's repossessor loop, ~15 s).
 
 Without ``VITRINE_GPU_LIMIT`` (a laptop, the CLI's ``vitrine run``, the tests' embedded API) the
-engine is used as it is.
+engine is used as it is, and ``VITRINE_GPU_GUARD`` (``auto``/``always``/``never``) decides for engines
+that never touch a GPU: under ``auto`` the CPU-only ``classic`` engine skips the slot, since every
+acquire + release is an API round trip.
 """
 
 from __future__ import annotations
