@@ -65,17 +65,22 @@ def worker_engine(name: str, model_root: str | None):
 
 @task(name="render-sku", task_run_name="render-{sku}", cache_policy=NO_CACHE)
 def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "auto",
-               model_root: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Render one SKU. Never raises for a bad product: the failure is returned as the entry."""
+               model_root: str | None = None, force: bool = False, identity: str | None = None,
+               commercial: bool = False) -> dict[str, Any]:
+    """Render one SKU. Never raises for a bad product: the failure is returned as the entry.
+
+    ``identity`` (an identity preset YAML path) and ``commercial`` are the batch's (issue 5; RenderOptions).
+    """
     logger = _logger()
     try:
+        options = _render_options(identity, commercial)
         product = load_product(Path(products_dir) / sku, root=Path(products_dir))
         # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
         eng = guard_engine(worker_engine(engine, model_root))
         if is_url(catalog_dir):  # an object store: render to local scratch, then publish (pipelines/storage.py)
-            result = process_sku_at_url(product, catalog_dir, eng, RenderOptions(), force=force)
+            result = process_sku_at_url(product, catalog_dir, eng, options, force=force)
         else:
-            result = process_sku(product, catalog_dir, eng, RenderOptions(), force=force)
+            result = process_sku(product, catalog_dir, eng, options, force=force)
     except VitrineError as exc:
         logger.warning("SKU %s failed: %s", sku, exc)
         return {"sku": sku, "status": "failed", "error": str(exc), "outputs": [], "reason": None}
@@ -87,6 +92,15 @@ def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
     return result.to_json()
 
 
+def _render_options(identity: str | None, commercial: bool) -> RenderOptions:
+    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag (issue 5)."""
+    if identity is None:
+        return RenderOptions(commercial=commercial)
+    from pipelines.edit.identity import read_identity
+
+    return RenderOptions(identity=read_identity(identity).to_json(), commercial=commercial)
+
+
 @flow(name="catalog-batch", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
 def catalog_batch(
     products_dir: str,
@@ -95,6 +109,8 @@ def catalog_batch(
     model_root: str | None = None,
     force: bool = False,
     skus: list[str] | None = None,
+    identity: str | None = None,
+    commercial: bool = False,
 ) -> dict[str, Any]:
     """Render every SKU of a products folder into a catalog and write a batch report.
 
@@ -105,6 +121,11 @@ def catalog_batch(
         model_root (`str`, *optional*): model weights folder (``DIR/<org>/<name>/``).
         force (`bool`, *optional*, defaults to `False`): redo SKUs even when unchanged.
         skus (`list[str]`, *optional*): only these SKUs (a shard of a larger batch).
+        identity (`str`, *optional*): a model identity preset, by name (``$VITRINE_IDENTITIES``,
+            ``PRODUCTS/_identities/``, ``CATALOG/_identities/``) or YAML path: one seed and person prompt for
+            every SKU (`pipelines.edit.identity`).
+        commercial (`bool`, *optional*, defaults to `False`): the whole batch is for commercial use
+            (non-commercial models are refused; `pipelines.licence`).
 
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
@@ -112,6 +133,10 @@ def catalog_batch(
     logger = _logger()
     started = datetime.now(UTC)
     eng = worker_engine(engine, model_root)
+    if identity is not None:  # resolved once: every task reads the same preset file
+        from pipelines.edit.identity import identity_dirs, load_identity
+
+        identity = str(load_identity(identity, identity_dirs(products_dir, catalog_dir)).path.resolve())
     products, failures = discover_products(Path(products_dir))
     entries: list[dict[str, Any]] = [
         {"sku": sku, "status": "failed", "error": str(err), "outputs": [], "reason": None}
@@ -130,7 +155,8 @@ def catalog_batch(
     logger.info("%d SKUs to render with engine %s (%s)", len(names), eng.name, eng.describe()["reason"])
     logger.info("runner: %s", runner_info())
     futures = [
-        render_sku.submit(str(products_dir), name, str(catalog_dir), engine, model_root, force) for name in names
+        render_sku.submit(str(products_dir), name, str(catalog_dir), engine, model_root, force, identity, commercial)
+        for name in names
     ]
     for fut in as_completed(futures):
         entry = fut.result()

@@ -34,7 +34,7 @@ def _error(msg: str) -> int:
 
 # -- run / demo ----------------------------------------------------------------------------------------
 def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
-               progress: bool) -> int:
+               progress: bool, identity: str | None = None, commercial: bool = False) -> int:
     from tqdm import tqdm
 
     from flows import catalog_batch as cb
@@ -50,7 +50,9 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
 
     cb.PROGRESS_HOOKS.append(hook)
     try:
-        result = cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root, force=force)
+        batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # issue 5
+        result = cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root, force=force,
+                                  **batch)
     finally:
         cb.PROGRESS_HOOKS.remove(hook)
         bar.close()
@@ -66,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     products = Path(args.products_dir)
     if not products.is_dir():
         return _error(f"{products}: not a directory")
-    return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress)
+    return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress,
+                      args.identity, args.commercial)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -235,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model-root", default=None, metavar="DIR", help="model weights laid out as DIR/<org>/<name>/")
     r.add_argument("--force", action="store_true", help="redo SKUs even when unchanged")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--identity", default=None, metavar="NAME|FILE",
+                   help="model identity preset (seed, prompt, reference face) for every SKU: a YAML file, or a name "
+                        "in $VITRINE_IDENTITIES, PRODUCTS_DIR/_identities/ or the catalog's _identities/")
+    r.add_argument("--commercial", action="store_true",
+                   help="the whole batch is for commercial use: non-commercial models are refused")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("segment", help="write a 0/255 PNG mask of what a text prompt names")
@@ -305,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules with a ``register(subparsers)`` function adding commands. A feature adds its module here.
 CLI_EXTENSIONS: list[str] = ["flows.cli_review", "flows.cli_ops"]
+CLI_EXTENSIONS.append("flows.cli_edit")  # vitrine edit: Kontext edits as new versions (issue 5)
 
 
 def main(argv: list[str] | None = None) -> int:

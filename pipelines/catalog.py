@@ -61,6 +61,11 @@ class RenderOptions:
         jpeg_quality (`int`, defaults to 92): quality of the JPEG export of the main image.
         export_webp (`bool`, defaults to `False`): also write a lossy WebP of every image.
         png_compress_level (`int`, defaults to 1): zlib level of PNG outputs (1 = fast, 9 = small).
+        identity (`dict`, *optional*): the batch's model identity preset (`pipelines.edit.identity`,
+            ``IdentityPreset.to_json()``): its seed and prompt replace every SKU's ``seeds`` and
+            ``prompts.person``, so one model identity is reused across the batch.
+        commercial (`bool`, defaults to `False`): the whole batch is for commercial use: every SKU is treated
+            as ``commercial: true`` (non-commercial models are refused; `pipelines.licence`).
     """
 
     canvas: int = 2000
@@ -74,6 +79,8 @@ class RenderOptions:
     jpeg_quality: int = 92
     export_webp: bool = False
     png_compress_level: int = 1
+    identity: dict[str, Any] | None = None
+    commercial: bool = False
 
     def __post_init__(self) -> None:
         if self.seam_inner_px > self.preserve_erode_px:
@@ -290,6 +297,14 @@ def _render(
     product: Product, out: Path, engine: Engine, options: RenderOptions, content_hash: str, params: dict
 ) -> dict[str, Any]:
     """Do the work for one SKU into the staging folder ``out``; returns the manifest written there."""
+    # Issue 5: the batch's identity preset and commercial flag, then try-on SKUs (a person photo plus
+    # garment photos), which have their own pipeline (pipelines/tryon).
+    from .edit.identity import apply_batch_overrides
+    from .tryon.catalog import is_tryon_product, render_tryon
+
+    product = apply_batch_overrides(product, options)
+    if is_tryon_product(product):
+        return render_tryon(product, out, engine, options, content_hash, params)
     timer = _Timer()
     t_total = time.perf_counter()
     spec = product.spec
@@ -542,6 +557,11 @@ def verify_entry(sku_dir: str | Path) -> list[dict[str, Any]]:
     by_name = {i["file"]: i for i in manifest["inputs"]}
     results = []
     for o in manifest["outputs"]:
+        if "garment_transform" in o:  # a try-on, or an edit of one: the garment photo's recorded transform
+            from .tryon.catalog import verify_tryon_output
+
+            results.append(verify_tryon_output(sku_dir, manifest, o))
+            continue
         if "placement" not in o:
             continue
         src = np.asarray(Image.open(sku_dir / by_name[o["source_input"]]["normalized"]).convert("RGB"))

@@ -137,7 +137,8 @@ class ProductSpec(BaseModel):
         main_image (`str`, *optional*): file name of the image to use as the main product shot;
             defaults to the first image in name order.
         tryon (`TryOnSpec`, *optional*): try-on settings for a folder holding a person photo (``person.*``)
-            and garment photos (method, which photos, prompt); see `pipelines.tryon.spec.TryOnSpec`.
+            and garment photos (method, which photos, prompt); see `pipelines.tryon.spec.TryOnSpec`. Giving
+            the key makes the folder a try-on SKU (it must then hold a person photo).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -153,7 +154,7 @@ class ProductSpec(BaseModel):
     masks: dict[Annotated[str, Field(min_length=1)], RelativePath] = Field(default_factory=dict)
     commercial: bool = False
     main_image: RelativePath | None = None
-    tryon: TryOnSpec | None = None
+    tryon: TryOnSpec = Field(default_factory=TryOnSpec)
 
     @field_validator("backgrounds", "marketplaces", "seeds")
     @classmethod

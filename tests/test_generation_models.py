@@ -228,3 +228,17 @@ def test_bad_scene_input_is_an_input_error(flux_scene):
         scene(fg.astype(np.float32), alpha, band, prompt="x", params=params)
     with pytest.raises(InputError):
         scene(fg, alpha[:-1], band, prompt="x", params=params)
+
+
+def test_sdxl_refiner_pass_runs_and_keeps_the_garment(root):
+    from pipelines.composite import check_preserved
+    from pipelines.generation.engines import SdxlEngine
+
+    engine = SdxlEngine(model_root=root, settings=fast_settings(refiner=True))
+    assert engine.model_set.refiner.id == "stabilityai/stable-diffusion-xl-refiner-1.0"
+    scene = engine.scene_pipeline()
+    assert scene.refiner.text_encoder_2 is scene.generator.text_encoder_2  # shared with the base
+    fg, alpha, band, keep = _garment()
+    out = scene(fg, alpha, band, prompt="a shirt", params=engine.scene_params(), seed=3)
+    assert out.record["refiner"] is True
+    assert check_preserved(out.final, fg, keep)["identical_fraction"] == 1.0

@@ -326,23 +326,46 @@ def _quiet_progress_bars() -> None:
         pass
 
 
-def _quantization_config(settings: GenerationSettings):
-    """torchao weight quantization of the denoiser, or ``None``."""
-    if settings.quantize is None:
-        return None
+def _torchao_config(mode: str):
+    """The torchao config of ``fp8`` (float8 dynamic activations and weights) or ``int8`` (weight-only)."""
     try:
-        import torchao.quantization as tq  # noqa: F401
+        import torchao.quantization as tq
     except ImportError:
         raise MissingBackendError(
-            f"torchao ({settings.quantize})",
+            f"torchao ({mode})",
             "pip install torchao (fp8 needs an NVIDIA GPU with compute capability >= 8.9, e.g. L4/H100), "
             "or unset VITRINE_GEN_QUANTIZE",
         ) from None
+    if mode == "fp8":
+        return tq.Float8DynamicActivationFloat8WeightConfig()
+    if mode == "int8":
+        return tq.Int8WeightOnlyConfig()
+    raise InputError(f"unknown quantization {mode!r}; expected fp8 or int8", key="VITRINE_GEN_QUANTIZE")
+
+
+def _quantization_config(settings: GenerationSettings):
+    """diffusers' `TorchAoConfig` for the settings' quantization of the denoiser at load, or ``None``."""
+    if settings.quantize is None:
+        return None
+    aoconfig = _torchao_config(settings.quantize)
     from diffusers import TorchAoConfig
 
-    if settings.quantize == "fp8":
-        return TorchAoConfig(tq.Float8DynamicActivationFloat8WeightConfig())
-    return TorchAoConfig(tq.Int8WeightOnlyConfig())
+    return TorchAoConfig(aoconfig)
+
+
+def quantize_model(model, mode: str) -> None:
+    """Quantize an already loaded denoiser in place with torchao (``fp8`` or ``int8``; see `_torchao_config`).
+
+    The loader quantizes at load instead (``VITRINE_GEN_QUANTIZE``); this is for models built in memory
+    (bench/gpu_generation.py).
+
+    Raises:
+        `MissingBackendError`: torchao is not installed (the message says what to install).
+    """
+    aoconfig = _torchao_config(mode)
+    from torchao.quantization import quantize_
+
+    quantize_(model, aoconfig)
 
 
 def denoiser_variant(profile: ModelProfile, settings: GenerationSettings, *, is_base: bool) -> tuple[str, list]:

@@ -169,11 +169,20 @@ def paste_band(composite: np.ndarray, inpainted: np.ndarray, band: np.ndarray, f
     """
     if composite.shape != inpainted.shape or composite.shape[:2] != band.shape:
         raise InputError(f"paste_band shapes differ: {composite.shape}, {inpainted.shape}, {band.shape}")
-    w = feather_weights(band, feather_px)[:, :, None]
-    mixed = np.round(inpainted.astype(np.float32) * w + composite.astype(np.float32) * (1.0 - w))
     out = composite.copy()
-    sel = band > 0
-    out[sel] = np.clip(mixed, 0, 255).astype(np.uint8)[sel]
+    ys, xs = np.nonzero(band)
+    if len(ys) == 0:
+        return out
+    # Work on the band's bounding box (plus a margin for the distance transform) and its pixels only.
+    m = 1
+    y0, y1 = max(0, ys.min() - m), min(band.shape[0], ys.max() + 1 + m)
+    x0, x1 = max(0, xs.min() - m), min(band.shape[1], xs.max() + 1 + m)
+    crop = band[y0:y1, x0:x1]
+    sel = crop > 0
+    w = feather_weights(crop, feather_px)[sel][:, None]
+    a = inpainted[y0:y1, x0:x1][sel].astype(np.float32)
+    b = composite[y0:y1, x0:x1][sel].astype(np.float32)
+    out[y0:y1, x0:x1][sel] = np.clip(np.round(a * w + b * (1.0 - w)), 0, 255).astype(np.uint8)
     return out
 
 

@@ -1,0 +1,94 @@
+"""``vitrine edit CATALOG_DIR``: Kontext instruction edits of catalog outputs, as new versions.
+
+Registered through ``flows.cli.CLI_EXTENSIONS``. Runs the Prefect edit flow (`flows.edit_flow`).
+Exit codes follow flows/cli.py: 0 every edit applied (or nothing to do), 1 at least one edit failed,
+2 bad usage or input (no catalog, unknown SKU or output, identity preset not found).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _error(msg: str) -> int:
+    print(f"vitrine: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from pipelines.errors import InputError
+    from pipelines.models.location import ModelNotFoundError
+    from pipelines.review import catalog_entries
+
+    catalog = Path(args.catalog_dir)
+    if not catalog.is_dir():
+        return _error(f"{catalog}: not a directory")
+    if not catalog_entries(catalog):
+        return _error(f"{catalog}: no catalog entries found")
+    if args.instruction is not None and not args.instruction.strip():
+        return _error("--instruction is empty")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        return _error(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
+
+    from flows import edit_flow
+
+    def show(entry):
+        where = f"{_printable(entry['sku'])}/{_printable(entry['output'])}"
+        if entry["status"] == "applied":
+            print(f"{where} -> {_printable(entry['new_output'])}", flush=True)
+        else:
+            print(f"failed: {where}: {_printable(entry['error'])}", file=sys.stderr, flush=True)
+
+    edit_flow.PROGRESS_HOOKS.append(show)
+    try:
+        result = edit_flow.catalog_edit(
+            str(catalog), instruction=args.instruction, skus=args.sku or None, outputs=args.output or None,
+            model_root=args.model_root, identity=args.identity, commercial=args.commercial, garment=args.garment,
+            seed=args.seed)
+    except (InputError, ModelNotFoundError) as exc:
+        return _error(str(exc))
+    finally:
+        edit_flow.PROGRESS_HOOKS.remove(show)
+    counts = result["counts"]
+    if not result["entries"]:
+        print("nothing to edit" + ("" if args.instruction else " (no pending edit requests)"))
+    print(f"{counts['applied']} applied, {counts['failed']} failed")
+    print(f"report: {result['report_path']}")
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``edit`` command."""
+    e = subparsers.add_parser(
+        "edit", help="apply FLUX.1 Kontext edits to catalog outputs as new versions (originals kept)",
+        description="Edit catalog outputs with FLUX.1 Kontext. With --instruction, every chosen output (default: "
+                    "the newest version of each lifestyle, try-on and edited output of every SKU); without it, "
+                    "the pending edit requests of `vitrine review`. Each edit is a new output "
+                    "<stem>.edit-N.png linked to its parent in the manifest; the original is kept. Garment pixels "
+                    "are pasted back unless the instruction targets the garment (docs/tryon-and-edits.md).",
+    )
+    e.add_argument("catalog_dir", metavar="CATALOG_DIR")
+    e.add_argument("--instruction", default=None, metavar="TEXT",
+                   help='the edit, e.g. "replace the floor with white marble" (default: the review requests)')
+    e.add_argument("--sku", action="extend", nargs="+", default=None, metavar="SKU", help="only these SKUs")
+    e.add_argument("--output", action="extend", nargs="+", default=None, metavar="FILE",
+                   help="only these outputs, e.g. main.png (white-background images are edited only when named)")
+    e.add_argument("--model-root", default=None, metavar="DIR",
+                   help="model weights laid out as DIR/<org>/<name>/ (needs black-forest-labs/FLUX.1-Kontext-dev)")
+    e.add_argument("--identity", default=None, metavar="NAME|FILE",
+                   help="model identity preset (seed, prompt, reference face): a YAML file, or a name in "
+                        "$VITRINE_IDENTITIES or CATALOG_DIR/_identities/")
+    e.add_argument("--commercial", action="store_true",
+                   help="the batch is for commercial use: non-commercial models (Kontext-dev) are refused")
+    e.add_argument("--garment", default="auto", choices=("auto", "keep", "release"),
+                   help="paste the garment's pixels back: unless the instruction targets it (auto), always, never")
+    e.add_argument("--seed", type=int, default=None, help="seed (default: the identity's, else each output's)")
+    e.set_defaults(func=cmd_edit)

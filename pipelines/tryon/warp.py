@@ -1,0 +1,278 @@
+"""Pose-guided geometric placement of a garment photo on a person: anchors, a similarity transform, the warp.
+
+The garment photo (a flat lay or ghost-mannequin shot on a plain background) has two *anchors* found from
+its mask: the ends of its shoulder line (tops, outerwear, dresses) or of its waistband (lower garments),
+spaced by the garment's torso (or waist) width. The person's pose gives the matching two points on the
+body: the shoulder keypoints (or the hip keypoints) spread to the body's width. The similarity transform
+(scale, rotation, translation; no shear, so prints keep their proportions) that maps the garment anchors
+onto the body anchors places the garment: it follows the body's position, size and tilt.
+
+The transform is recorded (`GarmentTransform.to_json`) so that the garment as placed can be rebuilt from
+the normalised garment photo and compared with an output from outside (`apply_transform`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..classic.pose import PoseResult
+from ..errors import InputError
+
+#: Garment types that can be tried on, and the body part their anchors go to.
+TRYON_TYPES = ("upper", "outerwear", "dress", "lower")
+#: Body width at the anchors over the keypoint distance (shoulder or hip joints lie inside the body).
+BODY_WIDTH = {"upper": 1.25, "outerwear": 1.32, "dress": 1.2, "lower": 1.85}
+#: Garment rows (share of the garment's height from its top) whose width is the garment's body width.
+WIDTH_ROWS = {"upper": (0.6, 0.9), "outerwear": (0.55, 0.85), "dress": (0.15, 0.3), "lower": (0.0, 0.06)}
+#: Garment row (share of its height) of its anchors: the shoulder line, or the waistband.
+ANCHOR_ROW = {"upper": 0.1, "outerwear": 0.1, "dress": 0.07, "lower": 0.03}
+#: Keypoints below this score are treated as not found.
+MIN_SCORE = 0.3
+#: Torso length over shoulder width, to extrapolate hips that are out of frame.
+TORSO_RATIO = 1.4
+#: Garments shrunk below this scale are first downscaled with area averaging (no aliasing).
+PRESCALE_BELOW = 0.75
+
+
+@dataclass(frozen=True)
+class GarmentTransform:
+    """How the garment photo becomes the garment as placed on the output canvas.
+
+    Step 1: when ``prescale_size`` differs from the photo's size, resize the photo to it with OpenCV's
+    ``INTER_AREA``. Step 2: ``cv2.warpAffine(image, matrix, canvas_size, flags=INTER_LINEAR,
+    borderMode=BORDER_CONSTANT, borderValue=0)``. A point (x, y) of the (prescaled) photo lands at
+    ``matrix @ (x, y, 1)``.
+
+    Attributes:
+        matrix (`tuple`): 2x3 affine matrix (a similarity: scale, rotation, translation), floats.
+        canvas_size (`tuple[int, int]`): (width, height) of the output (the person photo's size).
+        source_size (`tuple[int, int]`): (width, height) of the normalised garment photo.
+        prescale_size (`tuple[int, int]`): (width, height) the photo is resized to first.
+        scale (`float`): the garment's overall scale (output px per photo px).
+        angle_deg (`float`): its rotation in degrees (counter-clockwise positive in image coordinates).
+        anchors (`dict`): the garment and body anchor points and how they were found.
+    """
+
+    matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
+    canvas_size: tuple[int, int]
+    source_size: tuple[int, int]
+    prescale_size: tuple[int, int]
+    scale: float
+    angle_deg: float
+    anchors: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "matrix": [list(r) for r in self.matrix], "canvas_size": list(self.canvas_size),
+            "source_size": list(self.source_size), "prescale_size": list(self.prescale_size),
+            "scale": self.scale, "angle_deg": self.angle_deg, "anchors": self.anchors,
+            "interpolation": "linear", "prescale_interpolation": "area", "library": "cv2.warpAffine",
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GarmentTransform:
+        try:
+            return cls(matrix=tuple(tuple(float(v) for v in r) for r in d["matrix"]),  # type: ignore[arg-type]
+                       canvas_size=tuple(d["canvas_size"]), source_size=tuple(d["source_size"]),
+                       prescale_size=tuple(d["prescale_size"]), scale=float(d["scale"]),
+                       angle_deg=float(d["angle_deg"]), anchors=dict(d.get("anchors") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"bad garment transform: {exc}", key="garment_transform") from None
+
+
+def apply_transform(image: np.ndarray, transform: GarmentTransform) -> np.ndarray:
+    """Place a garment photo (or its alpha) on the canvas with ``transform``.
+
+    Args:
+        image (`np.ndarray`): HxWx3 uint8 RGB or HxW uint8 alpha, at ``transform.source_size``.
+        transform (`GarmentTransform`): the recorded transform.
+
+    Returns:
+        `np.ndarray`: canvas-sized (``transform.canvas_size``) uint8 array of the same kind; 0 where the
+        garment does not reach.
+    """
+    h, w = image.shape[:2]
+    if (w, h) != tuple(transform.source_size):
+        raise InputError(f"the garment image is {w}x{h}, the transform expects "
+                         f"{transform.source_size[0]}x{transform.source_size[1]}", key="garment_transform")
+    src = image
+    if tuple(transform.prescale_size) != (w, h):
+        src = cv2.resize(image, tuple(transform.prescale_size), interpolation=cv2.INTER_AREA)
+    m = np.asarray(transform.matrix, dtype=np.float64)
+    out = cv2.warpAffine(np.ascontiguousarray(src), m, tuple(transform.canvas_size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out
+
+
+def _run_width(row: np.ndarray, cx: int) -> tuple[int, int] | None:
+    """The contiguous run of ``row`` (bool) containing column ``cx`` (or the nearest run): (x0, x1 excl)."""
+    xs = np.flatnonzero(row)
+    if len(xs) == 0:
+        return None
+    breaks = np.flatnonzero(np.diff(xs) > 1)
+    starts = np.concatenate([[xs[0]], xs[breaks + 1]])
+    ends = np.concatenate([xs[breaks], [xs[-1]]]) + 1
+    inside = np.flatnonzero((starts <= cx) & (ends > cx))
+    i = int(inside[0]) if len(inside) else int(np.argmin(np.minimum(abs(starts - cx), abs(ends - 1 - cx))))
+    return int(starts[i]), int(ends[i])
+
+
+def garment_anchors(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
+    """The two anchor points of a garment photo: the ends of its shoulder line or waistband.
+
+    Args:
+        alpha (`np.ndarray`): HxW uint8 alpha of the garment photo (255 = garment).
+        garment_type (`str`): one of `TRYON_TYPES`.
+
+    Returns:
+        `dict`: ``left`` and ``right`` ([x, y] floats, image left/right), ``width`` (px, the garment's
+        body width measured on the rows `WIDTH_ROWS`), ``bbox`` (XYXY).
+
+    Raises:
+        `InputError`: an unknown garment type or an empty mask.
+    """
+    if garment_type not in TRYON_TYPES:
+        raise InputError(f"garment type {garment_type!r} cannot be tried on; expected one of "
+                         f"{', '.join(TRYON_TYPES)}", key="garment_type")
+    hard = alpha >= 128
+    ys, xs = np.nonzero(hard)
+    if len(xs) == 0:
+        raise InputError("the garment mask is empty", key="garment")
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    h = y1 - y0
+    cx = int(np.median(xs))
+    r0, r1 = WIDTH_ROWS[garment_type]
+    rows = range(y0 + int(r0 * h), max(y0 + int(r0 * h) + 1, y0 + int(r1 * h)))
+    widths, centres = [], []
+    for y in rows:
+        run = _run_width(hard[y], cx)
+        if run is not None:
+            widths.append(run[1] - run[0])
+            centres.append((run[0] + run[1]) / 2)
+    if not widths:
+        widths, centres = [x1 - x0], [(x0 + x1) / 2]
+    width = float(np.median(widths))
+    c = float(np.median(centres))
+    ay = y0 + ANCHOR_ROW[garment_type] * h
+    return {"left": [c - width / 2, ay], "right": [c + width / 2, ay], "width": width, "bbox": [x0, y0, x1, y1]}
+
+
+def _kp(pose: PoseResult, name: str) -> np.ndarray | None:
+    from ..classic.pose import COCO17_NAMES
+
+    k = pose.keypoints[COCO17_NAMES.index(name)]
+    return k[:2].astype(np.float64) if k[2] >= MIN_SCORE else None
+
+
+def body_anchors(pose: PoseResult, garment_type: str) -> dict[str, Any] | None:
+    """The two body points the garment's anchors go to, from a pose; `None` without visible shoulders.
+
+    Tops, outerwear and dresses: the shoulder keypoints, spread about their midpoint to the body's width
+    (`BODY_WIDTH` x their distance). Lower garments: the hip keypoints (extrapolated from the shoulders
+    when out of frame: `TORSO_RATIO` shoulder widths down the body axis), spread likewise and raised to
+    the waist.
+
+    Returns:
+        `dict`: ``left``, ``right`` ([x, y], image left/right), ``how`` (which keypoints), or `None`.
+    """
+    ls, rs = _kp(pose, "left_shoulder"), _kp(pose, "right_shoulder")
+    if ls is None or rs is None:
+        return None
+    a, b = sorted([ls, rs], key=lambda p: p[0])
+    s = float(np.linalg.norm(b - a))
+    if s < 2:
+        return None
+    u = (b - a) / s
+    n = np.array([-u[1], u[0]])
+    if n[1] < 0:
+        n = -n  # the body's "down", perpendicular to the shoulder line
+    how = "shoulders"
+    if garment_type == "lower":
+        lh, rh = _kp(pose, "left_hip"), _kp(pose, "right_hip")
+        if lh is not None and rh is not None:
+            a, b = sorted([lh, rh], key=lambda p: p[0])
+            how = "hips"
+        else:
+            mid = (a + b) / 2 + n * TORSO_RATIO * s
+            a, b = mid - u * s * 0.45, mid + u * s * 0.45
+            how = "hips extrapolated from the shoulders"
+        mid = (a + b) / 2 - n * 0.12 * s
+    else:
+        mid = (a + b) / 2
+    half = float(np.linalg.norm(b - a)) * BODY_WIDTH[garment_type] / 2
+    d = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
+    return {"left": list(mid - d * half), "right": list(mid + d * half), "how": how}
+
+
+def similarity(src: tuple, dst: tuple) -> tuple[np.ndarray, float, float]:
+    """The 2x3 similarity matrix mapping two points ``src`` onto two points ``dst``; (matrix, scale, angle°)."""
+    (p0, p1), (q0, q1) = (np.asarray(v, np.float64) for v in src), (np.asarray(v, np.float64) for v in dst)
+    vs, vd = p1 - p0, q1 - q0
+    ls, ld = float(np.linalg.norm(vs)), float(np.linalg.norm(vd))
+    if ls < 1e-6 or ld < 1e-6:
+        raise InputError("degenerate anchors: the two points coincide", key="pose")
+    s = ld / ls
+    ang = math.atan2(vd[1], vd[0]) - math.atan2(vs[1], vs[0])
+    c, si = s * math.cos(ang), s * math.sin(ang)
+    r = np.array([[c, -si], [si, c]])
+    t = (q0 + q1) / 2 - r @ ((p0 + p1) / 2)
+    return np.hstack([r, t[:, None]]), s, math.degrees(ang)
+
+
+def place_garment(
+    garment_alpha: np.ndarray,
+    canvas_size: tuple[int, int],
+    garment_type: str,
+    *,
+    pose: PoseResult | None = None,
+    worn_mask: np.ndarray | None = None,
+) -> GarmentTransform:
+    """Compute where a garment photo goes on a person photo.
+
+    Args:
+        garment_alpha (`np.ndarray`): HxW uint8 alpha of the garment photo.
+        canvas_size (`tuple[int, int]`): (width, height) of the person photo (the output).
+        garment_type (`str`): one of `TRYON_TYPES`.
+        pose (`PoseResult`, *optional*): the person's pose, in person-photo pixels.
+        worn_mask (`np.ndarray`, *optional*): HxW uint8 mask of what the person wears now; used when the
+            pose has no visible shoulders (the garment is fitted to the mask's box instead).
+
+    Returns:
+        `GarmentTransform`.
+
+    Raises:
+        `InputError`: no visible shoulders and no usable worn mask; an empty garment mask.
+    """
+    g = garment_anchors(garment_alpha, garment_type)
+    body = body_anchors(pose, garment_type) if pose is not None else None
+    if body is not None:
+        m, s, ang = similarity((g["left"], g["right"]), (body["left"], body["right"]))
+        how = f"pose: {body['how']}"
+    elif worn_mask is not None and (worn_mask >= 128).any():
+        ys, xs = np.nonzero(worn_mask >= 128)
+        wx0, wy0, wx1 = float(xs.min()), float(ys.min()), float(xs.max()) + 1
+        gx0, gy0, gx1, _ = g["bbox"]
+        s = (wx1 - wx0) / max(1.0, gx1 - gx0)
+        m = np.array([[s, 0.0, (wx0 + wx1) / 2 - s * (gx0 + gx1) / 2], [0.0, s, wy0 - s * gy0]])
+        ang, how = 0.0, "worn-mask box (no visible shoulders)"
+        body = {"left": [wx0, wy0], "right": [wx1, wy0]}
+    else:
+        raise InputError("cannot place the garment: no shoulders are visible in the person photo and no mask of "
+                         "what the person wears was found (add masks/person.garment.png)", key="pose")
+    gh, gw = garment_alpha.shape
+    pw, ph = gw, gh
+    if s < PRESCALE_BELOW:
+        pw, ph = max(1, int(round(gw * s))), max(1, int(round(gh * s)))
+        m = m @ np.array([[gw / pw, 0.0, 0.0], [0.0, gh / ph, 0.0], [0.0, 0.0, 1.0]])
+    matrix = tuple(tuple(float(v) for v in row) for row in m)
+    anchors = {"garment": {k: g[k] for k in ("left", "right", "width", "bbox")},
+               "body": {"left": [float(v) for v in body["left"]], "right": [float(v) for v in body["right"]]},
+               "how": how, "garment_type": garment_type}
+    return GarmentTransform(matrix=matrix, canvas_size=(int(canvas_size[0]), int(canvas_size[1])),  # type: ignore[arg-type]
+                            source_size=(gw, gh), prescale_size=(pw, ph), scale=round(float(s), 6),
+                            angle_deg=round(float(ang), 4), anchors=anchors)
