@@ -13,6 +13,8 @@ from pipelines.generation.loading import MODEL_CACHE, LoadContext, load_denoiser
 from pipelines.generation.profiles import get_profile, list_profiles
 from pipelines.models.location import ModelNotFoundError, find, locate
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*FluxPosEmbed:FutureWarning")
+
 FLUX_DEV = "black-forest-labs/FLUX.1-dev"
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 
@@ -242,3 +244,18 @@ def test_sdxl_refiner_pass_runs_and_keeps_the_garment(root):
     out = scene(fg, alpha, band, prompt="a shirt", params=engine.scene_params(), seed=3)
     assert out.record["refiner"] is True
     assert check_preserved(out.final, fg, keep)["identical_fraction"] == 1.0
+
+
+def test_a_distill_scheduler_can_replace_the_pipelines(ctx):
+    import torch
+
+    from pipelines.generation.engines import set_scheduler
+
+    pipe = load_pipeline(SDXL, ctx=ctx)
+    other = load_pipeline(SDXL, ctx=ctx)
+    set_scheduler(pipe, get_profile("tianweiy/DMD2").scheduler)
+    assert type(pipe.scheduler).__name__ == "LCMScheduler"
+    assert type(other.scheduler).__name__ == "EulerDiscreteScheduler"  # each pipeline has its own
+    out = pipe(prompt="a dress", height=32, width=32, num_inference_steps=4, guidance_scale=0.0,
+               generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert out.shape == (1, 32, 32, 3)

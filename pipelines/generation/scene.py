@@ -313,7 +313,8 @@ class GarmentScenePipeline:
 
     def refine(self, image_w, ws, prompt, negative_prompt, seed, params: SceneParams) -> np.ndarray:
         kwargs = dict(prompt=prompt, negative_prompt=negative_prompt, image=Image.fromarray(image_w),
-                      strength=self.refiner_strength, num_inference_steps=max(params.steps, 2),
+                      strength=self.refiner_strength,  # at least one step of the strength's share
+                      num_inference_steps=max(params.steps, math.ceil(1 / self.refiner_strength) + 1),
                       guidance_scale=params.guidance, generator=_generator(seed), output_type="np")
         out = self._run(self.refiner, _call_kwargs(self.refiner, kwargs), "refining the scene")
         return out if out.shape == image_w.shape else _resize(out, ws)

@@ -161,7 +161,9 @@ def _parse(fname: str, value: str, key: str) -> Any:
             return float(value) if value else None
     except ValueError:
         raise InputError(f"cannot parse {value!r} (default {default!r})", key=key) from None
-    return value or None if default is None else value
+    if default is None:  # optional text settings (base, gguf, quantize, negative_prompt): empty = unset
+        return value or None
+    return value
 
 
 def parse_lora(item: str) -> tuple[str, float | None]:
