@@ -112,10 +112,17 @@ class GenerativeEngine(ClassicEngine):
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time per engine (shared models, schedulers)
         self._fingerprints: dict[str, str] | None = None
+        self.segmenter = _grounded_sam_segmenter(self.model_root)
 
     @property
     def name(self) -> str:  # type: ignore[override]
         return self.family
+
+    def find_subject(self, image, product):
+        """Segment with grounded-sam when its models are found (recorded in the manifest), else classic."""
+        if self.segmenter is not None:
+            return self.segmenter.find_subject(image, product)
+        return super().find_subject(image, product)
 
     def _resolve_commercial(self) -> tuple[ModelSet | None, str]:
         """The models for SKUs marked commercial: the default set when all of it allows commercial use,
@@ -154,6 +161,9 @@ class GenerativeEngine(ClassicEngine):
         gen = GENERATOR_CLASSES[(self.family, bool(ms.controlnets))]
         controls = ", ".join(f"{c}: {cn.id}" for c, cn in ms.controlnet_for().items()) or "none (unconstrained)"
         d["name"] = self.family
+        if self.segmenter is not None:
+            seg = self.segmenter.describe()["backends"]
+            d["backends"].update({k: v for k, v in seg.items() if "segmentation" in k})
         d["backends"].update({
             "generation": f"{gen} on {ms.base.id}" + (f" + LoRA {', '.join(p.name for p, _ in ms.loras)}" if ms.loras else ""),
             "generation_controls": controls,
@@ -171,6 +181,8 @@ class GenerativeEngine(ClassicEngine):
 
     def models(self) -> list[dict[str, Any]]:
         out = [dict(m) for m in MEDIAPIPE_MODELS]
+        if self.segmenter is not None:
+            out += [rec.to_json() for rec in self.segmenter.records]
         fps = self.fingerprints()
         paths = dict(self.model_set.paths or {})
         profiles = self.model_set.profiles()
@@ -371,3 +383,16 @@ register_engine(EngineEntry(name="flux", factory=lambda requested, reason, model
     requested, reason, model_root), probe=make_probe("flux"), priority=30))
 register_engine(EngineEntry(name="sdxl", factory=lambda requested, reason, model_root: SdxlEngine(
     requested, reason, model_root), probe=make_probe("sdxl"), priority=20))
+
+
+def _grounded_sam_segmenter(model_root: str | None):
+    """A `GroundedSamEngine` used for segmentation when its models are found under ``model_root``, else None."""
+    try:
+        from ..grounded_sam.engine import GroundedSamEngine
+        from ..grounded_sam.loading import probe
+    except ImportError:  # pragma: no cover - grounded-sam is part of the package
+        return None
+    ok, _why = probe(model_root)
+    if not ok:
+        return None
+    return GroundedSamEngine("grounded-sam", "segmentation for a generative engine", model_root)
