@@ -33,7 +33,7 @@ from .composite import (
 )
 from .engine import Engine, OutputRequest, Subject, compose_output, place_output
 from .errors import InputError, VitrineError
-from .imageio import atomic_write_json, load_image, save_image, save_mask, sha256_file
+from .imageio import _fsync_dir, atomic_write_json, load_image, save_image, save_mask, sha256_file
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, package_versions, read_manifest, validate_manifest
 from .product import Product, product_content_hash
 from .quality import white_background_check
@@ -203,19 +203,6 @@ def _commit(staging: Path, final: Path, catalog: Path, sku: str) -> None:
     else:
         os.replace(staging, final)
     _fsync_dir(final.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class _Timer:

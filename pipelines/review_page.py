@@ -462,7 +462,7 @@ def render_page(
     filters = ""
     if interactive:
         filters = "<p>Show: " + " ".join(
-            [f'<a href="/">all</a>'] + [f'<a href="/?status={esc(s)}">{esc(s)}</a>' for s in STATUSES]) + "</p>"
+            ['<a href="/">all</a>'] + [f'<a href="/?status={esc(s)}">{esc(s)}</a>' for s in STATUSES]) + "</p>"
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -162,11 +162,33 @@ def garment_anchors(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
     return {"left": [c - width / 2, ay], "right": [c + width / 2, ay], "width": width, "bbox": [x0, y0, x1, y1]}
 
 
-def _kp(pose: PoseResult, name: str) -> np.ndarray | None:
+def keypoint(pose: PoseResult, name: str) -> np.ndarray | None:
+    """The (x, y) pixel position of a COCO-17 keypoint, or `None` when its score is below `MIN_SCORE`."""
     from ..classic.pose import COCO17_NAMES
 
     k = pose.keypoints[COCO17_NAMES.index(name)]
     return k[:2].astype(np.float64) if k[2] >= MIN_SCORE else None
+
+
+_kp = keypoint
+
+
+def shoulder_frame(pose: PoseResult) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray] | None:
+    """The body's frame from the shoulders: (image-left shoulder, image-right shoulder, their distance,
+    unit vector along the shoulder line, unit vector down the body perpendicular to it), or `None`
+    when a shoulder is not visible or they coincide."""
+    ls, rs = keypoint(pose, "left_shoulder"), keypoint(pose, "right_shoulder")
+    if ls is None or rs is None:
+        return None
+    a, b = sorted([ls, rs], key=lambda p: p[0])
+    s = float(np.linalg.norm(b - a))
+    if s < 2:
+        return None
+    u = (b - a) / s
+    n = np.array([-u[1], u[0]])
+    if n[1] < 0:
+        n = -n  # the body's "down", perpendicular to the shoulder line
+    return a, b, s, u, n
 
 
 def body_anchors(pose: PoseResult, garment_type: str) -> dict[str, Any] | None:
@@ -180,17 +202,10 @@ def body_anchors(pose: PoseResult, garment_type: str) -> dict[str, Any] | None:
     Returns:
         `dict`: ``left``, ``right`` ([x, y], image left/right), ``how`` (which keypoints), or `None`.
     """
-    ls, rs = _kp(pose, "left_shoulder"), _kp(pose, "right_shoulder")
-    if ls is None or rs is None:
+    frame = shoulder_frame(pose)
+    if frame is None:
         return None
-    a, b = sorted([ls, rs], key=lambda p: p[0])
-    s = float(np.linalg.norm(b - a))
-    if s < 2:
-        return None
-    u = (b - a) / s
-    n = np.array([-u[1], u[0]])
-    if n[1] < 0:
-        n = -n  # the body's "down", perpendicular to the shoulder line
+    a, b, s, u, n = frame
     how = "shoulders"
     if garment_type == "lower":
         lh, rh = _kp(pose, "left_hip"), _kp(pose, "right_hip")

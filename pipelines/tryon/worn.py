@@ -19,16 +19,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..classic.pose import COCO17_NAMES, PoseResult
+from ..classic.pose import PoseResult
 from ..errors import InputError
-from .warp import MIN_SCORE, TORSO_RATIO, TRYON_TYPES
+from .warp import TORSO_RATIO, TRYON_TYPES, keypoint, shoulder_frame
 
 logger = logging.getLogger(__name__)
 
 
-def _pt(pose: PoseResult, name: str) -> np.ndarray | None:
-    k = pose.keypoints[COCO17_NAMES.index(name)]
-    return k[:2].astype(np.float64) if k[2] >= MIN_SCORE else None
+_pt = keypoint
 
 
 def pose_region_mask(pose: PoseResult, size: tuple[int, int], garment_type: str) -> np.ndarray | None:
@@ -46,17 +44,10 @@ def pose_region_mask(pose: PoseResult, size: tuple[int, int], garment_type: str)
         raise InputError(f"garment type {garment_type!r} cannot be tried on; expected one of "
                          f"{', '.join(TRYON_TYPES)}", key="garment_type")
     w, h = size
-    ls, rs = _pt(pose, "left_shoulder"), _pt(pose, "right_shoulder")
-    if ls is None or rs is None:
+    frame = shoulder_frame(pose)
+    if frame is None:
         return None
-    a, b = sorted([ls, rs], key=lambda p: p[0])
-    s = float(np.linalg.norm(b - a))
-    if s < 2:
-        return None
-    u = (b - a) / s
-    n = np.array([-u[1], u[0]])
-    if n[1] < 0:
-        n = -n
+    a, b, s, u, n = frame
 
     def pair(names: tuple[str, str], fallback_mid: np.ndarray, half: float):
         p, q = _pt(pose, names[0]), _pt(pose, names[1])
