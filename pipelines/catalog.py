@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from .composite import (
 from .engine import Engine, OutputRequest, Subject, compose_output, place_output
 from .errors import InputError, VitrineError
 from .imageio import _fsync_dir, atomic_write_json, load_image, save_image, save_mask, sha256_file
-from .manifest import MANIFEST_NAME, SCHEMA_VERSION, package_versions, read_manifest, validate_manifest
+from .manifest import MANIFEST_NAME, build_manifest, read_manifest, write_manifest
 from .product import Product, product_content_hash
 from .quality import white_background_check
 
@@ -460,35 +459,19 @@ def _render(
         o["quality"]["preserved_identical_fraction"] == 1.0 for o in outputs if "placement" in o
     )
     timer.timings["total"] = round(time.perf_counter() - t_total, 4)
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "sku": product.sku,
-        "status": "ok",
-        "content_hash": content_hash,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "vitrine_version": __version__,
-        "product": {
-            "title": spec.title,
-            "category": spec.category,
-            "garment_type": spec.garment_type,
-            "commercial": spec.commercial,
-            "marketplaces": list(spec.marketplaces),
-            "spec": spec.model_dump(mode="json"),
-        },
-        "inputs": inputs,
-        "engine": engine.describe(),
-        "models": engine.models(),
-        "parameters": params,
-        "subjects": subjects,
-        "work": work,
-        "outputs": outputs,
-        "quality": quality,
-        "timings": timer.timings,
-        "packages": package_versions(),
-        "review": {"status": "pending", "updated_at": None},
-    }
-    validate_manifest(manifest)
-    atomic_write_json(out / MANIFEST_NAME, manifest)
+    manifest = build_manifest(
+        product, content_hash,
+        inputs=inputs,
+        engine=engine.describe(),
+        models=engine.models(),
+        parameters=params,
+        subjects=subjects,
+        work=work,
+        outputs=outputs,
+        quality=quality,
+        timings=timer.timings,
+    )
+    write_manifest(out, manifest)
     return manifest
 
 

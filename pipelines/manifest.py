@@ -6,9 +6,12 @@ import json
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .product import Product
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -63,3 +66,51 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def build_manifest(product: "Product", content_hash: str, **sections: Any) -> dict[str, Any]:
+    """A schema-v1 manifest for a finished entry: the common header filled in, ``sections`` as given.
+
+    Args:
+        product (`Product`): the SKU's product folder (its spec fills the ``product`` block).
+        content_hash (`str`): the entry's content hash (sha256 hex).
+        **sections: ``inputs``, ``engine``, ``models``, ``parameters``, ``subjects``, ``work``, ``outputs``,
+            ``quality``, ``timings`` (see docs/catalog-format.md).
+
+    Returns:
+        `dict`: the manifest (not yet validated; see `write_manifest`).
+    """
+    from datetime import UTC, datetime
+
+    from . import __version__
+
+    spec = product.spec
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "sku": product.sku,
+        "status": "ok",
+        "content_hash": content_hash,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "vitrine_version": __version__,
+        "product": {
+            "title": spec.title,
+            "category": spec.category,
+            "garment_type": spec.garment_type,
+            "commercial": spec.commercial,
+            "marketplaces": list(spec.marketplaces),
+            "spec": spec.model_dump(mode="json"),
+        },
+        **sections,
+        "packages": package_versions(),
+        "review": {"status": "pending", "updated_at": None},
+    }
+
+
+def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
+    """Validate a manifest against the schema, then write it atomically as ``folder/manifest.json``."""
+    from .imageio import atomic_write_json
+
+    path = Path(folder) / MANIFEST_NAME
+    validate_manifest(manifest, path=path)
+    atomic_write_json(path, manifest)
+    return path

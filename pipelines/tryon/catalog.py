@@ -23,7 +23,6 @@ guarantee is checked before anything is written (`TryOnPipeline`), and again fro
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ import numpy as np
 from ..errors import InputError, VitrineError
 from ..imageio import atomic_write_json, load_image, save_image, save_mask, sha256_file
 from ..licence import merge_model_records
-from ..manifest import MANIFEST_NAME, SCHEMA_VERSION, package_versions, validate_manifest
+from ..manifest import MANIFEST_NAME, build_manifest, write_manifest
 from .warp import TRYON_TYPES, GarmentTransform, apply_transform
 
 if TYPE_CHECKING:
@@ -315,33 +314,21 @@ def render_tryon(product: Product, out: Path, engine: Engine, options: RenderOpt
     timings["total"] = round(time.perf_counter() - t_total, 4)
 
     # 5. The manifest
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "sku": product.sku,
-        "status": "ok",
-        "content_hash": content_hash,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "vitrine_version": params.get("vitrine"),
-        "product": {
-            "title": spec.title, "category": spec.category, "garment_type": spec.garment_type,
-            "commercial": spec.commercial, "marketplaces": list(spec.marketplaces), "spec": spec.model_dump(mode="json"),
-        },
-        "inputs": inputs,
-        "engine": engine.describe(),
-        "models": merge_model_records(engine.models(), choice.models),
-        "parameters": {**params, "tryon": {"method": choice.method, "method_reason": choice.reason,
-                                           "params": tparams.to_json(), "seeds": seeds}},
-        "subjects": subjects,
-        "work": work,
-        "outputs": outputs,
-        "quality": {"all_preserved": True, "tryon_method": choice.method,
-                    "min_garment_ssim": min((o["quality"]["garment_fidelity"]["ssim"] or 0.0) for o in outputs)},
-        "timings": timings,
-        "packages": package_versions(),
-        "review": {"status": "pending", "updated_at": None},
-    }
-    validate_manifest(manifest)
-    atomic_write_json(out / MANIFEST_NAME, manifest)
+    manifest = build_manifest(
+        product, content_hash,
+        inputs=inputs,
+        engine=engine.describe(),
+        models=merge_model_records(engine.models(), choice.models),
+        parameters={**params, "tryon": {"method": choice.method, "method_reason": choice.reason,
+                                        "params": tparams.to_json(), "seeds": seeds}},
+        subjects=subjects,
+        work=work,
+        outputs=outputs,
+        quality={"all_preserved": True, "tryon_method": choice.method,
+                 "min_garment_ssim": min((o["quality"]["garment_fidelity"]["ssim"] or 0.0) for o in outputs)},
+        timings=timings,
+    )
+    write_manifest(out, manifest)
     return manifest
 
 
