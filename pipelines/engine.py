@@ -200,16 +200,19 @@ def mask_override_path(product: "Product", image_path: Path, target: str) -> Pat
     return None
 
 
-def apply_override(alpha: np.ndarray, override_path: Path, source_size: tuple[int, int]) -> np.ndarray:
-    """Apply an analyst's mask: white (>= 224) = include, black (<= 31) = exclude, grey = keep the model's.
+def read_override_mask(override_path: Path, source_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Read an analyst's override mask, checked against the source photo's size, at ``size`` (w, h).
 
     Args:
-        alpha (`np.ndarray`): HxW uint8 model alpha.
         override_path (`Path`): a greyscale PNG the size of the source photo (before any downscale).
         source_size (`tuple[int, int]`): (width, height) of the source photo.
+        size (`tuple[int, int]`): (width, height) to return it at (nearest-neighbour resize).
 
     Returns:
-        `np.ndarray`: HxW uint8 alpha.
+        `np.ndarray`: HxW uint8 (white >= 224 include, black <= 31 exclude, grey: the model decides).
+
+    Raises:
+        `InputError`: unreadable file, or a size other than the photo's (naming both sizes).
     """
     try:
         with Image.open(override_path) as im:
@@ -222,10 +225,24 @@ def apply_override(alpha: np.ndarray, override_path: Path, source_size: tuple[in
             f"mask override is {ov.size[0]}x{ov.size[1]} but the photo is {source_size[0]}x{source_size[1]}",
             path=override_path,
         )
+    if ov.size != tuple(size):
+        ov = ov.resize(tuple(size), Image.Resampling.NEAREST)
+    return np.asarray(ov).copy()
+
+
+def apply_override(alpha: np.ndarray, override_path: Path, source_size: tuple[int, int]) -> np.ndarray:
+    """Apply an analyst's mask: white (>= 224) = include, black (<= 31) = exclude, grey = keep the model's.
+
+    Args:
+        alpha (`np.ndarray`): HxW uint8 model alpha.
+        override_path (`Path`): a greyscale PNG the size of the source photo (before any downscale).
+        source_size (`tuple[int, int]`): (width, height) of the source photo.
+
+    Returns:
+        `np.ndarray`: HxW uint8 alpha.
+    """
     h, w = alpha.shape
-    if ov.size != (w, h):
-        ov = ov.resize((w, h), Image.Resampling.NEAREST)
-    o = np.asarray(ov)
+    o = read_override_mask(override_path, source_size, (w, h))
     out = alpha.copy()
     out[o >= 224] = 255
     out[o <= 31] = 0

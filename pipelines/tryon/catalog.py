@@ -92,23 +92,6 @@ def is_tryon_product(product: Product) -> bool:
     return tryon_roles(product) is not None
 
 
-def _read_override(path: Path, source_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            ov = im.convert("L")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read mask override: {exc}", path=path) from None
-    if ov.size != tuple(source_size):
-        raise InputError(f"mask override is {ov.size[0]}x{ov.size[1]} but the person photo is "
-                         f"{source_size[0]}x{source_size[1]}", path=path)
-    if ov.size != tuple(size):
-        ov = ov.resize(tuple(size), Image.Resampling.NEAREST)
-    return np.asarray(ov).copy()
-
-
 def _segmenter(engine, product: Product):
     """grounded-sam with the garment preset, when the engine has it; else `None` (the pose region)."""
     if getattr(engine, "name", None) != "grounded-sam" or not callable(getattr(engine, "pipeline", None)):
@@ -152,7 +135,7 @@ def render_tryon(product: Product, out: Path, engine: Engine, options: RenderOpt
     """
     from ..catalog import _unique_stems
     from ..classic.pose import PoseResult, get_pose_estimator
-    from ..engine import mask_override_path
+    from ..engine import mask_override_path, read_override_mask
     from .models import choose_tryon
     from .pipeline import TryOnParams
     from .worn import worn_garment_mask
@@ -209,7 +192,7 @@ def render_tryon(product: Product, out: Path, engine: Engine, options: RenderOpt
     psub = engine.find_subject(pimg, product)
     pose = psub.pose if isinstance(psub.pose, PoseResult) else get_pose_estimator()(pimg.rgb)
     ov_path = mask_override_path(product, person_path, "garment")
-    override = _read_override(ov_path, pimg.source_size, pimg.size) if ov_path is not None else None
+    override = read_override_mask(ov_path, pimg.source_size, pimg.size) if ov_path is not None else None
     worn, worn_rec = worn_garment_mask(pimg.rgb, psub.alpha, garment_type, pose=pose,
                                        segmenter=_segmenter(engine, product), override=override)
     if ov_path is not None:
