@@ -71,3 +71,34 @@ def test_kernel_is_this_python(tmp_path):
     nb = new_notebook(cells=[new_code_cell("import sys, pipelines; print(sys.executable)")])
     _client(nb, tmp_path).execute()
     assert nb.cells[0].outputs[0]["text"].strip() == sys.executable
+
+
+def _inject(nb, source: str):
+    """Insert an ``injected-parameters`` cell right after the ``parameters`` cell (papermill's convention)."""
+    from nbformat.v4 import new_code_cell
+
+    idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(idx + 1, new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+
+
+def _text(nb) -> str:
+    out = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            out.append(o.get("text", "") if isinstance(o.get("text", ""), str) else "")
+            out.append(str(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+def test_injected_parameters_take_effect(tmp_path):
+    """An analyst (or papermill) overriding the tagged parameters changes what the notebook does."""
+    import nbformat
+
+    path = next(p for p in NOTEBOOKS if p.stem.startswith("01_"))
+    nb = nbformat.read(path, as_version=4)
+    default_text = _text(nb)
+    assert "astronaut" in default_text  # the committed run used the default samples
+    _inject(nb, 'samples = ["tote-canvas"]\nprompts = ["garment"]\nthresholds = [0.5]')
+    _client(nb, tmp_path).execute()
+    text = _text(nb)
+    assert "tote-canvas" in text and "astronaut" not in text
