@@ -191,6 +191,41 @@ def _is_complete(entry: Path) -> bool:
     return manifest.get("status") == "ok" and all((entry / f).is_file() for f in files)
 
 
+def _carry_reviews(staging: Path, old_dir: Path, manifest: dict[str, Any]) -> None:
+    """Keep review decisions across a re-render for outputs whose bytes did not change.
+
+    An output of the new entry with the same file name and sha256 as in the old entry is the very
+    image a reviewer decided on: its ``review`` is carried over (exports follow their source). Outputs
+    that changed start ``pending``. Rewrites the staging manifest only when something was carried.
+    """
+    old_path = old_dir / MANIFEST_NAME
+    if not old_path.is_file():
+        return
+    try:
+        old = read_manifest(old_path)
+    except InputError:
+        return
+    old_by_file = {o.get("file"): o for o in old.get("outputs", []) if isinstance(o, dict)}
+    carried = False
+    for o in manifest["outputs"]:
+        prev = old_by_file.get(o["file"])
+        review = (prev or {}).get("review") or {}
+        if prev and prev.get("sha256") == o["sha256"] and review.get("status", "pending") != "pending":
+            o["review"] = dict(review)
+            carried = True
+    if not carried:
+        return
+    from .review import review_counts, sku_review_status
+
+    manifest["review"] = {
+        "status": sku_review_status(manifest["outputs"]),
+        "updated_at": (old.get("review") or {}).get("updated_at"),
+        "counts": review_counts(manifest["outputs"]),
+        "carried_over": True,
+    }
+    write_manifest(staging, manifest)
+
+
 def _commit(staging: Path, final: Path, catalog: Path, sku: str) -> None:
     """Move a finished staging folder into place; the old entry (if any) is replaced in one rename."""
     if final.exists():
@@ -265,6 +300,7 @@ def process_sku(
         (staging / "work").mkdir(parents=True)
         try:
             manifest = _render(product, staging, engine, options, content_hash, params)
+            _carry_reviews(staging, sku_dir, manifest)
             _commit(staging, sku_dir, catalog, product.sku)
         except Exception as exc:  # one broken SKU never stops a batch
             shutil.rmtree(staging, ignore_errors=True)

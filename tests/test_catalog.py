@@ -231,3 +231,34 @@ def test_is_up_to_date_rejects_a_corrupt_manifest(rendered, tmp_path):
     assert is_up_to_date(copy, h)
     (copy / "manifest.json").write_text("{not json")
     assert not is_up_to_date(copy, h)
+
+
+def test_reviews_of_unchanged_outputs_survive_a_re_render(tmp_path, drawn_products, engine):
+    from pipelines.review import record_decision
+
+    products, catalog = tmp_path / "p", tmp_path / "c"
+    d = _make_product(products, "tee", drawn_products["tee"][0], spec="backgrounds: [white, studio]\n")
+    assert process_sku(load_product(d, root=products), catalog, engine).status == "ok"
+    record_decision(catalog, "tee", "main.png", "approve")
+    record_decision(catalog, "tee", "lifestyle-studio-s0.png", "reject", note="backdrop too grey")
+
+    # A new background: the two existing outputs come out byte-identical and keep their reviews.
+    (d / "product.yaml").write_text("backgrounds: [white, studio, texture]\n")
+    assert process_sku(load_product(d, root=products), catalog, engine).status == "ok"
+    m = read_manifest(catalog / "tee" / "manifest.json")
+    validate_manifest(m)
+    status = {o["file"]: o["review"]["status"] for o in m["outputs"]}
+    assert status["main.png"] == "approved" and status["main.jpg"] == "approved"
+    assert status["lifestyle-studio-s0.png"] == "rejected"
+    assert status["lifestyle-texture-s0.png"] == "pending"
+    note = next(o for o in m["outputs"] if o["file"] == "lifestyle-studio-s0.png")["review"]["note"]
+    assert note == "backdrop too grey"
+    assert m["review"]["status"] == "rejected" and m["review"]["carried_over"] is True
+
+    # Another main-image fill: main.png's pixels change, so its review starts over; the lifestyle
+    # images (their own fill) are the same bytes and keep theirs.
+    assert process_sku(load_product(d, root=products), catalog, engine, RenderOptions(fill=0.8)).status == "ok"
+    m = read_manifest(catalog / "tee" / "manifest.json")
+    status = {o["file"]: o["review"]["status"] for o in m["outputs"]}
+    assert status["main.png"] == "pending" and status["main.jpg"] == "pending"
+    assert status["lifestyle-studio-s0.png"] == "rejected"
