@@ -213,20 +213,26 @@ def _randomise_lora(model, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
 
 
-def write_flux_lora(transformer, folder: Path, weight_name: str) -> None:
-    """A rank-4 LoRA on the attention projections of ``transformer``, made with peft, diffusers format."""
-    from diffusers import FluxPipeline
+def _random_lora_state(model, seed: int) -> dict:
+    """A rank-4 peft LoRA on ``model``'s attention projections with random weights: its state dict."""
+    import copy
+
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    import copy
-
-    model = copy.deepcopy(transformer)
+    model = copy.deepcopy(model)
     model.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
                                  init_lora_weights=False))
-    _randomise_lora(model, SEED + 7)
+    _randomise_lora(model, seed)
+    return get_peft_model_state_dict(model)
+
+
+def write_flux_lora(transformer, folder: Path, weight_name: str) -> None:
+    """A rank-4 LoRA on the attention projections of ``transformer``, made with peft, diffusers format."""
+    from diffusers import FluxPipeline
+
     folder.mkdir(parents=True, exist_ok=True)
-    FluxPipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(model),
+    FluxPipeline.save_lora_weights(folder, transformer_lora_layers=_random_lora_state(transformer, SEED + 7),
                                    weight_name=weight_name, safe_serialization=True)
 
 
@@ -332,17 +338,9 @@ def sdxl_shared() -> dict:
 def write_sdxl_lora(unet, folder: Path, weight_name: str) -> None:
     """A rank-4 peft LoRA on the UNet's attention projections, in the diffusers SDXL LoRA format."""
     from diffusers import StableDiffusionXLPipeline
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
 
-    import copy
-
-    model = copy.deepcopy(unet)
-    model.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                 init_lora_weights=False))
-    _randomise_lora(model, SEED + 8)
     folder.mkdir(parents=True, exist_ok=True)
-    StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(model),
+    StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=_random_lora_state(unet, SEED + 8),
                                                 weight_name=weight_name, safe_serialization=True)
 
 
