@@ -53,11 +53,19 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from pipelines.review_server import ReviewServer
 
+    from pipelines.errors import InputError
+
     try:
-        server = ReviewServer(catalog, args.host, args.port, reviewer=args.reviewer or _default_reviewer())
+        server = ReviewServer(catalog, args.host, args.port, reviewer=args.reviewer or _default_reviewer(),
+                              products_dir=args.products)
+    except InputError as exc:
+        return _error(str(exc))
     except OSError as exc:
         return _error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     print(f"Reviewing {catalog.resolve()} at {server.url} (Ctrl-C to stop)", flush=True)
+    if server.products is None:
+        print("vitrine: note: the products folder is unknown (no batch report); pass --products PRODUCTS_DIR "
+              "to save painted masks", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -80,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--reviewer", default=None, metavar="NAME", help="name recorded with decisions (default: $USER)")
     r.add_argument("--export", default=None, metavar="DIR",
                    help="write a read-only DIR/index.html that opens from disk, then exit")
+    r.add_argument("--products", default=None, metavar="PRODUCTS_DIR",
+                   help="products folder the mask brush writes masks/product.png into (default: the one "
+                        "recorded in the latest batch report)")
     r.add_argument("--list-edits", action="store_true",
                    help="print the pending edit requests as JSON lines, then exit")
     r.set_defaults(func=cmd_review)

@@ -15,7 +15,10 @@ reaches the edit flow) but not yet in the manifest. The format is documented in 
   "output_sha256", "derived", "action", "status", "note", "instruction", "reviewer", "source"}``;
 - an ``edit-result`` event, appended by the edit flow (`record_edit_result`): ``{"v": 1,
   "event": "edit-result", "id", "created_at", "decision_id", "sku", "output", "result", "new_output",
-  "error"}`` with ``result`` ``applied`` or ``failed``.
+  "error"}`` with ``result`` ``applied`` or ``failed``;
+- a ``mask-edit`` event, appended when a reviewer saves a painted mask (`pipelines.mask_edit`): ``{"v": 1,
+  "event": "mask-edit", "id", "created_at", "sku", "input", "mask", "mask_sha256", "size", "reviewer",
+  "source"}`` (``mask``: the override file written, relative to the product folder).
 
 An edit request is pending while it is the latest decision for its output, no ``applied`` result names
 it, and the output's file still has the sha256 it had when the reviewer asked (a re-render that changed
@@ -55,7 +58,7 @@ ACTIONS: dict[str, str] = {
     "reset": "pending",
 }
 STATUSES = ("pending", "approved", "rejected", "edit-requested")
-EVENTS = ("decision", "edit-result")
+EVENTS = ("decision", "edit-result", "mask-edit")
 EDIT_RESULTS = ("applied", "failed")
 #: Longest note or instruction accepted, in characters.
 MAX_TEXT_LENGTH = 2000
@@ -227,6 +230,7 @@ def _check_event(event: Any, path: Path, line: int) -> dict[str, Any]:
     required = (
         ("id", "created_at", "sku", "output", "output_sha256", "action", "status")
         if kind == "decision" else ("id", "created_at", "decision_id", "sku", "output", "result")
+        if kind == "edit-result" else ("id", "created_at", "sku", "input", "mask", "mask_sha256")
     )
     for key in required:
         if not isinstance(event.get(key), str) or not event[key]:
@@ -478,6 +482,8 @@ def pending_edit_requests(catalog_dir: str | Path) -> list[EditRequest]:
     for e in events:
         if e["event"] == "decision":
             latest[(e["sku"], e["output"])] = e
+        elif e["event"] != "edit-result":
+            continue
         elif e["result"] == "applied":
             applied.add(e["decision_id"])
         else:

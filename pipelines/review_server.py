@@ -16,13 +16,18 @@ Standard library only (`http.server`), one thread per request. What it does and 
 - Every response carries a strict Content-Security-Policy; the page's text is escaped
   (`pipelines.review_page`).
 
-Routes: ``GET /`` (the page; ``?status=<status>`` filters SKUs), ``GET /static/review.js|review.css``,
-``GET /files/...``, ``GET /thumb/...``, ``GET /api/catalog`` (review summary as JSON),
-``GET /api/edit-requests`` (pending edit requests), ``POST /api/decision``.
+Routes: ``GET /`` (one page of SKUs: ``?status=``, ``engine=``, ``marketplace=``, ``q=``, ``page=``,
+``per_page=``; see `pipelines.review_index`), ``GET /mask/<sku>`` (the mask brush),
+``GET /static/review.js|review.css``, ``GET /files/...``, ``GET /thumb/...``, ``GET /api/catalog`` (review
+summary as JSON; with page/filter parameters also one page of the index), ``GET /api/edit-requests``
+(pending edit requests), ``POST /api/decision``, ``POST /api/mask`` (a painted mask override; same
+token/Origin/Host rules as decisions).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import io
 import ipaddress
@@ -45,7 +50,9 @@ from .errors import InputError
 from .manifest import MANIFEST_NAME, read_manifest
 from .product import validate_sku
 from .review import ReviewConflictError, pending_edit_requests, record_decision, review_summary
-from .review_page import SCRIPT, SERVER_CSP, STYLE, THUMB_SIDE, render_page, server_links
+from .review_index import CatalogIndex, ReviewQuery
+from .review_live import LIVE_SCRIPT, LIVE_STYLE, render_live_page, render_mask_page
+from .review_page import SERVER_CSP, THUMB_SIDE
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 #: Largest request body accepted, bytes.
 MAX_BODY = 64 * 1024
+#: Largest ``POST /api/mask`` body accepted, bytes (a base64 PNG of a painted mask).
+MAX_MASK_BODY = 32 * 1024 * 1024
 CONTENT_TYPES = {
     ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
     ".json": "application/json; charset=utf-8",
@@ -158,17 +167,18 @@ class ReviewHandler(BaseHTTPRequestHandler):
             path = url.path
             catalog = self.server.catalog
             if path == "/":
-                status = parse_qs(url.query).get("status", [None])[0]
                 try:
-                    page = render_page(catalog, server_links(), interactive=True, token=self.server.token,
-                                       status_filter=status)
+                    query = ReviewQuery.from_params(parse_qs(url.query))
+                    page = render_live_page(catalog, self.server.index, query, token=self.server.token)
                 except InputError as exc:
                     raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
                 self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")
+            elif path.startswith("/mask/"):
+                self._mask_page(path[len("/mask/"):])
             elif path == "/static/review.js":
-                self._send(HTTPStatus.OK, SCRIPT.encode(), "text/javascript; charset=utf-8", cache=True)
+                self._send(HTTPStatus.OK, LIVE_SCRIPT.encode(), "text/javascript; charset=utf-8", cache=True)
             elif path == "/static/review.css":
-                self._send(HTTPStatus.OK, STYLE.encode(), "text/css; charset=utf-8", cache=True)
+                self._send(HTTPStatus.OK, LIVE_STYLE.encode(), "text/css; charset=utf-8", cache=True)
             elif path.startswith("/files/"):
                 real = resolve_catalog_file(catalog, path[len("/files/"):])
                 self._send(HTTPStatus.OK, real.read_bytes(), CONTENT_TYPES[real.suffix.lower()])
@@ -185,7 +195,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
             elif path == "/favicon.ico":
                 self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon", cache=True)
             elif path == "/api/catalog":
-                self._json(HTTPStatus.OK, {"ok": True, **review_summary(catalog)})
+                self._catalog_api(parse_qs(url.query))
             elif path == "/api/edit-requests":
                 self._json(HTTPStatus.OK, {"ok": True, "requests": [r.to_json() for r in pending_edit_requests(catalog)]})
             else:
@@ -199,6 +209,9 @@ class ReviewHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         try:
             self._check_host()
+            if urlsplit(self.path).path == "/api/mask":
+                self._json(HTTPStatus.OK, self._save_mask())
+                return
             if urlsplit(self.path).path != "/api/decision":
                 raise RequestError(HTTPStatus.NOT_FOUND, "not found")
             body = self._read_json()
@@ -208,13 +221,17 @@ class ReviewHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body may be unread: do not reuse the connection
             self._error(err)
 
-    def _read_json(self) -> dict[str, Any]:
+    def _check_post_auth(self) -> None:
+        """The CSRF rules of every POST: no foreign ``Origin``, the right ``X-Vitrine-Token``."""
         origin = self.headers.get("Origin")
         if origin is not None and origin.lower() != f"http://{(self.headers.get('Host') or '').lower()}":
             raise RequestError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
         token = self.headers.get("X-Vitrine-Token") or ""
         if not hmac.compare_digest(token.encode(), self.server.token.encode()):
             raise RequestError(HTTPStatus.FORBIDDEN, "missing or wrong X-Vitrine-Token; reload the page")
+
+    def _read_json(self) -> dict[str, Any]:
+        self._check_post_auth()
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
@@ -252,7 +269,89 @@ class ReviewHandler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.BAD_REQUEST, exc.message) from None
         manifest = read_manifest(catalog / d.sku / MANIFEST_NAME)
         output_review = next(o["review"] for o in manifest["outputs"] if o["file"] == d.output)
-        return {"ok": True, "decision": d.to_json(), "output_review": output_review, "sku_review": manifest["review"]}
+        return {"ok": True, "decision": d.to_json(), "output_review": output_review, "sku_review": manifest["review"],
+                **self._live_counts()}
+
+    # -- the catalog-scale page's extras (pipelines.review_live, pipelines.mask_edit) ----------------------
+    def _live_counts(self) -> dict[str, Any]:
+        """``counts`` (SKUs per status filter) and ``pending_edits``, for the page's live counts."""
+        out: dict[str, Any] = {"counts": self.server.index.query(ReviewQuery()).counts}
+        try:
+            out["pending_edits"] = len(pending_edit_requests(self.server.catalog))
+        except InputError:
+            pass
+        return out
+
+    def _catalog_api(self, params: dict[str, list[str]]) -> None:
+        """``GET /api/catalog``: the review summary; with any of ``page``, ``per_page``, ``status``, ``q``,
+        ``engine``, ``marketplace`` also ``index``, one page of compact per-SKU facts (`IndexPage.to_json`)."""
+        out: dict[str, Any] = {"ok": True, **review_summary(self.server.catalog)}
+        if params:
+            try:
+                out["index"] = self.server.index.query(ReviewQuery.from_params(params)).to_json()
+            except InputError as exc:
+                raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        self._json(HTTPStatus.OK, out)
+
+    def _mask_page(self, rel: str) -> None:
+        sku = unquote(rel, errors="strict")
+        try:
+            validate_sku(sku)
+            page = render_mask_page(self.server.catalog, sku, token=self.server.token)
+        except InputError as exc:
+            raise RequestError(HTTPStatus.NOT_FOUND, f"no mask to paint: {exc.message}") from None
+        self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _save_mask(self) -> dict[str, Any]:
+        """``POST /api/mask``: ``{"sku", "mask_png": base64 PNG}`` -> the override in the products folder."""
+        from .mask_edit import save_mask_override
+
+        self._check_post_auth()
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
+        try:
+            length = int(self.headers.get("Content-Length") or "")
+        except ValueError:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required") from None
+        if length < 0 or length > MAX_MASK_BODY:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_MASK_BODY} bytes")
+        try:
+            body = json.loads(self.rfile.read(length).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
+        if not isinstance(body, dict) or set(body) - {"sku", "mask_png"}:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object with sku and mask_png")
+        if not isinstance(body.get("sku"), str) or not isinstance(body.get("mask_png"), str):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "'sku' and 'mask_png' must be strings")
+        if self.server.products is None:
+            raise RequestError(HTTPStatus.CONFLICT, "the server does not know the products folder; restart it "
+                               "with vitrine review CATALOG --products PRODUCTS_DIR")
+        try:
+            png = base64.b64decode(body["mask_png"], validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "mask_png is not base64") from None
+        try:
+            event = save_mask_override(self.server.catalog, self.server.products, body["sku"], png,
+                                       reviewer=self.server.reviewer, source="review-server")
+        except ReviewConflictError as exc:
+            raise RequestError(HTTPStatus.CONFLICT, str(exc)) from None
+        except InputError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, exc.message) from None
+        return {"ok": True, "event": event, "mask": f"{event['sku']}/{event['mask']}"}
+
+
+def _products_root(catalog: Path, products_dir: str | Path | None) -> Path | None:
+    """The products folder masks are written to: ``products_dir``, else the latest report's (or `None`)."""
+    if products_dir is not None:
+        p = Path(products_dir)
+        if not p.is_dir():
+            raise InputError("products folder not found", path=p, key="--products")
+        return p.resolve()
+    from .mask_edit import products_dir_from_report
+
+    found = products_dir_from_report(catalog)
+    return found.resolve() if found is not None else None
 
 
 def _is_loopback(host: str) -> bool:
@@ -275,6 +374,9 @@ class ReviewServer(ThreadingHTTPServer):
         token (`str`, *optional*): the CSRF token; random by default.
         allowed_hosts (`tuple[str, ...]`, *optional*): extra host names accepted in ``Host`` headers
             (for a non-loopback bind, e.g. the machine's name).
+        products_dir (`str | Path`, *optional*): the products folder ``POST /api/mask`` writes mask
+            overrides into; by default the latest batch report's ``products_dir`` (masks are refused when
+            neither is known).
     """
 
     daemon_threads = True
@@ -289,11 +391,14 @@ class ReviewServer(ThreadingHTTPServer):
         reviewer: str | None = None,
         token: str | None = None,
         allowed_hosts: tuple[str, ...] = (),
+        products_dir: str | Path | None = None,
     ):
         catalog = Path(catalog_dir)
         if not catalog.is_dir():
             raise InputError("catalog folder not found", path=catalog)
         self.catalog = catalog.resolve()
+        self.index = CatalogIndex(self.catalog)
+        self.products = _products_root(self.catalog, products_dir)
         self.reviewer = reviewer
         self.token = token or secrets.token_urlsafe(32)
         self.bind_host = host
