@@ -103,23 +103,48 @@ def cmd_segment(args: argparse.Namespace) -> int:
         ("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold), ("policy", args.policy),
         ("edges", args.edges), ("exclude", args.exclude), ("detector", args.detector), ("sam", args.sam),
         ("device", args.device), ("retry", False if args.no_retry else None),
-    ) if v is not None}
+        ("person_box_cover", None if args.keep_person_box else args.person_box_cover),
+    ) if v is not None or (k == "person_box_cover" and args.keep_person_box)}
     failed = 0
     for image_path, out_path in _pairs(src, Path(args.out), ".png"):
         try:
             img = load_image(image_path)
-            mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=args.model_root,
-                                 threshold=args.threshold, **options)
+            if args.json:
+                from pipelines.segmentation import segment_image_detailed
+
+                mask, report = segment_image_detailed(img.rgb, args.prompt, engine=args.engine,
+                                                      model_root=args.model_root, threshold=args.threshold, **options)
+            else:
+                mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=args.model_root,
+                                     threshold=args.threshold, **options)
             if img.scale != 1.0:  # back to the photo's exact size
                 import cv2
 
                 mask = cv2.resize(mask, img.source_size, interpolation=cv2.INTER_NEAREST)
             save_mask(out_path, mask)
-            print(f"{out_path}\t{(mask > 0).mean():.4f}")
+            if args.json:  # one JSON object per image (docs/segmentation.md, "vitrine segment --json")
+                print(json.dumps(_segment_json(report, image_path, out_path, img), ensure_ascii=False), flush=True)
+            else:
+                print(f"{out_path}\t{(mask > 0).mean():.4f}")
         except VitrineError as exc:
             print(f"vitrine: error: {exc}", file=sys.stderr)
             failed += 1
     return EXIT_USAGE if failed else EXIT_OK
+
+
+def _segment_json(report: dict, image_path: Path, out_path: Path, img) -> dict:
+    """The ``--json`` line: the image and mask files, the photo's size and the segmenter's report, with boxes
+    in the photo's own pixels (the segmenter saw the image downscaled by ``img.scale``)."""
+    scale = 1.0 / img.scale if img.scale else 1.0
+
+    def unscale(box):
+        return [round(v * scale, 2) for v in box]
+
+    boxes = [{**b, "box": unscale(b["box"])} for b in report.get("boxes", [])]
+    rejected = [{**r, "box": unscale(r["box"]), "person_box": unscale(r["person_box"])}
+                for r in report.get("rejected_boxes", [])]
+    return {"image": str(image_path), "mask": str(out_path), "size": list(img.source_size),
+            **report, "boxes": boxes, "rejected_boxes": rejected}
 
 
 def cmd_pose(args: argparse.Namespace) -> int:
@@ -252,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", default="classic", choices=segment_engines, help="default: classic")
     s.add_argument("--model-root", default=None, metavar="DIR")
     s.add_argument("--threshold", type=float, default=0.5, help="soft-mask threshold in [0, 1] (default 0.5)")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object per image: boxes, phrases, scores, attempts, thresholds used")
     gs = s.add_argument_group("grounded-sam options (docs/segmentation.md)")
     gs.add_argument("--box-threshold", type=float, default=None, metavar="X",
                     help="keep a box when its best prompt-token score is > X (default 0.35, or the preset's)")
@@ -264,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     gs.add_argument("--exclude", action="append", default=None, metavar="TEXT",
                     help="subtract what this prompt or preset names, e.g. hair, hands (repeatable)")
     gs.add_argument("--no-retry", action="store_true", help="no retry with relaxed thresholds when nothing is found")
+    gs.add_argument("--person-box-cover", type=float, default=None, metavar="X",
+                    help="garment prompts: drop boxes covering >= X of the person's box (default 0.9)")
+    gs.add_argument("--keep-person-box", action="store_true",
+                    help="garment prompts: keep boxes that cover the whole person")
     gs.add_argument("--detector", default=None, metavar="MODEL_ID", help="GroundingDINO repo id (default: best found)")
     gs.add_argument("--sam", default=None, metavar="MODEL_ID|FILE.pth",
                     help="Segment Anything repo id or sam_vit_*.pth file (default: best found)")

@@ -268,6 +268,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
         except InputError as exc:
             raise RequestError(HTTPStatus.BAD_REQUEST, exc.message) from None
         manifest = read_manifest(catalog / d.sku / MANIFEST_NAME)
+        self.server.index.refresh(d.sku)
         output_review = next(o["review"] for o in manifest["outputs"] if o["file"] == d.output)
         return {"ok": True, "decision": d.to_json(), "output_review": output_review, "sku_review": manifest["review"],
                 **self._live_counts()}

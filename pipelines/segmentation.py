@@ -143,10 +143,95 @@ def classic_segment(image: np.ndarray, prompt: str, *, model_root=None, threshol
     from .classic.cutout import cutout_product
     from .errors import NothingFoundError
 
+    check_classic_can_isolate(image, prompt)
     try:
         return cutout_product(image).mask
     except NothingFoundError:
         return np.zeros(image.shape[:2], np.uint8)
+
+
+#: A photo shows a person (for `check_classic_can_isolate`) when at least this share of it is person.
+CLASSIC_PERSON_SHARE = 0.05
+
+
+def check_classic_can_isolate(image: np.ndarray, prompt: str) -> None:
+    """Refuse a product/garment prompt that the classic engine would answer with the whole body.
+
+    The classic engine's product cutout takes the whole foreground of a plain-background photo. On a
+    photo of a person (at least `CLASSIC_PERSON_SHARE` of it found as person by the classic person
+    segmenter) that foreground is the person, so ``"upper garment"``, ``"shirt"`` or ``"product"`` would
+    silently return the whole body. This raises instead, saying what classic can isolate and suggesting
+    grounded-sam.
+
+    Raises:
+        `InputError`: the photo shows a person and the prompt is not a person prompt.
+    """
+    from .classic.person import segment_person
+
+    share = float((segment_person(image) >= 0.5).mean())
+    if share >= CLASSIC_PERSON_SHARE:
+        raise InputError(
+            f"the classic engine cannot isolate {prompt!r} on this photo: it shows a person ({share:.0%} of the "
+            "photo), and classic isolates only the whole person ('person') or a whole product on a plain "
+            "background ('product'); its cutout here would be the whole body. Use --engine grounded-sam "
+            "(text-prompted, e.g. --prompt 'upper garment'), or paint masks/product.png",
+            key="prompt",
+        )
+
+
+def segment_image_detailed(
+    image: np.ndarray,
+    prompt: str,
+    *,
+    engine: str = "classic",
+    model_root: str | Path | None = None,
+    threshold: float = 0.5,
+    **options,
+) -> tuple[np.ndarray, dict]:
+    """`segment_image` plus what was found: the mask and a JSON-ready report (``vitrine segment --json``).
+
+    The report has ``engine``, ``engine_reason``, ``prompt``, ``found``, ``reason``, ``area_fraction``,
+    ``mask_threshold``, ``box_threshold``/``text_threshold`` (the thresholds of the last attempt; `None`
+    for classic), ``boxes`` (``[{"box": [x0, y0, x1, y1] pixels, "score", "label", "phrases",
+    "text_score", "used"}]``, best first), ``attempts`` (each threshold pair tried and what it kept or
+    dropped), ``rejected_boxes`` (whole-person boxes dropped for a garment prompt), ``policy``; grounded-sam
+    adds its ``mask_scores``, ``excluded``, ``models`` and ``timings``. For classic, ``boxes`` holds the
+    mask's bounding box with ``score`` `None`.
+
+    Returns:
+        `tuple[np.ndarray, dict]`: HxW uint8 0/255 mask and the report.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}", key="threshold")
+    entry, why = resolve_segmenter(engine, model_root)
+    if entry.name == "grounded-sam":
+        from .grounded_sam.segmenter import OPTIONS, segment_detailed
+
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise InputError(f"the grounded-sam engine takes no option {unknown[0]!r}", key=unknown[0])
+        out = segment_detailed(image, prompt, model_root=model_root, threshold=threshold, **options)
+        info = out.to_json()
+        used = set(out.used)
+        boxes = [{**d, "used": i in used} for i, d in enumerate(info.pop("detections"))]
+        info.pop("used", None)
+        report = {"engine": entry.name, "engine_reason": why, "mask_threshold": threshold, **info,
+                  "prompt": prompt, "caption": out.prompt, "boxes": boxes}
+        return out.mask, report
+    mask = entry.segment(image, prompt, model_root=model_root, threshold=threshold, **options)
+    ys, xs = np.nonzero(mask)
+    boxes = ([{"box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], "score": None,
+               "label": classic_target(prompt), "phrases": [], "text_score": None, "used": True}]
+             if len(xs) else [])
+    found = bool(len(xs))
+    report = {
+        "engine": entry.name, "engine_reason": why, "prompt": prompt, "target": classic_target(prompt),
+        "found": found, "reason": f"classic {classic_target(prompt)} segmentation" + ("" if found else ": nothing found"),
+        "area_fraction": round(float((mask > 0).mean()), 4), "mask_threshold": threshold,
+        "box_threshold": None, "text_threshold": None, "policy": None, "boxes": boxes, "attempts": [],
+        "rejected_boxes": [],
+    }
+    return mask, report
 
 
 register_segmenter(SegmenterEntry(

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from review_helpers import HOSTILE_TITLE, build_review_catalog
 
@@ -176,3 +177,153 @@ def test_static_export_opens_from_disk(page, catalog, tmp_path):
     broken = page.evaluate("Array.from(document.images).filter(i => i.complete && i.naturalWidth === 0).length")
     assert n_images > 5 and broken == 0
     assert page.evaluate("typeof window.__vitrine_xss") == "undefined"
+
+
+# -- catalog scale: 300 SKUs, keyboard review, live counts, failed SKUs, mask brush ---------------------------
+@pytest.fixture
+def scale_server(catalog, tmp_path):
+    from review_helpers import build_scale_catalog
+
+    from pipelines.review_server import ReviewServer
+
+    big = build_scale_catalog(catalog, tmp_path / "big", 300, failed=2)
+    srv = ReviewServer(big, "127.0.0.1", 0, reviewer="browser-test")
+    srv.start_in_thread()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def count(page, status):
+    return int(page.locator(f'[data-count="{status}"]').inner_text())
+
+
+def test_300_skus_page_is_small_compact_and_keyboard_driven(page, scale_server):
+    big = scale_server.catalog
+    page.goto(scale_server.url)
+    # One page's worth of DOM, not 300 SKUs: 20 sections, 2 reviewable outputs each.
+    assert page.locator("section.sku").count() == 20
+    assert page.locator("article[data-output]").count() == 40
+    nodes, per_sku = page.evaluate("""() => [document.getElementsByTagName('*').length,
+        Math.max(...Array.from(document.querySelectorAll('section.sku'), s => s.getElementsByTagName('*').length))]""")
+    assert nodes < 20 * per_sku + 400, (nodes, per_sku)  # the page's 20 SKUs plus chrome, not 300 SKUs
+    # Needs attention (flagged) first, with its flags shown.
+    first = page.locator("section.sku").first
+    assert first.get_attribute("data-sku") == "sku-00003" and "low-fill" in first.locator("[data-role=flags]").inner_text()
+    # The sticky header is compact: at most a quarter of the viewport, also after scrolling.
+    header_h = page.evaluate("document.querySelector('header.page').getBoundingClientRect().height")
+    assert header_h <= 0.25 * 900, header_h
+    page.mouse.wheel(0, 4000)
+    assert page.evaluate("document.querySelector('header.page').getBoundingClientRect().height") <= 0.25 * 900
+    assert "j / k" in page.locator("[data-role=keys]").inner_text(), "the shortcuts are visible"
+    assert (count(page, "all"), count(page, "failed"), count(page, "approved")) == (302, 2, 0)
+
+    # Keyboard: j selects the first output, a approves it; the counts update without a reload.
+    page.keyboard.press("j")
+    cur = page.locator("article.output.current")
+    assert cur.get_attribute("data-sku") == "sku-00003" and cur.get_attribute("data-output") == "main.png"
+    page.keyboard.press("a")
+    cur.locator(".msg", has_text="Saved").wait_for()
+    out = {o["file"]: o for o in read_manifest(big / "sku-00003" / "manifest.json")["outputs"]}
+    assert out["main.png"]["review"]["status"] == "approved" and out["main.png"]["review"]["reviewer"] == "browser-test"
+    # j then r: type a note, Enter rejects with it.
+    page.keyboard.press("j")
+    page.keyboard.press("r")
+    page.keyboard.type("halo on the sleeve")
+    page.keyboard.press("Enter")
+    cur = page.locator("article.output.current")
+    assert cur.get_attribute("data-output") == "lifestyle-studio-s0.png"
+    cur.locator(".msg", has_text="Saved").wait_for()
+    out = {o["file"]: o for o in read_manifest(big / "sku-00003" / "manifest.json")["outputs"]}
+    assert out["lifestyle-studio-s0.png"]["review"] == {**out["lifestyle-studio-s0.png"]["review"],
+                                                        "status": "rejected", "note": "halo on the sleeve"}
+    assert count(page, "rejected") == 1 and page.locator(
+        "section.sku[data-sku='sku-00003'] [data-role='sku-status']").inner_text() == "rejected"
+    # j, e: an edit request with an instruction.
+    page.keyboard.press("j")
+    page.keyboard.press("e")
+    page.keyboard.type("warmer light")
+    page.keyboard.press("Enter")
+    page.locator("article.output.current .msg", has_text="Saved").wait_for()
+    assert count(page, "edit-requested") == 1
+    sku2 = page.locator("article.output.current").get_attribute("data-sku")
+    # A: approve every output of the current SKU (the edit request becomes an approval).
+    page.keyboard.press("A")
+    page.locator(f"section.sku[data-sku='{sku2}'] [data-role=sku-msg]", has_text="Approved 2 of 2").wait_for()
+    m = read_manifest(big / sku2 / "manifest.json")
+    assert m["review"]["status"] == "approved" and count(page, "edit-requested") == 0
+    assert [json.loads(x)["action"] for x in decisions_path(big).read_text().splitlines()] == [
+        "approve", "reject", "request-edit", "approve", "approve"]
+
+    # Next page by key; then the failed SKUs with their errors from the latest report.
+    page.keyboard.press("n")
+    page.wait_for_url("**page=2**")
+    assert page.locator("section.sku").count() == 20
+    page.goto(scale_server.url + "?status=failed")
+    assert page.locator("section.sku").count() == 2
+    assert page.locator("section.sku[data-sku='bad-00001'] [data-role=failure]").inner_text() == (
+        "Failed: bad-00001/front.jpg: cannot read image")
+    # Search by SKU (/ focuses the box; Enter shows the matches).
+    page.goto(scale_server.url)
+    page.keyboard.press("/")
+    page.keyboard.type("sku-0029")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=sku-0029**")
+    assert sorted(s.get_attribute("data-sku") for s in page.locator("section.sku").all()) == [
+        f"sku-0029{i}" for i in range(10)]
+    assert page.problems == []
+
+
+def test_rejected_filter_shows_a_rejected_output_of_an_edit_requested_sku(page, server, catalog):
+    from pipelines.review import record_decision
+
+    record_decision(catalog, "tee-navy", "main.png", "reject", note="halo")
+    record_decision(catalog, "tee-navy", "lifestyle-studio-s0.png", "request-edit", instruction="warmer")
+    page.goto(server.url + "?status=rejected")
+    assert [s.get_attribute("data-sku") for s in page.locator("section.sku").all()] == ["tee-navy"]
+    assert page.locator("section.sku [data-role='sku-status']").inner_text() == "edit-requested"
+
+
+def test_mask_brush_paints_and_saves_the_override(page, catalog):
+    from PIL import Image
+
+    from pipelines.review_server import ReviewServer
+
+    products = catalog.parent / "products"
+    srv = ReviewServer(catalog, "127.0.0.1", 0, reviewer="browser-test", products_dir=products)
+    srv.start_in_thread()
+    try:
+        page.goto(srv.url)
+        card(page, "tee-navy", "main.png").click()
+        page.keyboard.press("m")
+        page.wait_for_url("**/mask/tee-navy")
+        canvas = page.locator("canvas.view")
+        box = canvas.bounding_box()
+        sx, sy = box["width"] / 256, box["height"] / 256  # page pixels per photo pixel
+
+        def stroke(x0, y0, x1, y1):
+            page.mouse.move(box["x"] + x0 * sx, box["y"] + y0 * sy)
+            page.mouse.down()
+            for t in (0.25, 0.5, 0.75, 1.0):
+                page.mouse.move(box["x"] + (x0 + (x1 - x0) * t) * sx, box["y"] + (y0 + (y1 - y0) * t) * sy)
+            page.mouse.up()
+
+        page.locator('input[name="size"]').fill("20")
+        stroke(40, 60, 200, 60)  # include: a horizontal band at y=60
+        page.keyboard.press("x")
+        stroke(128, 150, 128, 240)  # exclude: a vertical band at x=128
+        stroke(20, 20, 20, 240)  # a mistake ...
+        page.keyboard.press("Control+z")  # ... undone
+        page.locator('button[data-mask-action="save"]').click()
+        page.locator('[data-role="mask-msg"]', has_text="Saved").wait_for()
+        mask = np.asarray(Image.open(products / "tee-navy" / "masks" / "product.png"))
+        assert mask.shape == (256, 256)
+        assert mask[60, 60] == 255 and mask[60, 190] == 255, "include painted white"
+        assert mask[200, 128] == 0, "exclude painted black"
+        assert mask[200, 20] == 128 and mask[5, 5] == 128, "undone stroke and unpainted area keep the model's"
+        events = [json.loads(x) for x in decisions_path(catalog).read_text().splitlines()]
+        assert [e["event"] for e in events] == ["mask-edit"] and events[0]["reviewer"] == "browser-test"
+        assert page.problems == []
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -115,7 +115,7 @@ def test_query_parameters_are_checked():
 def test_index_rereads_only_changed_manifests(big, monkeypatch):
     import pipelines.review_index as ri
 
-    index = CatalogIndex(big)
+    index = CatalogIndex(big, ttl=0)
     index.all()
     reads = []
     real = ri.read_manifest
@@ -126,6 +126,16 @@ def test_index_rereads_only_changed_manifests(big, monkeypatch):
     facts = {f.sku: f for f in index.all()}
     assert [p.parent.name for p in reads] == ["sku-00002"]
     assert facts["sku-00002"].output_statuses == ("approved", "pending")
+
+
+def test_a_reused_scan_is_refreshed_per_sku(big):
+    index = CatalogIndex(big, ttl=3600)
+    assert index.query(ReviewQuery()).counts["approved"] == 0
+    record_decision(big, "sku-00002", "main.png", "approve")
+    record_decision(big, "sku-00002", "lifestyle-studio-s0.png", "approve")
+    assert index.query(ReviewQuery()).counts["approved"] == 0, "the scan is reused"
+    index.refresh("sku-00002")
+    assert index.query(ReviewQuery()).counts["approved"] == 1
 
 
 # -- the page over HTTP -------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .detection import (
     split_phrases,
 )
 from .loading import ModelRecord, load_detector, load_mask_predictor, require_backend, resolve_models
+from .person_box import DEFAULT_PERSON_BOX_COVER, is_garment_prompt, reject_whole_person_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class GroundedSamOutput:
         excluded (`dict`): occluder prompt -> number of boxes subtracted.
         models (`list[dict]`): the models used (manifest records).
         timings (`dict[str, float]`): seconds per step.
+        rejected (`list[dict]`): boxes dropped for covering the whole person when a garment was asked for
+            (`pipelines.grounded_sam.person_box`).
     """
 
     mask: np.ndarray
@@ -80,6 +83,7 @@ class GroundedSamOutput:
     excluded: dict[str, int] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def relaxed(self) -> bool:
@@ -104,6 +108,7 @@ class GroundedSamOutput:
             "area_fraction": round(float((self.mask > 0).mean()), 4) if self.mask.size else 0.0,
             "models": [m["id"] for m in self.models],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "rejected_boxes": list(self.rejected),
         }
 
 
@@ -198,6 +203,7 @@ class GroundedSam:
         retry: bool = True,
         exclude: Sequence[str | Sequence[str]] = (),
         refine: RefineOptions | None = None,
+        person_box_cover: float | None = DEFAULT_PERSON_BOX_COVER,
     ) -> GroundedSamOutput:
         """Segment what ``prompt`` names in ``image``.
 
@@ -217,6 +223,9 @@ class GroundedSam:
             exclude (`Sequence`, *optional*): occluder prompts (``["hair", "hand"]``) whose masks are
                 subtracted (garment minus occluders). They use the same thresholds, without retries.
             refine (`RefineOptions`, *optional*): mask clean-up; defaults to `RefineOptions()`.
+            person_box_cover (`float | None`, *optional*, defaults to 0.9): when the prompt names a garment,
+                drop boxes covering at least this share of the person's box (`pipelines.grounded_sam.person_box`);
+                `None` keeps them.
 
         Returns:
             `GroundedSamOutput`; ``found=False`` with an all-zero mask when nothing is found (never raises for
@@ -248,6 +257,14 @@ class GroundedSam:
             logger.info("grounded-sam: %s", reason)
             return GroundedSamOutput(empty, empty.copy(), False, reason, **common)
         detections = grounding.detections
+        rejected: list[dict[str, Any]] = []
+        if person_box_cover is not None and is_garment_prompt(phrases):
+            detections, rejected = self._reject_person_boxes(image, detections, last, person_box_cover)
+            if not detections:
+                reason = (f"every box for {caption!r} covered the whole person ({len(rejected)} rejected); a garment "
+                          "was asked for (pass person_box_cover=None / --keep-person-box to keep them)")
+                logger.info("grounded-sam: %s", reason)
+                return GroundedSamOutput(empty, empty.copy(), False, reason, rejected=rejected, **common)
 
         # 3. Masks from boxes, combined by the policy (the image embedding is computed once, under a lock).
         occluders, excluded = None, {}
@@ -283,4 +300,14 @@ class GroundedSam:
         else:
             reason = f"{len(detections)} box(es) for {caption!r} but their masks are empty at {mask_threshold}"
         return GroundedSamOutput(out_mask, alpha if found else empty.copy(), found, reason,
-                                 detections=detections, used=used, mask_scores=scores, excluded=excluded, **common)
+                                 detections=detections, used=used, mask_scores=scores, excluded=excluded,
+                                 rejected=rejected, **common)
+
+    def _reject_person_boxes(self, image: np.ndarray, detections: list[Detection], last, cover: float
+                             ) -> tuple[list[Detection], list[dict[str, Any]]]:
+        """The whole-person policy: find the person with the same detector, drop boxes covering it."""
+        person, _caption = self.ground(image, ["person"], last.box_threshold, last.text_threshold, retry=False)
+        if not person.found:
+            return detections, []
+        best = max(person.detections, key=lambda d: d.score)
+        return reject_whole_person_boxes(detections, best.box, cover)

@@ -16,23 +16,26 @@ logger = logging.getLogger(__name__)
 
 #: Options `segment` accepts besides the prompt and ``threshold`` (the mask threshold).
 OPTIONS = ("box_threshold", "text_threshold", "policy", "retry", "exclude", "edges", "detector", "sam", "device",
-           "dtype")
+           "dtype", "person_box_cover")
 
 
 def segment_detailed(image: np.ndarray, prompt: str, *, model_root: str | Path | None = None,
                      threshold: float | None = None, box_threshold: float | None = None,
                      text_threshold: float | None = None, policy: str | None = None, retry: bool = True,
                      exclude: Sequence[str] = (), edges: str | None = None, detector: str | None = None,
-                     sam: str | None = None, device: str | None = None, dtype: str | None = None):
+                     sam: str | None = None, device: str | None = None, dtype: str | None = None,
+                     person_box_cover: float | None | str = "default"):
     """Segment ``prompt`` in ``image`` with grounded-sam; returns the full `GroundedSamOutput`.
 
     A prompt that names a preset exactly (``"upper garment"``, ``"hands"``, see `pipelines.prompts`) takes
     that preset's phrases, thresholds, policy and edges; explicit arguments win over the preset.
-    ``exclude`` items may be preset names too (``["hair", "hands"]``).
+    ``exclude`` items may be preset names too (``["hair", "hands"]``). ``person_box_cover``: see
+    `pipelines.grounded_sam.person_box` (``"default"``: 0.9; `None`: keep whole-person boxes).
     """
     from ..masks import RefineOptions
     from ..prompts import find_preset
     from .detection import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
+    from .person_box import DEFAULT_PERSON_BOX_COVER
     from .pipeline import GroundedSam
 
     # 1. The prompt: a preset's settings, or the generic defaults; explicit arguments win.
@@ -50,7 +53,8 @@ def segment_detailed(image: np.ndarray, prompt: str, *, model_root: str | Path |
     pipe = GroundedSam.from_models(model_root, detector=detector, sam=sam, device=device, dtype=dtype)
     return pipe(image, phrases, box_threshold=box_threshold, text_threshold=text_threshold,
                 mask_threshold=0.5 if threshold is None else threshold, policy=policy, retry=retry,
-                exclude=excluded, refine=refine)
+                exclude=excluded, refine=refine,
+                person_box_cover=DEFAULT_PERSON_BOX_COVER if person_box_cover == "default" else person_box_cover)
 
 
 def segment(image: np.ndarray, prompt: str, *, model_root: str | Path | None = None, threshold: float = 0.5,
