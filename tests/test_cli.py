@@ -50,9 +50,14 @@ def test_segment_person_writes_a_binary_mask_of_the_exact_size(photos, tmp_path)
 
 def test_segment_folder_writes_one_mask_per_image(photos, tmp_path):
     out = tmp_path / "masks"
-    r = vitrine("segment", photos, "--prompt", "garment", "--out", out)
+    r = vitrine("segment", photos, "--prompt", "person", "--out", out)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "tee.png"]
+    # A garment: classic refuses the on-model photo (it would return the whole body) and writes the tee.
+    out = tmp_path / "garments"
+    r = vitrine("segment", photos, "--prompt", "garment", "--out", out)
+    assert r.returncode == 2 and "cannot isolate 'garment'" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["tee.png"]
     tee = np.asarray(Image.open(out / "tee.png"))
     assert tee.shape == (512, 512) and 0.2 < (tee > 0).mean() < 0.6
 
