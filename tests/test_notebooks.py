@@ -53,8 +53,10 @@ def test_notebook_is_well_formed_and_committed_executed(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, tmp_path):
+def test_notebook_runs(path, tmp_path, monkeypatch):
     import nbformat
+
+    monkeypatch.setenv("VITRINE_NOTEBOOK_STATIC", "1")  # headless: controls degrade to plain output
 
     nb = nbformat.read(path, as_version=4)
     _client(nb, tmp_path).execute()  # raises CellExecutionError on the first failing cell
@@ -102,3 +104,78 @@ def test_injected_parameters_take_effect(tmp_path):
     _client(nb, tmp_path).execute()
     text = _text(nb)
     assert "tote-canvas" in text and "astronaut" not in text
+
+
+# -- your own photos, threshold sweeps, interactive controls -----------------------------------------------------
+@pytest.fixture(scope="module")
+def my_photos(tmp_path_factory, astronaut_rgb, drawn_products):
+    """An analyst's folder: a product shot with its ground truth (masks/<stem>.png) and an on-model photo."""
+    from pipelines.imageio import save_image, save_mask
+
+    d = tmp_path_factory.mktemp("my-photos") / "my-tee"
+    d.mkdir()
+    rgb, truth = drawn_products["tee"]
+    save_image(d / "flatlay.png", rgb)
+    save_mask(d / "masks" / "flatlay.png", truth)
+    save_image(d / "onmodel.jpg", astronaut_rgb, quality=92)
+    return d
+
+
+def _run(path_stem: str, params: str, workdir: Path):
+    import nbformat
+
+    if "VITRINE_NOTEBOOK_STATIC" not in os.environ and not os.environ.get("VITRINE_TEST_WIDGETS"):
+        os.environ["VITRINE_NOTEBOOK_STATIC"] = "1"
+
+    nb = nbformat.read(next(p for p in NOTEBOOKS if p.stem.startswith(path_stem)), as_version=4)
+    _inject(nb, params)
+    workdir.mkdir()
+    _client(nb, workdir).execute()
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not list(workdir.iterdir())
+    return nb
+
+
+def test_playground_takes_a_folder_of_your_photos(my_photos, tmp_path):
+    nb = _run("01_", f"photos = {str(my_photos)!r}\nsamples = None\nprompts = ['garment']", tmp_path / "work")
+    text = _text(nb)
+    assert "2 photo(s): flatlay, onmodel" in text
+    rows = [line for line in text.splitlines() if line.startswith(("flatlay", "onmodel"))]
+    flat = [r for r in rows if r.startswith("flatlay")]
+    assert flat and all(float(r.split()[-1]) > 0.95 for r in flat), "IoU against the folder's own ground truth"
+    assert any(r.startswith("onmodel") and "refused" in r for r in rows), "classic says it cannot isolate it"
+    assert "static output" in text, "headless, the controls degrade to plain output"
+
+
+def test_playground_sweeps_grounded_sam_thresholds_on_tiny_models(my_photos, tmp_path, tmp_path_factory):
+    from test_grounded_sam import build_tiny_root
+
+    root = build_tiny_root(tmp_path_factory)
+    nb = _run("01_", f"photos = {str(my_photos)!r}\nsamples = ['flatlay']\nprompts = ['upper garment']\n"
+                     f"engine = 'grounded-sam'\nmodel_root = {str(root)!r}\nbox_thresholds = [0.0, 0.99]\n"
+                     "text_thresholds = [0.0, 0.5]", tmp_path / "work")
+    text = _text(nb)
+    assert "segmentation engine: grounded-sam" in text
+    rows = [line for line in text.splitlines() if line.startswith("flatlay")]
+    knobs = [" ".join(r.split()[3:7]) for r in rows]
+    assert knobs == ["box 0, text 0", "box 0, text 0.5", "box 0.99, text 0", "box 0.99, text 0.5"], rows
+    boxes = {k: int(r.split()[7]) for k, r in zip(knobs, rows)}
+    assert boxes["box 0, text 0"] > boxes["box 0.99, text 0"], "a higher box_threshold keeps fewer boxes"
+    for k, r in zip(knobs, rows):  # every box shown beats its cell's box_threshold
+        if boxes[k]:
+            assert float(r.split()[8]) > float(k.split()[1].rstrip(",")), r
+
+
+def test_end_to_end_renders_your_product_folder(my_photos, tmp_path):
+    nb = _run("03_", f"product_dir = {str(my_photos)!r}", tmp_path / "work")
+    assert "my-tee: ok" in _text(nb)
+
+
+def test_controls_become_widgets_when_ipywidgets_is_there(tmp_path, monkeypatch):
+    """With the ``notebooks`` extra the interactive cells show ipywidgets (and still run headless)."""
+    pytest.importorskip("ipywidgets")
+    monkeypatch.delenv("VITRINE_NOTEBOOK_STATIC", raising=False)
+    nb = _run("01_", "samples = ['tee-navy']\nprompts = ['garment']", tmp_path / "work")
+    views = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert views, "the controls cell displays a widget"
