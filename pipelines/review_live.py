@@ -60,6 +60,9 @@ article.output.current { outline: 3px solid #1565c0; outline-offset: 1px; }
 .mask-stage canvas, .mask-stage img.overlay { position: absolute; left: 0; top: 0; }
 .mask-stage img.overlay { opacity: 0.35; mix-blend-mode: multiply; pointer-events: none; }
 .mask-stage canvas.view { opacity: 0.55; cursor: crosshair; touch-action: none; }
+/* Keep the sticky header under a quarter of small viewports: drop the path and the key line (? still helps). */
+@media (max-width: 700px) { header.page .where, header.page .keys { display: none; } }
+@media (max-height: 520px) { header.page { position: static; } }
 """
 
 KEYS = [
@@ -426,6 +429,13 @@ LIVE_SCRIPT = r"""
     data.width = W; data.height = H;
     var dctx = data.getContext("2d");
     dctx.fillStyle = "rgb(128,128,128)"; dctx.fillRect(0, 0, W, H);
+    var stage = document.querySelector(".mask-stage");
+    function fit() {  // as large as fits: up to the page's width and the viewport's height
+      var room = Math.max(200, window.innerHeight - stage.getBoundingClientRect().top - 16);
+      stage.style.width = Math.max(120, Math.min(stage.parentNode.clientWidth, 1200, room * W / H)) + "px";
+    }
+    fit();
+    window.addEventListener("resize", fit);
     var msg = document.querySelector('[data-role="mask-msg"]');
     var sizeInput = document.querySelector('input[name="size"]');
     var undo = [];
