@@ -283,3 +283,40 @@ def test_mask_page_is_served_for_known_skus_only(small_server):
         '<script src="/static/review.js" defer>']
     assert request(small_server, "GET", "/mask/nope")[0] == 404
     assert request(small_server, "GET", "/mask/..%2Fx")[0] == 404
+
+
+def test_cli_review_takes_the_products_folder(small, monkeypatch, capsys):
+    from flows import cli
+    from pipelines import review_server
+
+    seen = []
+
+    def interrupt(self, *a, **k):
+        seen.append(self.products)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(review_server.ReviewServer, "serve_forever", interrupt)
+    products = small.parent / "products"
+    assert cli.main(["review", str(small), "--port", "0", "--products", str(products)]) == 0
+    assert seen == [products.resolve()]
+    assert cli.main(["review", str(small), "--port", "0"]) == 0
+    assert seen[-1] is None and "pass --products" in capsys.readouterr().err
+    assert cli.main(["review", str(small), "--port", "0", "--products", str(small.parent / "nope")]) == 2
+    assert "products folder not found" in capsys.readouterr().err
+
+
+def test_products_folder_defaults_to_the_latest_report(small):
+    from pipelines.mask_edit import products_dir_from_report
+
+    (small / "_reports").mkdir()
+    (small / "_reports" / "20260101T000000Z-a.json").write_text(json.dumps(
+        {"entries": [], "products_dir": str(small.parent / "products")}))
+    (small / "_reports" / "20250101T000000Z-old.json").write_text(json.dumps(
+        {"entries": [], "products_dir": "/somewhere/else"}))
+    assert products_dir_from_report(small) == small.parent / "products"
+    srv = _server(small)
+    try:
+        assert srv.products == (small.parent / "products").resolve()
+    finally:
+        srv.shutdown()
+        srv.server_close()
