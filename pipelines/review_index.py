@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 #: Review status of an output that an automatic check flagged (set by the quality checks).
 NEEDS_ATTENTION = "needs-attention"
 #: The page's status filters, in the order shown.
-FILTERS = ("all", NEEDS_ATTENTION, "failed", *STATUSES)
+FILTERS = tuple(dict.fromkeys(("all", NEEDS_ATTENTION, "failed", *STATUSES)))  # STATUSES may gain needs-attention
 #: SKUs per page: default and largest accepted.
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 20, 200
 
