@@ -163,6 +163,27 @@ def save_mask_override(
     return event
 
 
+def existing_override(catalog_dir: str | Path, products_dir: str | Path, sku: str) -> Path | None:
+    """The override file `save_mask_override` would write for ``sku``, if it exists (inside the products root).
+
+    The brush page starts from it, so a second edit keeps the first one's strokes.
+    """
+    validate_sku(sku)
+    manifest_path = Path(catalog_dir) / sku / MANIFEST_NAME
+    root = Path(products_dir)
+    product_dir = root / sku
+    if not manifest_path.is_file() or not product_dir.is_dir():
+        return None
+    try:
+        inp = main_input(read_manifest(manifest_path), manifest_path)
+        target = override_target(product_dir, root, inp["file"])
+    except InputError:
+        return None
+    if not target.is_file() or not target.resolve().is_relative_to(root.resolve()):
+        return None
+    return target
+
+
 def products_dir_from_report(catalog_dir: str | Path) -> Path | None:
     """The products folder of the latest batch report, if it is a local folder that exists."""
     from .review_index import latest_report

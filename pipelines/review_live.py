@@ -189,8 +189,11 @@ def render_live_page(catalog_dir: str | Path, index: CatalogIndex, query: Review
     )
 
 
-def render_mask_page(catalog_dir: str | Path, sku: str, *, token: str) -> str:
+def render_mask_page(catalog_dir: str | Path, sku: str, *, token: str, has_override: bool = False) -> str:
     """The mask brush page of one SKU: its main input photo, the current mask, and the brush.
+
+    With ``has_override`` the brush starts from the SKU's saved override (``GET /mask/<sku>/override.png``),
+    so saving again keeps the earlier strokes.
 
     Raises:
         `InputError`: no catalog entry, or its manifest lists no image input with a normalized copy.
@@ -210,7 +213,8 @@ def render_mask_page(catalog_dir: str | Path, sku: str, *, token: str) -> str:
         f'<meta name="referrer" content="no-referrer"><title>Mask: {esc(sku)}</title>'
         f'<meta name="vitrine-token" content="{esc(token)}">'
         '<link rel="stylesheet" href="/static/review.css"><script src="/static/review.js" defer></script></head>'
-        f'<body data-page="mask" data-sku="{esc(sku)}" data-width="{int(w)}" data-height="{int(h)}">'
+        f'<body data-page="mask" data-sku="{esc(sku)}" data-width="{int(w)}" data-height="{int(h)}" '
+        f'data-override="{"1" if has_override else ""}">'
         f'<header class="page"><h1>Fix the mask of {esc(sku)}</h1><span class="where">{esc(inp["file"])}, '
         f'{int(w)}x{int(h)}</span> <a href="/?q={esc(quote(sku, safe=""))}">back to the review</a>'
         '<p class="keys">Paint <b>include</b> (white: always product), <b>exclude</b> (black: never product) or '
@@ -439,6 +443,21 @@ LIVE_SCRIPT = r"""
     var msg = document.querySelector('[data-role="mask-msg"]');
     var sizeInput = document.querySelector('input[name="size"]');
     var undo = [];
+    if (body.getAttribute("data-override") === "1") {  // start from the saved override: keep earlier strokes
+      var prev = new Image();
+      prev.onload = function () {
+        dctx.drawImage(prev, 0, 0, W, H);
+        var d = dctx.getImageData(0, 0, W, H), v = vctx.createImageData(W, H);
+        for (var i = 0; i < d.data.length; i += 4) {
+          var g = d.data[i];
+          if (g >= 224) { v.data[i + 1] = 200; v.data[i + 3] = 255; }
+          else if (g <= 31) { v.data[i] = 220; v.data[i + 3] = 255; }
+        }
+        vctx.putImageData(v, 0, 0);
+        body.setAttribute("data-override-loaded", "1");
+      };
+      prev.src = "/mask/" + encodeURIComponent(body.getAttribute("data-sku")) + "/override.png";
+    }
     var COLORS = { include: ["rgb(255,255,255)", "rgb(0,200,0)"], exclude: ["rgb(0,0,0)", "rgb(220,0,0)"],
                    keep: ["rgb(128,128,128)", null] };
     function mode() { return document.querySelector('input[name="mode"]:checked').value; }

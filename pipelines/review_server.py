@@ -173,6 +173,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
                 except InputError as exc:
                     raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
                 self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")
+            elif path.startswith("/mask/") and path.endswith("/override.png"):
+                self._mask_override(path[len("/mask/"):-len("/override.png")])
             elif path.startswith("/mask/"):
                 self._mask_page(path[len("/mask/"):])
             elif path == "/static/review.js":
@@ -294,11 +296,28 @@ class ReviewHandler(BaseHTTPRequestHandler):
                 raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
         self._json(HTTPStatus.OK, out)
 
-    def _mask_page(self, rel: str) -> None:
+    def _mask_override(self, rel: str) -> None:
+        """``GET /mask/<sku>/override.png``: the SKU's current override (the brush starts from it)."""
+        from .mask_edit import existing_override
+
         sku = unquote(rel, errors="strict")
         try:
             validate_sku(sku)
-            page = render_mask_page(self.server.catalog, sku, token=self.server.token)
+        except InputError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "bad SKU") from None
+        found = existing_override(self.server.catalog, self.server.products, sku) if self.server.products else None
+        if found is None:
+            raise RequestError(HTTPStatus.NOT_FOUND, "no override")
+        self._send(HTTPStatus.OK, found.read_bytes(), "image/png")
+
+    def _mask_page(self, rel: str) -> None:
+        from .mask_edit import existing_override
+
+        sku = unquote(rel, errors="strict")
+        try:
+            validate_sku(sku)
+            has = bool(self.server.products and existing_override(self.server.catalog, self.server.products, sku))
+            page = render_mask_page(self.server.catalog, sku, token=self.server.token, has_override=has)
         except InputError as exc:
             raise RequestError(HTTPStatus.NOT_FOUND, f"no mask to paint: {exc.message}") from None
         self._send(HTTPStatus.OK, page.encode("utf-8"), "text/html; charset=utf-8")

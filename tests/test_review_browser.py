@@ -323,6 +323,19 @@ def test_mask_brush_paints_and_saves_the_override(page, catalog):
         assert mask[200, 20] == 128 and mask[5, 5] == 128, "undone stroke and unpainted area keep the model's"
         events = [json.loads(x) for x in decisions_path(catalog).read_text().splitlines()]
         assert [e["event"] for e in events] == ["mask-edit"] and events[0]["reviewer"] == "browser-test"
+
+        # A second session starts from the saved override: its strokes are kept, new ones added.
+        page.reload()
+        page.locator("body[data-override-loaded='1']").wait_for()
+        box = page.locator("canvas.view").bounding_box()
+        page.keyboard.press("x")
+        stroke(20, 100, 20, 200)
+        page.keyboard.press("s")
+        page.locator('[data-role="mask-msg"]', has_text="Saved").wait_for()
+        again = np.asarray(Image.open(products / "tee-navy" / "masks" / "product.png"))
+        assert again[60, 60] == 255 and again[200, 128] == 0, "the first session's strokes are kept"
+        assert again[150, 20] == 0 and again[5, 5] == 128
+        assert len(decisions_path(catalog).read_text().splitlines()) == 2
         assert page.problems == []
     finally:
         srv.shutdown()

@@ -283,6 +283,15 @@ def test_mask_page_is_served_for_known_skus_only(small_server):
         '<script src="/static/review.js" defer>']
     assert request(small_server, "GET", "/mask/nope")[0] == 404
     assert request(small_server, "GET", "/mask/..%2Fx")[0] == 404
+    assert 'data-override=""' in page
+    assert request(small_server, "GET", "/mask/tee-navy/override.png")[0] == 404
+    png = _png((256, 256), 128, boxes=[((0, 0, 10, 10), 255)])
+    assert post_mask(small_server, {"sku": "tee-navy", "mask_png": base64.b64encode(png).decode()})[0] == 200
+    status, headers, body = request(small_server, "GET", "/mask/tee-navy/override.png")
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    assert np.asarray(Image.open(io.BytesIO(body)))[5, 5] == 255
+    assert 'data-override="1"' in request(small_server, "GET", "/mask/tee-navy")[2].decode()
+    assert request(small_server, "GET", "/mask/..%2Fx/override.png")[0] == 400
 
 
 def test_cli_review_takes_the_products_folder(small, monkeypatch, capsys):
