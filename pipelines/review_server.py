@@ -17,7 +17,8 @@ Standard library only (`http.server`), one thread per request. What it does and 
   (`pipelines.review_page`).
 
 Routes: ``GET /`` (one page of SKUs: ``?status=``, ``engine=``, ``marketplace=``, ``q=``, ``page=``,
-``per_page=``; see `pipelines.review_index`), ``GET /mask/<sku>`` (the mask brush),
+``per_page=``; see `pipelines.review_index`), ``GET /mask/<sku>`` (the mask brush) and
+``GET /mask/<sku>/override.png`` (its saved override),
 ``GET /static/review.js|review.css``, ``GET /files/...``, ``GET /thumb/...``, ``GET /api/catalog`` (review
 summary as JSON; with page/filter parameters also one page of the index), ``GET /api/edit-requests``
 (pending edit requests), ``POST /api/decision``, ``POST /api/mask`` (a painted mask override; same
