@@ -150,29 +150,32 @@ def classic_segment(image: np.ndarray, prompt: str, *, model_root=None, threshol
         return np.zeros(image.shape[:2], np.uint8)
 
 
-#: A photo shows a person (for `check_classic_can_isolate`) when at least this share of it is person.
-CLASSIC_PERSON_SHARE = 0.05
+#: A photo shows a person (for `check_classic_can_isolate`) when the classic pose estimator finds at least
+#: this many COCO-17 keypoints with a score above 0.5. (The person *mask* is no test: it also fires on
+#: garments alone, on 26 of 56 real shop garment photos; the pose fires on 1 of 56 and on 12 of 12 people,
+#: ``bench/classic_prompt_limits.py``.)
+CLASSIC_PERSON_KEYPOINTS = 6
 
 
 def check_classic_can_isolate(image: np.ndarray, prompt: str) -> None:
     """Refuse a product/garment prompt that the classic engine would answer with the whole body.
 
     The classic engine's product cutout takes the whole foreground of a plain-background photo. On a
-    photo of a person (at least `CLASSIC_PERSON_SHARE` of it found as person by the classic person
-    segmenter) that foreground is the person, so ``"upper garment"``, ``"shirt"`` or ``"product"`` would
+    photo of a person (at least `CLASSIC_PERSON_KEYPOINTS` confident body keypoints from the classic pose
+    estimator) that foreground is the person, so ``"upper garment"``, ``"shirt"`` or ``"product"`` would
     silently return the whole body. This raises instead, saying what classic can isolate and suggesting
     grounded-sam.
 
     Raises:
         `InputError`: the photo shows a person and the prompt is not a person prompt.
     """
-    from .classic.person import segment_person
+    from .classic.pose import get_pose_estimator
 
-    share = float((segment_person(image) >= 0.5).mean())
-    if share >= CLASSIC_PERSON_SHARE:
+    found = int((get_pose_estimator()(image).keypoints[:, 2] > 0.5).sum())
+    if found >= CLASSIC_PERSON_KEYPOINTS:
         raise InputError(
-            f"the classic engine cannot isolate {prompt!r} on this photo: it shows a person ({share:.0%} of the "
-            "photo), and classic isolates only the whole person ('person') or a whole product on a plain "
+            f"the classic engine cannot isolate {prompt!r} on this photo: it shows a person ({found} body "
+            "keypoints found), and classic isolates only the whole person ('person') or a whole product on a plain "
             "background ('product'); its cutout here would be the whole body. Use --engine grounded-sam "
             "(text-prompted, e.g. --prompt 'upper garment'), or paint masks/product.png",
             key="prompt",
