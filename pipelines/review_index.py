@@ -290,10 +290,15 @@ class CatalogIndex:
         self._cache[sku] = (key, facts)
         return facts
 
-    def all(self) -> list[SkuFacts]:
-        """Facts of every SKU (catalog entries and SKUs failed in the latest report), in review order."""
+    def all(self, max_age: float | None = None) -> list[SkuFacts]:
+        """Facts of every SKU (catalog entries and SKUs failed in the latest report), in review order.
+
+        Args:
+            max_age (`float`, *optional*, defaults to ``ttl``): reuse a scan up to this many seconds old.
+        """
+        max_age = self.ttl if max_age is None else max_age
         with self._lock:
-            if self._snapshot is not None and time.monotonic() - self._snapshot[0] < self.ttl:
+            if self._snapshot is not None and time.monotonic() - self._snapshot[0] < max_age:
                 return list(self._snapshot[1])
         failed = failed_skus(self.catalog)
         with self._lock:
@@ -315,9 +320,9 @@ class CatalogIndex:
             self._snapshot = (time.monotonic(), out)
         return list(out)
 
-    def query(self, q: ReviewQuery) -> IndexPage:
-        """The page of SKUs ``q`` asks for, with counts per status filter."""
-        facts = self.all()
+    def query(self, q: ReviewQuery, max_age: float | None = None) -> IndexPage:
+        """The page of SKUs ``q`` asks for, with counts per status filter (``max_age``: see `all`)."""
+        facts = self.all(max_age)
         scoped = [f for f in facts if (q.engine is None or f.engine == q.engine)
                   and (q.marketplace is None or q.marketplace in f.marketplaces)
                   and (not q.q or q.q.lower() in f.sku.lower())]

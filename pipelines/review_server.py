@@ -279,7 +279,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
     # -- the catalog-scale page's extras (pipelines.review_live, pipelines.mask_edit) ----------------------
     def _live_counts(self) -> dict[str, Any]:
         """``counts`` (SKUs per status filter) and ``pending_edits``, for the page's live counts."""
-        out: dict[str, Any] = {"counts": self.server.index.query(ReviewQuery()).counts}
+        # The current scan, refreshed for the decided SKU: no rescan of the catalog per decision.
+        out: dict[str, Any] = {"counts": self.server.index.query(ReviewQuery(), max_age=float("inf")).counts}
         try:
             out["pending_edits"] = len(pending_edit_requests(self.server.catalog))
         except InputError:

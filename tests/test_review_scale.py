@@ -329,3 +329,18 @@ def test_products_folder_defaults_to_the_latest_report(small):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_decisions_do_not_rescan_the_catalog(big_server, big, monkeypatch):
+    import pipelines.review_index as ri
+
+    request(big_server, "GET", "/")
+    big_server.index.ttl = 0  # every page request rescans; a decision must not
+    scans = []
+    real = ri.catalog_entries
+    monkeypatch.setattr(ri, "catalog_entries", lambda c: scans.append(c) or real(c))
+    for n, sku in enumerate(("sku-00010", "sku-00011"), start=1):
+        status, _h, body = post_decision(big_server, {"sku": sku, "output": "main.png", "action": "reject",
+                                                      "note": "crooked"})
+        assert status == 200 and json.loads(body)["counts"]["rejected"] == n, "live counts"
+    assert scans == []
