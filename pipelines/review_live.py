@@ -128,7 +128,26 @@ def _failure(f: SkuFacts) -> str:
     return f'<p class="error" data-role="failure">Failed: {esc(f.error)}</p>'
 
 
-def _section(catalog: Path, index: int, f: SkuFacts) -> str:
+def _mask_edits(catalog: Path) -> dict[str, dict[str, Any]]:
+    """The latest ``mask-edit`` event per SKU from the decisions file (empty if unreadable)."""
+    from .review import read_decisions
+
+    try:
+        return {e["sku"]: e for e in read_decisions(catalog) if e["event"] == "mask-edit"}
+    except InputError:
+        return {}
+
+
+def _mask_note(m: dict[str, Any], edit: dict[str, Any] | None) -> str:
+    """A line saying a painted mask waits for a re-render (the event is newer than the rendering)."""
+    if not edit or str(edit.get("created_at") or "") <= str(m.get("created_at") or ""):
+        return ""
+    by = f" by {edit['reviewer']}" if edit.get("reviewer") else ""
+    return (f'<p class="flags" data-role="mask-edit">Mask painted {esc(edit["created_at"])}{esc(by)} '
+            f'({esc(edit.get("mask"))}): run vitrine run to re-render this SKU from it.</p>')
+
+
+def _section(catalog: Path, index: int, f: SkuFacts, mask_edit: dict[str, Any] | None = None) -> str:
     links = server_links()
     m = None
     if f.has_manifest:
@@ -143,7 +162,7 @@ def _section(catalog: Path, index: int, f: SkuFacts) -> str:
     html = _sku_section(links, index, f.sku, m, True)
     # The tool bar (and the failure of the latest run, if any) go right under the SKU's heading; catalog
     # text is escaped, so the first "</h2>" is the section's own.
-    tools = _failure(f) + _sku_tools(f, bool(f.output_statuses))
+    tools = _failure(f) + _sku_tools(f, bool(f.output_statuses)) + _mask_note(m, mask_edit)
     return html.replace("</h2>", "</h2>" + tools, 1)
 
 
@@ -166,7 +185,8 @@ def render_live_page(catalog_dir: str | Path, index: CatalogIndex, query: Review
     except InputError as exc:
         pending_edits = f"unknown ({exc})"
     first = (page.page - 1) * query.per_page
-    sections = "".join(_section(catalog, first + i, f) for i, f in enumerate(page.skus))
+    edits = _mask_edits(catalog)
+    sections = "".join(_section(catalog, first + i, f, edits.get(f.sku)) for i, f in enumerate(page.skus))
     prev_link = (f'<a href="{esc(_url(query, page=page.page - 1))}" rel="prev" data-role="prev">previous</a>'
                  if page.page > 1 else "")
     next_link = (f'<a href="{esc(_url(query, page=page.page + 1))}" rel="next" data-role="next">next</a>'

@@ -212,6 +212,9 @@ def test_mask_is_written_atomically_recorded_and_rendered_by_the_next_run(small_
     assert event["source"] == "review-server" and event["exclude_pixels"] == 128 * 256
     assert pending_edit_requests(small) == [], "a mask edit is not an edit request"
 
+    page = request(small_server, "GET", "/?q=tee-navy")[2].decode()
+    assert 'data-role="mask-edit"' in page and "run vitrine run to re-render" in page
+
     # The next run re-renders the SKU (the override is part of the content hash) from the painted mask.
     product = load_product(products / "tee-navy", root=products)
     result = process_sku(product, small, get_engine("classic"), RenderOptions(canvas=256, lifestyle_size=(200, 256)))
@@ -223,6 +226,8 @@ def test_mask_is_written_atomically_recorded_and_rendered_by_the_next_run(small_
     new_mask = np.asarray(Image.open(small / "tee-navy" / subject["mask"]).convert("L"))
     assert new_mask[:, :128].max() < 128 and new_mask[:, 128:].max() >= 128
     assert subject["bbox"][0] >= 128
+    assert 'data-role="mask-edit"' not in request(small_server, "GET", "/?q=tee-navy")[2].decode(), \
+        "after the re-render the note is gone"
 
 
 @pytest.mark.parametrize(("body", "headers", "code", "message"), [
