@@ -490,3 +490,96 @@ def test_an_edit_that_fails_mid_write_leaves_the_live_entry_untouched(catalog, k
     assert not problems, problems
     assert all(v["ok"] for v in verify_entry(entry))
     assert os.path.isfile(entry / r.new_output)
+
+
+# -- 7. SIGKILL trials on `vitrine edit`'s write: the entry stays whole, no edit applied twice ----------------
+EDIT_WORKER = r"""
+import json, sys
+from pipelines.edit.batch import apply_edit_job, plan_edits
+from pipelines.edit.catalog_edit import load_kontext_editor
+from pipelines.generation.settings import GenerationSettings
+
+catalog, root = sys.argv[1], sys.argv[2]
+settings = GenerationSettings(device="cpu", steps=2, seam_steps=2)
+editor = load_kontext_editor(root, settings)
+print("ready", flush=True)
+sys.stdin.readline()
+for job in plan_edits(catalog):
+    print(json.dumps(apply_edit_job(catalog, job, editor=editor, settings=settings)), flush=True)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*FluxPosEmbed:FutureWarning")
+def test_edit_kill_trials_leave_whole_entries_and_apply_each_request_once(review_template, tmp_path):
+    import random
+    import subprocess
+    import sys
+
+    from pipelines.review import pending_edit_requests, record_decision
+    from reliability_helpers import REPO, Worker
+    from review_helpers import copy_catalog
+    from tryon_helpers import tiny_flux_root
+
+    root = tiny_flux_root()
+    trials = int(os.environ.get("VITRINE_EDIT_KILL_TRIALS", "3"))
+    rng = random.Random(14)
+
+    class EditWorker(Worker):
+        def __init__(self, catalog: Path):  # noqa: D107 - same barrier protocol as the render worker
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+            self.proc = subprocess.Popen([sys.executable, "-c", EDIT_WORKER, str(catalog), str(root)], cwd=REPO,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         text=True, env=env)
+            self.lines = []
+
+    def fresh(n: int) -> Path:
+        catalog = copy_catalog(review_template, tmp_path / f"c{n}")
+        for sku, out in (("tee-navy", "lifestyle-studio-s0.png"), ("tote-canvas", "main.png")):
+            record_decision(catalog, sku, out, "request-edit", instruction="warmer light")
+        return catalog
+
+    # One uninterrupted run: how long the edits take once the model is loaded.
+    w = EditWorker(fresh(0))
+    w.wait_ready(300)
+    t = time.perf_counter()
+    w.go()
+    assert w.wait(300) == 0
+    span = time.perf_counter() - t
+    assert [r["status"] for r in w.results()] == ["applied", "applied"]
+    broken = twice = 0
+    for n in range(1, trials + 1):
+        catalog = fresh(n)
+        w = EditWorker(catalog)
+        w.wait_ready(300)
+        w.go()
+        time.sleep(rng.uniform(0, span))
+        w.kill()
+        complete, problems = check_catalog(catalog, ["tee-navy", "tote-canvas"])
+        broken += bool(problems) or len(complete) != 2
+        again = EditWorker(catalog)
+        again.wait_ready(300)
+        again.go()
+        assert again.wait(300) == 0
+        assert pending_edit_requests(catalog) == []
+        for sku in ("tee-navy", "tote-canvas"):
+            m = read_manifest(catalog / sku / MANIFEST_NAME)
+            ids = [o["edit"]["decision_id"] for o in m["outputs"] if o.get("kind") == "edit"]
+            twice += len(ids) != len(set(ids)) or len(ids) != 1
+    assert broken == 0 and twice == 0
+    record_figures("round2_edit_kills", {"trials": trials, "broken": broken, "applied_twice": twice,
+                                         "edit_seconds": round(span, 2)})
+
+
+@pytest.mark.slow
+def test_the_batch_flow_cleans_stale_staging_at_start(prefect_harness, tmp_path):
+    from flows.catalog_batch import catalog_batch
+
+    products, catalog = tmp_path / "p", tmp_path / "c"
+    make_products(products, 1)
+    stale = catalog / STAGING_DIR / "gone-sku.4242.deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "main.png").write_bytes(b"x" * 100)
+    result = catalog_batch(str(products), str(catalog), engine="classic")
+    assert result["counts"]["ok"] == 1 and not stale.exists()
