@@ -213,6 +213,16 @@ def test_one_bad_journal_line_is_skipped_with_a_warning_naming_it(catalog, caplo
     assert [r.output for r in pending_edit_requests(catalog)] == ["main.png"]
     with pytest.raises(InputError, match="line 2"):
         read_decisions(catalog, strict=True)
+    from pipelines.review_server import ReviewServer
+
+    srv = ReviewServer(catalog, "127.0.0.1", 0)
+    srv.start_in_thread()
+    try:
+        status, body = _get(srv.port, f"127.0.0.1:{srv.port}", "/api/catalog")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert status == 200 and json.loads(body)["pending_edits"] == 1
     record_figures("round2_journal", {"line_terminators_tried": len(TERMINATORS), "events_lost": 0})
 
 
