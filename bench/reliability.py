@@ -5,7 +5,7 @@ Usage::
     python bench/reliability.py [--trials 30] [--quick] [--out bench/results/reliability.json]
 
 Runs tests/test_reliability_inputs.py, test_reliability_crash.py, test_reliability_concurrency.py,
-test_security.py and test_properties.py with pytest (the ``slow`` ones too, unless ``--quick``). The
+test_security.py, test_properties.py and test_reliability_round2_store.py with pytest (the ``slow`` ones too, unless ``--quick``). The
 tests write their figures to the JSON file named by ``$VITRINE_RELIABILITY_FIGURES``; this script sets
 it, then prints the summary that docs/reliability.md reports and exits with pytest's status. Nothing
 here measures on its own: a figure exists only if the test behind it passed its assertions.
@@ -30,6 +30,7 @@ TEST_FILES = [
     "tests/test_reliability_concurrency.py",
     "tests/test_security.py",
     "tests/test_properties.py",
+    "tests/test_reliability_round2_store.py",  # issue 14: the store's findings
 ]
 
 
@@ -65,6 +66,23 @@ def summarise(figures: dict) -> list[str]:
     if c:
         lines.append(f"- Two `vitrine run` at once: {c['skus']} SKUs, ok per run {c['ok_per_run']}, "
                      f"written twice {c['written_twice']}.")
+    lines += _round2_lines(figures)
+    return lines
+
+
+def _round2_lines(figures: dict) -> list[str]:
+    """Issue 14's store findings (tests/test_reliability_round2_store.py)."""
+    lines = []
+    if c := figures.get("round2_overlap"):
+        lines.append(f"- Overlapping products/catalog layouts refused: {c['layouts_refused']}, files lost {c['files_lost']}.")
+    if c := figures.get("round2_journal"):
+        lines.append(f"- Journal: line terminators tried {c['line_terminators_tried']}, events lost {c['events_lost']}.")
+    if c := figures.get("round2_server"):
+        lines.append(f"- Review server: {c['stalled_connections']} stalled connections, at most "
+                     f"{c['threads_held_max']} threads held, {c['refused_503']} answered 503.")
+    if c := figures.get("round2_edit_kills"):
+        lines.append(f"- Edit SIGKILL trials: {c['trials']}, entries broken {c['broken']}, edits applied twice "
+                     f"{c['applied_twice']}.")
     return lines
 
 

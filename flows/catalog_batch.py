@@ -30,7 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.gpu import guard_engine, runner_info  # noqa: E402
 from flows.observability import current_run_id, publish_batch_artifacts  # noqa: E402
-from pipelines.catalog import RenderOptions, process_sku  # noqa: E402
+from pipelines.catalog import RenderOptions, check_separate_trees, clean_stale_staging, process_sku  # noqa: E402
 from pipelines.contact_sheet import attach_contact_sheets  # noqa: E402
 from pipelines.engine import get_engine  # noqa: E402
 from pipelines.errors import VitrineError  # noqa: E402
@@ -132,6 +132,9 @@ def catalog_batch(
     """
     logger = _logger()
     started = datetime.now(UTC)
+    if not is_url(catalog_dir):  # issue 14: overlapping trees refused, killed runs' staging cleaned
+        check_separate_trees(products_dir, catalog_dir)
+        clean_stale_staging(catalog_dir)
     eng = worker_engine(engine, model_root)
     if identity is not None:  # resolved once: every task reads the same preset file
         from pipelines.edit.identity import identity_dirs, load_identity

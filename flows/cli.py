@@ -68,6 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     products = Path(args.products_dir)
     if not products.is_dir():
         return _error(f"{products}: not a directory")
+    from pipelines.catalog import check_separate_trees
+
+    check_separate_trees(products, args.catalog)  # an InputError: exit 2 before anything is touched
     return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress,
                       args.identity, args.commercial)
 
@@ -76,6 +79,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.samples import build_sample_products
 
     products = Path(args.products)
+    from pipelines.catalog import check_separate_trees
+
+    check_separate_trees(products, args.catalog)
     build_sample_products(products)
     print(f"sample products: {products}")
     return _run_batch(products, Path(args.catalog), args.engine, None, args.force, not args.no_progress)
@@ -179,7 +185,7 @@ def cmd_pose(args: argparse.Namespace) -> int:
 
 # -- verify / samples ------------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pipelines.catalog import verify_entry
+    from pipelines.catalog import entry_file_problems, verify_entry
     from pipelines.manifest import MANIFEST_NAME, read_manifest, validate_manifest
 
     catalog = Path(args.catalog_dir)
@@ -189,11 +195,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bad = 0
     for d in entries:
         try:
-            validate_manifest(read_manifest(d / MANIFEST_NAME), path=d / MANIFEST_NAME)
-            results = verify_entry(d)
+            manifest = read_manifest(d / MANIFEST_NAME)
+            validate_manifest(manifest, path=d / MANIFEST_NAME)
+            problems = entry_file_problems(d, manifest)  # every listed file, exports and work files included
+            results = verify_entry(d) if not problems else []
         except Exception as exc:
             print(f"{d.name}\tINVALID\t{exc}")
             bad += 1
+            continue
+        if problems:
+            bad += 1
+            print(f"{d.name}\tCHANGED\t" + "; ".join(problems))
             continue
         ok = bool(results) and all(r["ok"] for r in results)
         bad += not ok

@@ -57,7 +57,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     try:
         server = ReviewServer(catalog, args.host, args.port, reviewer=args.reviewer or _default_reviewer(),
-                              products_dir=args.products)
+                              products_dir=args.products, allowed_hosts=tuple(args.allow_host or ()))
     except InputError as exc:
         return _error(str(exc))
     except OSError as exc:
@@ -85,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("catalog_dir", metavar="CATALOG_DIR")
     r.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
     r.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port; 0 picks a free one (default: {DEFAULT_PORT})")
+    r.add_argument("--allow-host", action="append", default=None, metavar="NAME[:PORT]",
+                   help="also accept this host name in Host/Origin headers (repeatable), e.g. the machine's name "
+                        "with --host 0.0.0.0; loopback names are always accepted, nothing else is")
     r.add_argument("--reviewer", default=None, metavar="NAME", help="name recorded with decisions (default: $USER)")
     r.add_argument("--export", default=None, metavar="DIR",
                    help="write a read-only DIR/index.html that opens from disk, then exit")

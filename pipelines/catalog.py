@@ -125,6 +125,55 @@ def sku_lock(catalog: Path, sku: str, timeout: float = 0) -> FileLock:
     return FileLock(str(locks / f"{sku}.lock"), timeout=timeout)
 
 
+#: Seconds a render waits for a SKU whose write lock is held by a short writer (a review decision, an
+#: edit's commit) before it reports the SKU ``failed`` as locked (issue 14, finding 13).
+WRITE_LOCK_WAIT_S = 30.0
+
+
+def render_lock(catalog: Path, sku: str, timeout: float = 0) -> FileLock:
+    """The lock a render holds for its whole run, besides `sku_lock`: ``.locks/_render.<sku>.lock``.
+
+    It tells another render (skip: that run writes the SKU) from a short writer such as a review
+    decision, which takes only `sku_lock` for milliseconds (wait for it). SKU names never start with
+    ``_``, so the name cannot collide with a SKU's own lock file.
+    """
+    locks = catalog / LOCKS_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(locks / f"_render.{sku}.lock"), timeout=timeout)
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser())).resolve()
+
+
+def check_separate_trees(products: str | Path, catalog: str | Path) -> None:
+    """Refuse a products folder and a catalog that overlap (one is the other, or lies inside it).
+
+    A catalog entry replaces ``CATALOG/<sku>`` whole; when that folder is a product folder (``vitrine run P
+    --catalog P``), a SKU named like the products root, or the catalog inside the products tree, the
+    originals would be moved to ``.trash`` and removed. Both paths are compared after resolving links.
+
+    Raises:
+        `InputError`: naming both resolved paths.
+    """
+    p, c = _resolved(products), _resolved(catalog)
+    if p == c or c.is_relative_to(p) or p.is_relative_to(c):
+        how = "are the same folder" if p == c else (
+            "the catalog is inside the products folder" if c.is_relative_to(p) else
+            "the products folder is inside the catalog")
+        raise InputError(f"the products folder {p} and the catalog {c} overlap ({how}): a catalog entry replaces "
+                         "CATALOG/<sku> whole and would delete original photos; use a catalog outside the "
+                         "products tree", path=p, key="catalog")
+
+
+def _is_vitrine_entry(entry: Path, sku: str) -> bool:
+    """True when ``entry`` is a catalog entry Vitrine wrote: a folder with a readable manifest for ``sku``."""
+    try:
+        return entry.is_dir() and not entry.is_symlink() and read_manifest(entry / MANIFEST_NAME).get("sku") == sku
+    except (InputError, ValueError, OSError):
+        return False
+
+
 def render_params(engine: Engine, options: RenderOptions) -> dict[str, Any]:
     """The parameters a SKU's content hash covers besides its files: engine, render options, version."""
     return {"engine": engine.describe(), "render": options.to_json(), "vitrine": __version__}
@@ -146,21 +195,127 @@ def is_up_to_date(sku_dir: Path, content_hash: str) -> bool:
         return False
     if manifest.get("content_hash") != content_hash or manifest.get("status") != "ok":
         return False
-    return all((sku_dir / o["file"]).is_file() for o in manifest.get("outputs", []))
+    problems = entry_file_problems(sku_dir, manifest)
+    if problems:
+        logger.warning("%s: re-rendering: %s", sku_dir, "; ".join(problems))
+    return not problems
 
 
-def _clean_leftovers(catalog: Path, sku: str) -> None:
+def entry_file_problems(sku_dir: str | Path, manifest: dict[str, Any] | None = None) -> list[str]:
+    """Every file the manifest lists (outputs and work files) that is missing or differs from its sha256.
+
+    Returns:
+        `list[str]`: one ``"<file>: missing"`` / ``"<file>: sha256 differs from the manifest"`` per bad file,
+        in manifest order; ``[]`` when every listed file is there with the bytes the manifest records.
+    """
+    sku_dir = Path(sku_dir)
+    if manifest is None:
+        manifest = read_manifest(sku_dir / MANIFEST_NAME)
+    problems = []
+    for rec in [*manifest.get("outputs", []), *manifest.get("work", [])]:
+        rel = rec.get("file") if isinstance(rec, dict) else None
+        if not isinstance(rel, str) or not rel:
+            problems.append(f"{rec!r}: no file name")
+            continue
+        path = sku_dir / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif sha256_file(path) != rec.get("sha256"):
+            problems.append(f"{rel}: sha256 differs from the manifest")
+    return problems
+
+
+def _clean_leftovers(catalog: Path, sku: str) -> list[str]:
     """Remove staging/trash folders an interrupted run left for this SKU (call with the lock held)."""
     # Exact names only (``<sku>.<pid>.<hex8>`` staged, ``<sku>.<hex8>`` trashed): a looser ``<sku>.*`` would
     # also match SKU ``<sku>.v2``'s staging folder, which another worker may be writing under its own lock.
     patterns = {STAGING_DIR: re.compile(re.escape(sku) + r"\.\d+\.[0-9a-f]{8}"),
                 TRASH_DIR: re.compile(re.escape(sku) + r"\.[0-9a-f]{8}")}
+    removed = []
     for sub, pattern in patterns.items():
         d = catalog / sub
         if d.is_dir():
             for p in d.iterdir():
                 if pattern.fullmatch(p.name):
                     shutil.rmtree(p, ignore_errors=True)
+                    removed.append(str(p))
+    return removed
+
+
+_LEFTOVER = {STAGING_DIR: re.compile(r"(?P<sku>.+)\.\d+\.[0-9a-f]{8}"), TRASH_DIR: re.compile(r"(?P<sku>.+)\.[0-9a-f]{8}")}
+
+
+def clean_stale_staging(catalog: str | Path) -> list[str]:
+    """Remove what killed runs left in ``CATALOG/.staging`` and ``CATALOG/.trash`` (call at batch start).
+
+    Only Vitrine's own folders are touched (``<sku>.<pid>.<hex8>`` staged, ``<sku>.<hex8>`` trashed), and
+    only for SKUs whose render and write locks are both free (no run or edit is writing them now). A
+    complete entry left in the trash with no entry in place is restored, not removed.
+
+    Returns:
+        `list[str]`: the folders removed.
+    """
+    catalog = Path(catalog)
+    skus: set[str] = set()
+    for sub, pattern in _LEFTOVER.items():
+        d = catalog / sub
+        if d.is_dir():
+            for p in d.iterdir():
+                m = pattern.fullmatch(p.name)
+                if m and p.is_dir() and not p.is_symlink():
+                    skus.add(m.group("sku"))
+    removed: list[str] = []
+    for sku in sorted(skus):
+        try:
+            from .product import validate_sku
+
+            validate_sku(sku)
+        except InputError:
+            continue
+        rlock, wlock = render_lock(catalog, sku, 0), sku_lock(catalog, sku, 0)
+        try:
+            rlock.acquire()
+        except Timeout:
+            continue
+        try:
+            try:
+                wlock.acquire()
+            except Timeout:
+                continue
+            try:
+                _restore_trashed(catalog, sku, catalog / sku)
+                removed += _clean_leftovers(catalog, sku)
+            finally:
+                wlock.release()
+        finally:
+            rlock.release()
+    if removed:
+        logger.warning("removed %d staging/trash folder(s) left by interrupted runs in %s", len(removed), catalog)
+    return removed
+
+
+def stage_entry_copy(catalog: Path, sku: str) -> Path:
+    """A staging copy of the entry ``catalog/<sku>`` to build its next version in (call with `sku_lock` held).
+
+    Files are hard links where the file system allows (every file of an entry is written by an atomic
+    rename, never in place, so a link never sees a change), else copies. Commit it with `commit_entry`.
+    """
+    staging = catalog / STAGING_DIR / f"{sku}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    staging.parent.mkdir(parents=True, exist_ok=True)
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(catalog / sku, staging, copy_function=link_or_copy, symlinks=True)
+    return staging
+
+
+def commit_entry(staging: Path, catalog: Path, sku: str) -> None:
+    """Replace the entry ``catalog/<sku>`` by the finished ``staging`` folder (call with `sku_lock` held)."""
+    _commit(staging, catalog / sku, catalog, sku)
 
 
 def _restore_trashed(catalog: Path, sku: str, final: Path) -> None:
@@ -227,8 +382,15 @@ def _carry_reviews(staging: Path, old_dir: Path, manifest: dict[str, Any]) -> No
 
 
 def _commit(staging: Path, final: Path, catalog: Path, sku: str) -> None:
-    """Move a finished staging folder into place; the old entry (if any) is replaced in one rename."""
-    if final.exists():
+    """Move a finished staging folder into place; the old entry (if any) is replaced in one rename.
+
+    Only a catalog entry Vitrine wrote (a manifest for this SKU) is ever replaced: anything else at
+    ``final`` (a product folder, someone's files) is refused with `VitrineError` and left alone.
+    """
+    if final.exists() or final.is_symlink():
+        if not _is_vitrine_entry(final, sku):
+            raise VitrineError(f"{final}: exists and is not a Vitrine catalog entry (no manifest.json for SKU "
+                               f"{sku!r}); refusing to replace it: move it out of the catalog")
         trash = catalog / TRASH_DIR / f"{sku}.{uuid.uuid4().hex[:8]}"
         trash.parent.mkdir(parents=True, exist_ok=True)
         os.replace(final, trash)
@@ -255,6 +417,7 @@ def process_sku(
     *,
     force: bool = False,
     lock_timeout: float = 0,
+    write_lock_timeout: float = WRITE_LOCK_WAIT_S,
 ) -> SkuResult:
     """Render one SKU into ``catalog/<sku>/``.
 
@@ -264,16 +427,23 @@ def process_sku(
         engine (`Engine`): the engine whose backends do the work (see `pipelines.engine.get_engine`).
         options (`RenderOptions`, *optional*): render parameters; defaults to `RenderOptions()`.
         force (`bool`, *optional*, defaults to `False`): redo the SKU even when it is up to date.
-        lock_timeout (`float`, *optional*, defaults to 0): seconds to wait for another run holding this
-            SKU's lock; after that the SKU is reported ``skipped`` (it is that run's to write).
+        lock_timeout (`float`, *optional*, defaults to 0): seconds to wait for another run rendering this
+            SKU (its `render_lock`); after that the SKU is reported ``skipped`` (it is that run's to write).
+        write_lock_timeout (`float`, *optional*, defaults to `WRITE_LOCK_WAIT_S`): seconds to wait for a
+            short writer holding the SKU's `sku_lock` (a review decision, an edit's commit); after that the
+            SKU is reported ``failed`` with an error saying it is locked (never silently ``skipped``).
 
     Returns:
         `SkuResult`: ``ok`` with the output files, ``skipped`` (up to date, or locked by another run),
         or ``failed`` with the error naming the file at fault. Never raises for a bad product.
+
+    Raises:
+        `InputError`: the product folder and the catalog overlap (`check_separate_trees`); nothing is touched.
     """
     t0 = time.perf_counter()
     options = options or RenderOptions()
     catalog = Path(catalog)
+    check_separate_trees(product.dir, catalog)
     catalog.mkdir(parents=True, exist_ok=True)
     sku_dir = catalog / product.sku
     params = render_params(engine, options)
@@ -282,20 +452,32 @@ def process_sku(
     except (OSError, VitrineError) as exc:
         return SkuResult(product.sku, "failed", error=str(exc), seconds=time.perf_counter() - t0)
 
-    lock = sku_lock(catalog, product.sku, lock_timeout)
+    rlock = render_lock(catalog, product.sku, lock_timeout)
+    try:
+        rlock.acquire()
+    except Timeout:
+        return SkuResult(product.sku, "skipped", reason="locked by another run", seconds=time.perf_counter() - t0)
+    lock = sku_lock(catalog, product.sku, write_lock_timeout)
     try:
         lock.acquire()
     except Timeout:
-        return SkuResult(product.sku, "skipped", reason="locked by another run", seconds=time.perf_counter() - t0)
+        rlock.release()
+        return SkuResult(product.sku, "failed", seconds=time.perf_counter() - t0, error=(
+            f"{catalog / LOCKS_DIR / (product.sku + '.lock')}: SKU {product.sku!r} stayed locked for "
+            f"{write_lock_timeout:g} s by a review decision or an edit; not rendered, run again"))
     try:
         _restore_trashed(catalog, product.sku, sku_dir)
+        _clean_leftovers(catalog, product.sku)  # a killed run's staging, even when this SKU is skipped
         if not force and is_up_to_date(sku_dir, content_hash):
             manifest = read_manifest(sku_dir / MANIFEST_NAME)
             return SkuResult(
                 product.sku, "skipped", reason="unchanged", outputs=[o["file"] for o in manifest["outputs"]],
                 manifest=str(sku_dir / MANIFEST_NAME), seconds=time.perf_counter() - t0,
             )
-        _clean_leftovers(catalog, product.sku)
+        if (sku_dir.exists() or sku_dir.is_symlink()) and not _is_vitrine_entry(sku_dir, product.sku):
+            return SkuResult(product.sku, "failed", seconds=time.perf_counter() - t0, error=(
+                f"{sku_dir}: exists and is not a Vitrine catalog entry (no manifest.json for SKU "
+                f"{product.sku!r}); refusing to replace it: move it out of the catalog"))
         staging = catalog / STAGING_DIR / f"{product.sku}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         (staging / "work").mkdir(parents=True)
         try:
@@ -313,6 +495,7 @@ def process_sku(
         )
     finally:
         lock.release()
+        rlock.release()
 
 
 def _render(
@@ -549,9 +732,14 @@ def verify_entry(sku_dir: str | Path) -> list[dict[str, Any]]:
     the marketplace rule (background pure white) from the output and its product mask; and compare the
     output's sha256 with the manifest.
 
+    The work files a check reads (the normalised input, the preserve and product masks) must have the
+    sha256 the manifest records (``work_ok``): a repainted input cannot vouch for a repainted output.
+    Files no check reads (exports such as ``main.jpg``, other work files) are hashed by
+    `entry_file_problems`, which ``vitrine verify`` runs too.
+
     Returns:
-        `list[dict]`: one record per placed output: ``file``, the `check_preserved` figures, ``sha256_ok``
-        and, for white backgrounds, ``white_background_ok``; ``ok`` is the conjunction.
+        `list[dict]`: one record per placed output: ``file``, the `check_preserved` figures, ``sha256_ok``,
+        ``work_ok`` and, for white backgrounds, ``white_background_ok``; ``ok`` is the conjunction.
     """
     from PIL import Image
 
@@ -561,6 +749,11 @@ def verify_entry(sku_dir: str | Path) -> list[dict[str, Any]]:
     sku_dir = Path(sku_dir)
     manifest = read_manifest(sku_dir / MANIFEST_NAME)
     by_name = {i["file"]: i for i in manifest["inputs"]}
+    work_sha = {w.get("file"): w.get("sha256") for w in manifest.get("work", []) if isinstance(w, dict)}
+
+    def work_ok(*rels: str) -> bool:
+        return all((sku_dir / r).is_file() and sha256_file(sku_dir / r) == work_sha.get(r) for r in rels)
+
     results = []
     for o in manifest["outputs"]:
         if "garment_transform" in o:  # a try-on, or an edit of one: the garment photo's recorded transform
@@ -576,7 +769,9 @@ def verify_entry(sku_dir: str | Path) -> list[dict[str, Any]]:
         keep = np.asarray(Image.open(sku_dir / o["preserve_mask"]).convert("L"))
         rec = {"file": o["file"], **check_preserved(out, layer, keep)}
         rec["sha256_ok"] = sha256_file(sku_dir / o["file"]) == o["sha256"]
-        ok = rec["identical_fraction"] == 1.0 and rec["sha256_ok"]
+        rec["work_ok"] = work_ok(by_name[o["source_input"]]["normalized"], o["preserve_mask"],
+                                 *([o["product_mask"]] if o.get("product_mask") else []))
+        ok = rec["identical_fraction"] == 1.0 and rec["sha256_ok"] and rec["work_ok"]
         if o.get("background") == "white":
             alpha = np.asarray(Image.open(sku_dir / o["product_mask"]).convert("L"))
             rec["white_background_ok"] = white_background_check(out, alpha)["ok"]

@@ -243,33 +243,69 @@ def _check_event(event: Any, path: Path, line: int) -> dict[str, Any]:
     return event
 
 
-def read_decisions(catalog_dir: str | Path) -> list[dict[str, Any]]:
+#: Characters that some readers take for a line break besides "\n" (`str.splitlines`, editors, JavaScript):
+#: `json.dumps(ensure_ascii=False)` leaves them raw inside strings; `_journal_line` escapes them.
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def _journal_line(event: dict[str, Any]) -> str:
+    """One event as one journal line: JSON with every Unicode line terminator escaped, then ``"\n"``.
+
+    JSON already escapes control characters (``\r``, ``\x0b``, ``\x1c``...); U+0085, U+2028 and U+2029 are
+    escaped here, so a note pasted from a word processor can never split a line for any reader.
+    """
+    text = json.dumps(event, ensure_ascii=False, sort_keys=False)
+    for raw, escaped in _LINE_BREAKS.items():
+        text = text.replace(raw, escaped)
+    return text + "\n"
+
+
+def read_decisions(catalog_dir: str | Path, *, strict: bool = False) -> list[dict[str, Any]]:
     """Every event of the decisions file, in the order written ([] when there is none yet).
 
+    Lines are split on ``"\n"`` only (a raw U+2028 that an older version wrote inside a note is part of
+    its line). A line that is not valid JSON or not a valid event (a torn write, a hand edit) is skipped
+    with a warning naming the file and the line number, so one bad line never blocks the review page,
+    ``--list-edits`` or the edit flow.
+
+    Args:
+        catalog_dir (`str | Path`): the catalog root.
+        strict (`bool`, *optional*, defaults to `False`): raise on the first bad line instead.
+
     Raises:
-        `InputError`: a line is not valid JSON or not a valid event; the message names the line.
+        `InputError`: with ``strict``, a bad line; the message names the file and the line.
     """
     path = decisions_path(catalog_dir)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return []
     events = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, raw in enumerate(data.split(b"\n"), start=1):
         try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON: {exc}", path=path, key=f"line {n}") from None
-        events.append(_check_event(event, path, n))
+            line = raw.decode("utf-8")
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"not valid JSON: {exc}", path=path, key=f"line {n}") from None
+            events.append(_check_event(event, path, n))
+        except UnicodeDecodeError as exc:
+            if strict:
+                raise InputError(f"not valid UTF-8: {exc}", path=path, key=f"line {n}") from None
+            logger.warning("%s [line %d]: not valid UTF-8; line skipped", path, n)
+        except InputError as exc:
+            if strict:
+                raise
+            logger.warning("%s; line skipped", exc)
     return events
 
 
 def _append_event(catalog: Path, event: dict[str, Any], lock_timeout: float) -> None:
     """Append one event to the decisions file by rewriting it atomically (readers never see half a line)."""
     path = decisions_path(catalog)
-    line = json.dumps(event, ensure_ascii=False, sort_keys=False) + "\n"
+    line = _journal_line(event)
     lock = _decisions_lock(catalog, lock_timeout)
     try:
         lock.acquire()

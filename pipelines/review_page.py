@@ -455,9 +455,9 @@ def render_page(
     else:
         head = f'<meta http-equiv="Content-Security-Policy" content="{esc(STATIC_CSP)}"><style>{STYLE}</style>'
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        banner = (
+        banner = (  # the catalog's name, never its absolute path: an export is shared (issue 14)
             f'<p class="readonly">Read-only export made {esc(stamp)}. To record decisions run '
-            f"<code>vitrine review {esc(catalog.resolve())}</code>.</p>"
+            f"<code>vitrine review {esc(catalog.resolve().name)}</code> (the catalog folder).</p>"
         )
     filters = ""
     if interactive:
@@ -468,7 +468,7 @@ def render_page(
         '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="referrer" content="no-referrer"><title>Vitrine review: {esc(catalog.resolve().name)}</title>{head}</head>'
         '<body><header class="page">'
-        f"<h1>Vitrine catalog review</h1><p>{esc(catalog.resolve())}</p>"
+        f"<h1>Vitrine catalog review</h1><p>{esc(catalog.resolve() if interactive else catalog.resolve().name)}</p>"
         f"<p>{len(entries)} SKUs: {esc(summary)}. Pending edit requests: {esc(pending_edits)}.</p>"
         f'{filters}<nav class="skus">{"".join(nav)}</nav></header>'
         f"<main>{banner}{''.join(sections) or '<p>No catalog entries.</p>'}</main></body></html>\n"
@@ -485,8 +485,26 @@ def write_thumbnail(src: Path, dest: Path, max_side: int = THUMB_SIDE) -> None:
     save_image(dest, load_thumbnail(src, max_side), quality=85)
 
 
+#: The export's record of the files it wrote, in the export folder (issue 14): ``{"v": 1, "files": [...]}``.
+EXPORT_MANIFEST = ".vitrine-export.json"
+
+
+def _export_owned(out: Path) -> set[str]:
+    """The files (relative to ``out``) an earlier export recorded as its own; empty when there is none."""
+    try:
+        data = json.loads((out / EXPORT_MANIFEST).read_text(encoding="utf-8"))
+        files = data.get("files") if isinstance(data, dict) else None
+        return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+    except (OSError, ValueError):
+        return set()
+
+
 def export_static(catalog_dir: str | Path, out_dir: str | Path, *, thumb_side: int = THUMB_SIDE) -> Path:
     """Write a read-only review page that opens from disk: ``OUT/index.html`` and ``OUT/thumbs/*.jpg``.
+
+    The export owns only what it wrote: ``OUT/.vitrine-export.json`` lists its files; a re-export removes
+    only listed files it no longer needs, and refuses to overwrite an ``index.html`` or thumbnail it did not
+    write (`InputError` naming the file). The page names the catalog folder, never its absolute path.
 
     Thumbnails are copied into ``OUT``; full-size images and manifests are linked by relative paths into
     the catalog, so keep ``OUT`` and the catalog where they are (``CATALOG/_review/site`` is a good
@@ -509,6 +527,11 @@ def export_static(catalog_dir: str | Path, out_dir: str | Path, *, thumb_side: i
         if out == catalog / sku or (catalog / sku) in out.parents:
             raise InputError("the export folder must not be inside a SKU folder (a re-render replaces it)",
                              path=out)
+    owned = _export_owned(out)
+    index = out / "index.html"
+    if index.exists() and "index.html" not in owned:
+        raise InputError("exists and was not written by a Vitrine export; export into an empty folder "
+                         "(e.g. CATALOG/_review/site) or move the file away", path=index)
     thumbs = out / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
     written: set[str] = set()
@@ -523,6 +546,9 @@ def export_static(catalog_dir: str | Path, out_dir: str | Path, *, thumb_side: i
             return "#"
         name = hashlib.sha256(f"{sku}/{rel}".encode()).hexdigest()[:24] + ".jpg"
         if name not in written:
+            if (thumbs / name).exists() and f"thumbs/{name}" not in owned:
+                logger.warning("export: %s exists and is not this export's; linking the full image", thumbs / name)
+                return full(sku, rel)
             try:
                 write_thumbnail(src, thumbs / name, thumb_side)
             except InputError as exc:
@@ -532,9 +558,14 @@ def export_static(catalog_dir: str | Path, out_dir: str | Path, *, thumb_side: i
         return f"thumbs/{name}"
 
     page = render_page(catalog, PageLinks(full=full, thumb=thumb), interactive=False)
-    for stale in thumbs.glob("*.jpg"):  # thumbnails of images no longer in the catalog
-        if stale.name not in written:
-            stale.unlink()
-    index = out / "index.html"
+    mine = {"index.html", *(f"thumbs/{n}" for n in written)}
+    # The record first (it lists old and new files), then the page, then the record of the new files only:
+    # a crash in between leaves files listed as this export's, never an unlisted file of ours.
+    atomic_write_text(out / EXPORT_MANIFEST, json.dumps({"v": 1, "files": sorted(owned | mine)}, indent=1) + "\n")
     atomic_write_text(index, page)
+    for rel in sorted(owned - mine):  # this export's thumbnails of images no longer in the catalog
+        stale = out / rel
+        if rel.startswith("thumbs/") and "/" not in rel[len("thumbs/"):] and stale.is_file():
+            stale.unlink()
+    atomic_write_text(out / EXPORT_MANIFEST, json.dumps({"v": 1, "files": sorted(mine)}, indent=1) + "\n")
     return index

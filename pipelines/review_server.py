@@ -2,8 +2,13 @@
 
 Standard library only (`http.server`), one thread per request. What it does and refuses:
 
-- It binds ``127.0.0.1`` by default. Requests whose ``Host`` header names another host are refused
-  (DNS-rebinding defence); bind another address only on a trusted network.
+- It binds ``127.0.0.1`` by default. Whatever the bind address (``0.0.0.0`` included), a request is
+  served only when its ``Host`` header is ``127.0.0.1``, ``localhost`` or ``[::1]``, the bound address
+  itself, or a name passed with ``--allow-host`` (``allowed_hosts``), at the server's port: the
+  DNS-rebinding defence. A decision's ``Origin`` (when sent) must name an allowed host too. Bind another
+  address only on a trusted network.
+- Limits: a connection idle for `IDLE_TIMEOUT_S` seconds is closed; at most `MAX_CONNECTIONS`
+  connections are served at once (one thread each), further ones get ``503`` and are closed.
 - It reads files only inside the catalog: ``/files/<sku>/<path>`` and ``/thumb/<sku>/<path>`` take
   the SKU and a relative path, refuse ``..``, absolute paths, hidden segments (``.locks``, ``.staging``)
   and anything that resolves outside the catalog (symlinks included), and serve only pictures and JSON.
@@ -70,6 +75,31 @@ CONTENT_TYPES = {
 #: Top-level catalog folders (besides SKUs) whose files may be served: batch reports and contact sheets.
 SERVED_FOLDERS = ("_reports",)
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+#: Seconds a connection may stay silent (between or inside requests) before the server closes it.
+IDLE_TIMEOUT_S = 30.0
+#: Connections served at once (one thread each); more get ``503 Service Unavailable``.
+MAX_CONNECTIONS = 64
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         b"Content-Length: 26\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 too many connections\r\n")
+
+
+def split_host(netloc: str, default_port: int) -> tuple[str, int] | None:
+    """``("name", port)`` of a ``Host`` header or an Origin's ``host[:port]``, lower-case; `None` if malformed."""
+    netloc = netloc.strip().lower()
+    if not netloc or any(c in netloc for c in "/@?# \t\\"):
+        return None
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        if end < 0:
+            return None
+        name, rest = netloc[: end + 1], netloc[end + 1:]
+    else:
+        name, _, port_text = netloc.partition(":")
+        rest = f":{port_text}" if _ else ""
+    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        return None
+    port = int(rest[1:]) if rest else default_port
+    return (name, port) if name and 0 < port < 65536 else None
 
 
 class RequestError(Exception):
@@ -155,7 +185,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
     def _check_host(self) -> None:
         host = (self.headers.get("Host") or "").lower()
         if not self.server.host_allowed(host):
-            raise RequestError(HTTPStatus.FORBIDDEN, "unexpected Host header")
+            raise RequestError(HTTPStatus.FORBIDDEN, "unexpected Host header (pass the name with --allow-host)")
 
     # -- GET ----------------------------------------------------------------------------------------
     def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
@@ -227,7 +257,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
     def _check_post_auth(self) -> None:
         """The CSRF rules of every POST: no foreign ``Origin``, the right ``X-Vitrine-Token``."""
         origin = self.headers.get("Origin")
-        if origin is not None and origin.lower() != f"http://{(self.headers.get('Host') or '').lower()}":
+        if origin is not None and not self.server.origin_allowed(origin):
             raise RequestError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
         token = self.headers.get("X-Vitrine-Token") or ""
         if not hmac.compare_digest(token.encode(), self.server.token.encode()):
@@ -246,6 +276,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
         try:
             body = json.loads(self.rfile.read(length).decode("utf-8"))
+        except TimeoutError:
+            raise RequestError(HTTPStatus.REQUEST_TIMEOUT, "the body did not arrive in time") from None
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
         if not isinstance(body, dict):
@@ -394,8 +426,13 @@ class ReviewServer(ThreadingHTTPServer):
         port (`int`, *optional*, defaults to 8765): port; 0 picks a free one (see `url`).
         reviewer (`str`, *optional*): recorded with every decision.
         token (`str`, *optional*): the CSRF token; random by default.
-        allowed_hosts (`tuple[str, ...]`, *optional*): extra host names accepted in ``Host`` headers
-            (for a non-loopback bind, e.g. the machine's name).
+        allowed_hosts (`tuple[str, ...]`, *optional*): extra host names accepted in ``Host`` and ``Origin``
+            headers (for a non-loopback bind, e.g. the machine's name): ``NAME`` (at the server's port) or
+            ``NAME:PORT`` (behind a proxy). The loopback names and the bound address are always accepted;
+            nothing else, whatever the bind address.
+        idle_timeout (`float`, *optional*, defaults to `IDLE_TIMEOUT_S`): seconds before a silent
+            connection is closed.
+        max_connections (`int`, *optional*, defaults to `MAX_CONNECTIONS`): connections served at once.
         products_dir (`str | Path`, *optional*): the products folder ``POST /api/mask`` writes mask
             overrides into; by default the latest batch report's ``products_dir`` (masks are refused when
             neither is known).
@@ -403,6 +440,7 @@ class ReviewServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
 
     def __init__(
         self,
@@ -414,7 +452,14 @@ class ReviewServer(ThreadingHTTPServer):
         token: str | None = None,
         allowed_hosts: tuple[str, ...] = (),
         products_dir: str | Path | None = None,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
     ):
+        for name in allowed_hosts:
+            if split_host(name, DEFAULT_PORT) is None:
+                raise InputError(f"{name!r} is not a host name (NAME or NAME:PORT)", key="allow-host")
+        self.idle_timeout = idle_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
         catalog = Path(catalog_dir)
         if not catalog.is_dir():
             raise InputError("catalog folder not found", path=catalog)
@@ -428,11 +473,14 @@ class ReviewServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((host.strip("[]"), port), ReviewHandler)
         self.port = self.server_address[1]
-        names = {host.lower(), *(h.lower() for h in allowed_hosts)}
-        if _is_loopback(host.strip("[]")):
-            names |= set(LOOPBACK_NAMES)
-        self._hosts = {f"{n}:{self.port}" for n in names} | (names if self.port == 80 else set())
-        self._any_host = host in ("0.0.0.0", "::", "[::]")
+        bound = host.lower().strip("[]")
+        bound = f"[{bound}]" if ":" in bound else bound
+        wildcard = bound in ("0.0.0.0", "[::]")
+        self._hosts: set[tuple[str, int]] = {(n, self.port) for n in LOOPBACK_NAMES}
+        if not wildcard:  # the address itself (a page opened at http://192.168.1.5:8765/)
+            self._hosts.add((bound, self.port))
+        for name in allowed_hosts:
+            self._hosts.add(split_host(name, self.port))
         if not _is_loopback(host.strip("[]")):
             logger.warning("the review server listens on %s, not on a loopback address: anyone who can reach "
                            "it can read the catalog", host)
@@ -447,7 +495,44 @@ class ReviewServer(ThreadingHTTPServer):
         return f"http://{host}:{self.port}/"
 
     def host_allowed(self, host_header: str) -> bool:
-        return self._any_host or host_header in self._hosts
+        """True when a ``Host`` header names an allowed host at its port (no port: 80 or 443)."""
+        parsed = split_host(host_header, 80)
+        if parsed is None:
+            return False
+        if ":" not in host_header.rsplit("]", 1)[-1]:  # no port: the default one of http or https
+            return parsed in self._hosts or (parsed[0], 443) in self._hosts
+        return parsed in self._hosts
+
+    def origin_allowed(self, origin: str) -> bool:
+        """True when an ``Origin`` header is ``http(s)://<allowed host>``."""
+        scheme, sep, netloc = origin.strip().lower().partition("://")
+        if not sep or scheme not in ("http", "https"):
+            return False
+        parsed = split_host(netloc, 443 if scheme == "https" else 80)
+        return parsed is not None and parsed in self._hosts
+
+    # -- limits: an idle timeout per connection, a cap on connections (threads) -------------------------
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001 (socketserver's signature)
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            request.settimeout(self.idle_timeout)
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def start_in_thread(self) -> threading.Thread:
         """Serve in a daemon thread (for tests and notebooks); stop with ``shutdown()`` then ``server_close()``."""

@@ -133,7 +133,7 @@ class Worker:
 def check_catalog(catalog: Path, skus: list[str]) -> tuple[dict[str, str], list[str]]:
     """Check that everything visible in a catalog is a complete entry.
 
-    Outside ``.staging``, ``.trash`` and ``.locks`` (and ``_reports``) every folder must be a SKU of
+    Outside ``.staging``, ``.trash`` and ``.locks`` (and ``_reports``, ``_review``) every folder must be a SKU of
     ``skus`` holding a manifest that parses and validates, every file it lists with the sha256 it records,
     and no other file (no temporary, partial or stray file).
 
@@ -146,7 +146,7 @@ def check_catalog(catalog: Path, skus: list[str]) -> tuple[dict[str, str], list[
     if not catalog.exists():
         return complete, problems
     for entry in sorted(catalog.iterdir()):
-        if entry.name in SERVICE_DIRS or entry.name == "_reports":
+        if entry.name in SERVICE_DIRS or entry.name in ("_reports", "_review"):
             continue
         if entry.name not in skus or not entry.is_dir():
             problems.append(f"{entry.name}: unexpected item in the catalog")

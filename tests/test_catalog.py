@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.catalog import RenderOptions, is_up_to_date, process_sku, sku_lock, verify_entry
+from pipelines.catalog import RenderOptions, is_up_to_date, process_sku, render_lock, verify_entry
 from pipelines.engine import get_engine
 from pipelines.imageio import save_image, sha256_file
 from pipelines.manifest import read_manifest, validate_manifest
@@ -175,7 +175,7 @@ def test_crash_mid_render_leaves_no_partial_entry_and_keeps_the_old_one(tmp_path
 def test_a_locked_sku_is_left_to_the_run_holding_it(tmp_path, drawn_products, engine):
     products, catalog = tmp_path / "p", tmp_path / "c"
     d = _make_product(products, "tee", drawn_products["tee"][0], spec="backgrounds: [white]\n")
-    with sku_lock(catalog, "tee"):
+    with render_lock(catalog, "tee"):  # another run rendering it (a reviewer's short sku_lock is waited for)
         result = process_sku(load_product(d, root=products), catalog, engine)
     assert result.status == "skipped" and "locked" in result.reason
     assert not (catalog / "tee").exists()

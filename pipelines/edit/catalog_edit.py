@@ -17,7 +17,11 @@
    the seam band differs from the composite), then, under the SKU's lock (`pipelines.catalog.sku_lock`),
    the manifest is re-read, the output is checked again to be unchanged, the new file
    ``<stem>.edit-<N>.png`` (and exports like the original's, e.g. ``<stem>.edit-<N>.jpg``) and the updated
-   manifest are written atomically. The new output has kind ``edit``, ``derived_from`` its parent, and an
+   manifest are written into a staging copy of the entry (``CATALOG/.staging/``), which then replaces the
+   entry in one rename, as a render does: a crash or a full disk leaves the live entry as it was.
+   An edit that answers a review request is idempotent per decision id: when the manifest already holds
+   an edit made for that decision (a run that died before it recorded the result), that edit is returned
+   and nothing is edited again. The new output has kind ``edit``, ``derived_from`` its parent, and an
    ``edit`` record (instruction, prompt, model and licence, seed, parameters, sizes, the garment decision,
    the identity preset, the parent and its sha256, the version number). The parent's entry and file are
    never changed.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +41,7 @@ from typing import Any
 import numpy as np
 from filelock import Timeout
 
-from ..catalog import sku_lock
+from ..catalog import _restore_trashed, commit_entry, sku_lock, stage_entry_copy
 from ..classic.inpaint import inpaint_seam
 from ..composite import alpha_composite, preserve_mask, seam_band
 from ..errors import InputError, VitrineError
@@ -198,6 +203,19 @@ def _worn_on_output(image: np.ndarray, person_alpha: np.ndarray, garment_type: s
     return mask
 
 
+def _edit_for_decision(manifest: dict[str, Any], sku: str, decision_id: str | None) -> EditResult | None:
+    """The edit already in ``manifest`` made for the review decision ``decision_id``, if any."""
+    if decision_id is None:
+        return None
+    outs = manifest.get("outputs", [])
+    for o in outs:
+        if o.get("kind") == "edit" and (o.get("edit") or {}).get("decision_id") == decision_id:
+            exports = [e["file"] for e in outs if e.get("kind") == "export" and e.get("derived_from") == o["file"]]
+            return EditResult(sku=sku, parent=o.get("derived_from", ""), new_output=o["file"], exports=exports,
+                              record=o)
+    return None
+
+
 # --------------------------------------------------------------------------------------------------
 # One edit
 # --------------------------------------------------------------------------------------------------
@@ -256,9 +274,16 @@ def edit_output(
     validate_sku(sku)
     sku_dir = catalog / sku
     manifest_path = sku_dir / MANIFEST_NAME
+    if not manifest_path.is_file() and (catalog / ".trash").is_dir():  # a commit killed between its renames
+        with sku_lock(catalog, sku, lock_timeout):
+            _restore_trashed(catalog, sku, sku_dir)
     if not manifest_path.is_file():
         raise InputError(f"no catalog entry for SKU {sku!r}", path=sku_dir, key="sku")
     manifest = read_manifest(manifest_path)
+    done = _edit_for_decision(manifest, sku, decision_id)
+    if done is not None:  # applied by a run that died before it recorded the result: not again
+        logger.info("edit: %s/%s was already applied for decision %s (%s)", sku, output, decision_id, done.new_output)
+        return done
     by_file = {o["file"]: o for o in manifest.get("outputs", [])}
     parent = by_file.get(output)
     if parent is None:
@@ -360,14 +385,18 @@ def edit_output(
     fidelity = garment_fidelity(image, final, gmask)
     timings["composite_s"] = round(time.perf_counter() - t, 4)
 
-    # 5. Write under the SKU's lock: re-read, re-check, file(s), manifest
+    # 5. Write under the SKU's lock: re-read, re-check, file(s) and manifest into staging, then commit
     lock = sku_lock(catalog, sku, lock_timeout)
+    staging: Path | None = None
     try:
         lock.acquire()
     except Timeout:
         raise EditConflictError(f"SKU {sku!r} stayed locked for {lock_timeout:.0f} s (a run is writing it)") from None
     try:
         manifest = read_manifest(manifest_path)
+        done = _edit_for_decision(manifest, sku, decision_id)
+        if done is not None:  # another run applied it while this one was editing
+            return done
         by_file = {o["file"]: o for o in manifest.get("outputs", [])}
         current = by_file.get(output)
         if current is None or current["sha256"] != parent["sha256"]:
@@ -379,6 +408,7 @@ def edit_output(
         new_stem = Path(new_file).stem
         png_level = int(render.get("png_compress_level", 1))
         work_added: list[dict[str, Any]] = []
+        staging = stage_entry_copy(catalog, sku)  # the next version is built here, then renamed into place
         rec: dict[str, Any] = {
             "file": new_file, "sha256": "", "kind": "edit", "format": "png", "lossy": False, "width": w, "height": h,
             "seed": int(seed), "derived_from": output,
@@ -392,7 +422,7 @@ def edit_output(
                 for name, kind_, arr in (("product-mask", "product-mask", alpha), ("preserve-mask", "preserve-mask", keep),
                                          ("seam-band", "seam-band", band)):
                     rel = f"work/{new_stem}.{name}.png"
-                    work_added.append({"file": rel, "kind": kind_, "sha256": save_mask(sku_dir / rel, arr)})
+                    work_added.append({"file": rel, "kind": kind_, "sha256": save_mask(staging / rel, arr)})
                     rec[name.replace("-", "_")] = rel
         rec["quality"] = {
             "size_preserved": True,
@@ -435,9 +465,9 @@ def edit_output(
         probe = dict(manifest, outputs=[*manifest["outputs"], *[dict(r, sha256="0" * 64) for r in new_outputs]],
                      work=[*manifest.get("work", []), *work_added])
         validate_manifest(probe, path=manifest_path)  # before any image is written
-        rec["sha256"] = save_image(sku_dir / new_file, final, compress_level=png_level)
+        rec["sha256"] = save_image(staging / new_file, final, compress_level=png_level)
         for e in exports:
-            e["sha256"] = save_image(sku_dir / e["file"], final, quality=quality_jpeg)
+            e["sha256"] = save_image(staging / e["file"], final, quality=quality_jpeg)
         from ..review import review_counts, sku_review_status
 
         manifest["outputs"] = [*manifest["outputs"], *new_outputs]
@@ -446,8 +476,12 @@ def edit_output(
         manifest["review"] = {**(manifest.get("review") or {}), "status": sku_review_status(manifest["outputs"]),
                               "counts": review_counts(manifest["outputs"])}
         validate_manifest(manifest, path=manifest_path)
-        atomic_write_json(manifest_path, manifest)
+        atomic_write_json(staging / MANIFEST_NAME, manifest)
+        commit_entry(staging, catalog, sku)
+        staging = None
     finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         lock.release()
     logger.info("edit: %s/%s -> %s (%s)", sku, output, new_file, instruction)
     return EditResult(sku=sku, parent=output, new_output=new_file, exports=[e["file"] for e in exports], record=rec)
