@@ -57,7 +57,7 @@ SEEDS_MAX = 16
 """Most ``seeds`` one product.yaml may list (each seed renders one image per lifestyle background)."""
 IMAGES_MAX = 32
 """Most product photos one SKU folder may hold."""
-OUTPUTS_MAX = 64
+OUTPUTS_MAX = 48
 """Most rendered images (main, alternates, lifestyle backgrounds x seeds) one SKU may plan."""
 
 UNSUPPORTED_PHOTO_SUFFIXES = (
