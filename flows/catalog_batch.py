@@ -173,7 +173,8 @@ def catalog_batch(
     logger.info("report: %s (%s)", path, report["counts"])
     return {"report_path": str(path), "counts": report["counts"],
             "failed": [e["sku"] for e in report["entries"] if e["status"] == "failed"],
-            "errors": {e["sku"]: e.get("error") for e in report["entries"] if e["status"] == "failed"}}
+            "errors": {e["sku"]: e.get("error") for e in report["entries"] if e["status"] == "failed"},
+            "warnings": {e["sku"]: e["warnings"] for e in report["entries"] if e.get("warnings")}}
 
 
 def _notify(entry: dict[str, Any]) -> None:

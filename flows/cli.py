@@ -119,6 +119,9 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     for sku in result["failed"]:  # one line per failed SKU, with why (the library's log lines are muted)
         why = errors.get(sku)
         print(f"failed: {_printable(sku)}" + (f": {_printable(why)}" if why else ""), file=sys.stderr)
+    for sku, notes in (result.get("warnings") or {}).items():  # e.g. a .heic photo that was not read
+        for note in notes:
+            print(f"warning: {_printable(sku)}: {_printable(note)}", file=sys.stderr)
     if result.get("report_path") is None:
         return _error(f"could not write the batch report: {result.get('report_error', 'unknown error')}")
     print(f"report: {result['report_path']}")

@@ -205,7 +205,8 @@ def run_local_batch(
     logger.info("report: %s (%s)", path, report["counts"])
     return {**result, "report_path": str(path) if path is not None else None, "counts": report["counts"],
             "failed": [e["sku"] for e in report["entries"] if e["status"] == "failed"],
-            "errors": {e["sku"]: e.get("error") for e in report["entries"] if e["status"] == "failed"}}
+            "errors": {e["sku"]: e.get("error") for e in report["entries"] if e["status"] == "failed"},
+            "warnings": {e["sku"]: e["warnings"] for e in report["entries"] if e.get("warnings")}}
 
 
 def prefect_api_configured(environ: dict[str, str] | None = None) -> bool:

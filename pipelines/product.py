@@ -507,7 +507,7 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
     if unsupported:
         warnings.append(
             f"{folder}: not read (unsupported format; convert to one of {supported}): {', '.join(unsupported)}")
-        logger.warning("%s", warnings[-1])
+        logger.warning("%s", warnings[-1], extra=SKU_FAILURE_LOG)  # the CLI prints it once, from the report
     if len(images) > IMAGES_MAX:
         raise InputError(f"{len(images)} product photos; the limit is {IMAGES_MAX} per SKU", folder)
     for path in images:  # derived names (work files, temporary files) must fit in a file name
