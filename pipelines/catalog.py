@@ -310,8 +310,6 @@ def process_sku(
             _commit(staging, sku_dir, catalog, product.sku)
         except Exception as exc:  # one broken SKU never stops a batch
             shutil.rmtree(staging, ignore_errors=True)
-            logger.warning("SKU %s failed: %s", product.sku, exc, exc_info=not isinstance(exc, (VitrineError, OSError)),
-                           extra=SKU_FAILURE_LOG)
             if isinstance(exc, VitrineError):
                 message = str(exc)
             elif isinstance(exc, OSError):
@@ -320,6 +318,8 @@ def process_sku(
                 message = f"{type(exc).__name__}: {exc}"
             # Errors name the user's files, not their copies in the staging folder.
             message = message.replace(str(snapshot_root / product.dir.name), str(product.dir))
+            logger.warning("SKU %s failed: %s", product.sku, message,
+                           exc_info=not isinstance(exc, (VitrineError, OSError)), extra=SKU_FAILURE_LOG)
             return SkuResult(product.sku, "failed", error=message, seconds=time.perf_counter() - t0)
         return SkuResult(
             product.sku, "ok", outputs=[o["file"] for o in manifest["outputs"]],

@@ -498,9 +498,9 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
     if not images:
         if unsupported:
             raise InputError(
-                f"no photo Vitrine can read: {', '.join(unsupported)} "
-                f"{'is' if len(unsupported) == 1 else 'are'} in a format Vitrine does not read; convert to "
-                f"one of {supported} (e.g. `heif-convert photo.heic photo.jpg`, or export as JPEG)", folder,
+                f"no product image found: {', '.join(unsupported)} {'is' if len(unsupported) == 1 else 'are'} "
+                f"in a format Vitrine does not read; convert to one of {supported} (e.g. export as JPEG)",
+                folder,
             )
         raise InputError(f"no product image found (expected files ending in {supported})", folder)
     warnings: list[str] = []

@@ -418,7 +418,7 @@ def test_heic_only_sku_fails_naming_the_file_and_the_supported_formats(tmp_path)
     products, failures = discover_products(root)
     assert not products
     message = str(failures[0][2])
-    assert "IMG_0001.HEIC" in message and ".jpg" in message and ".webp" in message
+    assert "IMG_0001.HEIC" in message and ".jpg" in message and ".webp" in message and "no product image" in message
 
 
 def test_heic_next_to_a_jpeg_is_reported_in_the_batch(tmp_path, monkeypatch, capsys):
