@@ -37,6 +37,12 @@ from pipelines.product import discover_products  # noqa: E402
 from pipelines.report import build_report, report_markdown  # noqa: E402
 from pipelines.storage import is_url, write_catalog_report  # noqa: E402
 
+# A flow-run process whose worker dies must not die on the next log line (issue 14 #8): guard the pipes as
+# soon as the flow is imported, before Prefect's engine logs anything.
+from flows.prefect_local import survive_dead_pipes  # noqa: E402
+
+survive_dead_pipes()
+
 #: Called in the flow's process after each SKU finishes (the CLI's progress bar). Not a flow parameter:
 #: callables cannot travel to a remote worker.
 PROGRESS_HOOKS: list[Callable[[dict[str, Any]], None]] = []
@@ -117,8 +123,6 @@ def catalog_batch(
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
-    from flows.prefect_local import survive_dead_pipes
-
     survive_dead_pipes()  # a killed worker's broken stdout pipe must not crash this run (issue 14 #8)
     logger = _logger()
     started = datetime.now(UTC)

@@ -105,22 +105,61 @@ def detach_dead_pipes(fds: tuple[int, ...] = (1, 2)) -> list[int]:
     detached = []
     for fd in fds:
         if _is_pipe(fd) and _reader_gone(fd):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, fd)
-            finally:
-                os.close(devnull)
+            _point_at_devnull(fd)
             detached.append(fd)
     return detached
 
 
-def survive_dead_pipes(interval_s: float = 0.5) -> None:
-    """Start (once per process) a daemon thread that runs `detach_dead_pipes` every ``interval_s`` seconds.
+def _point_at_devnull(fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
-    Between the reader's death and the next check a write may still fail with ``BrokenPipeError``; logging
-    handlers swallow that (``logging.Handler.handleError``), and the next check silences the descriptor.
+
+def _quiet_rich_consoles() -> int:
+    """Make every rich console held by a logging handler survive a broken pipe; returns how many were patched.
+
+    rich's `Console.on_broken_pipe` raises ``SystemExit(1)``, which logging does not catch: one log line
+    after the reader died ended the flow run (this is how a killed worker took its flow run down). The
+    replacement points the console's own descriptor at ``/dev/null`` and carries on.
+    """
+    try:
+        from rich.console import Console
+    except ImportError:  # pragma: no cover - rich comes with Prefect
+        return 0
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    patched = 0
+    for lg in loggers:
+        for handler in lg.handlers:
+            console = getattr(handler, "console", None)
+            if not isinstance(console, Console) or getattr(console, "_vitrine_pipe_safe", False):
+                continue
+
+            def on_broken_pipe(console=console) -> None:
+                console.quiet = True  # drop what it still had to write
+                try:
+                    _point_at_devnull(console.file.fileno())
+                except (OSError, ValueError, AttributeError):
+                    pass
+
+            console.on_broken_pipe = on_broken_pipe
+            console._vitrine_pipe_safe = True
+            patched += 1
+    return patched
+
+
+def survive_dead_pipes(interval_s: float = 0.5) -> None:
+    """Make this process survive the death of whoever reads its stdout/stderr (a killed worker).
+
+    Patches the rich consoles of logging handlers (`_quiet_rich_consoles`: no ``SystemExit`` on a broken
+    pipe) and starts, once per process and only when stdout or stderr is a pipe, a daemon thread that runs
+    `detach_dead_pipes` every ``interval_s`` seconds, so that plain writes stop failing too. Idempotent.
     """
     global _guard_started
+    _quiet_rich_consoles()
     with _guard_lock:
         if _guard_started or not (_is_pipe(1) or _is_pipe(2)):
             return

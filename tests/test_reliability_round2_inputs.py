@@ -539,3 +539,34 @@ def test_a_run_survives_its_reader_dying(tmp_path, mode):
         assert code == 0 and marker.read_text() == "finished"
     else:  # the finding, reproduced: without the guard the run dies on the broken pipe
         assert code != 0 and not marker.exists()
+
+
+_FLOW_RUN = r"""
+import json, sys
+print("ready", flush=True)
+from flows.catalog_batch import catalog_batch
+result = catalog_batch(sys.argv[1], sys.argv[2], engine="classic")
+print("done " * 2000, flush=True)
+open(sys.argv[3], "w").write(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_the_batch_flow_finishes_after_its_reader_dies(tmp_path):
+    """The real flow, with Prefect's console logging at INFO, its stdout and stderr pipes closed at start:
+    before the fix rich's broken-pipe handler raised SystemExit(1) on the next log line and no report was
+    written."""
+    root = tmp_path / "products"
+    for i in range(3):
+        _sku(root, f"tee-{i}")
+    marker = tmp_path / "result.json"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_LOGGING_LEVEL="INFO")
+    proc = subprocess.Popen([sys.executable, "-c", _FLOW_RUN, str(root), str(tmp_path / "c"), str(marker)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"ready\n"
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 0
+    result = json.loads(marker.read_text())
+    assert result["counts"] == {"ok": 3, "failed": 0, "skipped": 0} and Path(result["report_path"]).is_file()
