@@ -11,7 +11,7 @@ Usage::
     python bench/cli_startup.py [--skus 5] [--repeat 1]
 
 Prints one table row per case with both paths side by side and their ratio. Figures depend on the machine
-(and its load); docs/performance.md quotes them with the machine described.
+(and its load); docs/cli.md quotes them with the machine described.
 """
 
 from __future__ import annotations
