@@ -64,8 +64,10 @@ def _logger():
 
 
 def worker_engine(name: str, model_root: str | None):
-    with _engine_lock:
-        return _engine(name, model_root)
+    """The process's engine for (name, model root): shared with the local path (the CLI resolves it first)."""
+    from flows.local_batch import engine_for
+
+    return engine_for(name, model_root)
 
 
 @task(name="render-sku", task_run_name="render-{sku}", cache_policy=NO_CACHE)

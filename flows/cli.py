@@ -421,8 +421,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # Native libraries (mediapipe/TFLite, absl, XNNPACK) write to fd 2 directly: without -v, fd 2 goes to
     # /dev/null while Python's own messages keep the terminal (pipelines/native_logs.py).
-    with silenced_process_stderr(enabled=not args.verbose):
+    # Only commands that run models in this process: `worker`/`serve` exec or spawn long-lived processes
+    # that inherit fd 2, and their logs must reach the journal.
+    with silenced_process_stderr(enabled=not args.verbose and args.command in QUIET_NATIVE_COMMANDS):
         return _main(args)
+
+
+#: Commands whose native-library stderr lines are silenced (see `main`).
+QUIET_NATIVE_COMMANDS = frozenset({"run", "demo", "segment", "pose", "edit", "verify", "samples"})
 
 
 def _main(args: argparse.Namespace) -> int:
