@@ -295,11 +295,16 @@ def test_unusable_catalog_path_is_one_line_and_exit_2(tmp_path, monkeypatch, cap
     elif case == "parent-missing":
         catalog = tmp_path / "no" / "such" / "catalog"
     else:
-        if os.geteuid() == 0:
-            pytest.skip("root writes into read-only folders")
         catalog = tmp_path / "ro"
         catalog.mkdir()
         catalog.chmod(0o500)
+        if os.geteuid() == 0:  # root writes into read-only folders: inject the refusal a user would get
+            import tempfile
+
+            def refuse(*args, **kwargs):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(catalog))
+
+            monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     code, out, err = _main(["run", root, "--catalog", catalog, "--no-progress"], monkeypatch, capsys)
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
