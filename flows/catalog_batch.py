@@ -30,13 +30,18 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.gpu import guard_engine, runner_info  # noqa: E402
 from flows.observability import current_run_id, publish_batch_artifacts  # noqa: E402
-from pipelines.catalog import RenderOptions, check_separate_trees, clean_stale_staging, process_sku  # noqa: E402
+from pipelines.catalog import RenderOptions, check_separate_trees, clean_stale_staging  # noqa: E402
 from pipelines.contact_sheet import attach_contact_sheets  # noqa: E402
 from pipelines.engine import get_engine  # noqa: E402
-from pipelines.errors import VitrineError  # noqa: E402
-from pipelines.product import discover_products, load_product  # noqa: E402
+from pipelines.product import discover_products  # noqa: E402
 from pipelines.report import build_report, report_markdown  # noqa: E402
-from pipelines.storage import is_url, process_sku_at_url, write_catalog_report  # noqa: E402
+from pipelines.storage import is_url, write_catalog_report  # noqa: E402
+
+# A flow-run process whose worker dies must not die on the next log line (issue 14 #8): guard the pipes as
+# soon as the flow is imported, before Prefect's engine logs anything.
+from flows.prefect_local import survive_dead_pipes  # noqa: E402
+
+survive_dead_pipes()
 
 #: Called in the flow's process after each SKU finishes (the CLI's progress bar). Not a flow parameter:
 #: callables cannot travel to a remote worker.
@@ -59,8 +64,10 @@ def _logger():
 
 
 def worker_engine(name: str, model_root: str | None):
-    with _engine_lock:
-        return _engine(name, model_root)
+    """The process's engine for (name, model root): shared with the local path (the CLI resolves it first)."""
+    from flows.local_batch import engine_for
+
+    return engine_for(name, model_root)
 
 
 @task(name="render-sku", task_run_name="render-{sku}", cache_policy=NO_CACHE)
@@ -71,25 +78,10 @@ def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
 
     ``identity`` (an identity preset YAML path) and ``commercial`` are the batch's (issue 5; RenderOptions).
     """
-    logger = _logger()
-    try:
-        options = _render_options(identity, commercial)
-        product = load_product(Path(products_dir) / sku, root=Path(products_dir))
-        # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
-        eng = guard_engine(worker_engine(engine, model_root))
-        if is_url(catalog_dir):  # an object store: render to local scratch, then publish (pipelines/storage.py)
-            result = process_sku_at_url(product, catalog_dir, eng, options, force=force)
-        else:
-            result = process_sku(product, catalog_dir, eng, options, force=force)
-    except VitrineError as exc:
-        logger.warning("SKU %s failed: %s", sku, exc)
-        return {"sku": sku, "status": "failed", "error": str(exc), "outputs": [], "reason": None}
-    except Exception as exc:  # an unexpected bug in one SKU still never stops the batch
-        logger.exception("SKU %s failed unexpectedly", sku)
-        return {"sku": sku, "status": "failed", "error": f"{type(exc).__name__}: {exc}", "outputs": [], "reason": None}
-    level = logger.warning if result.status == "failed" else logger.info
-    level("SKU %s: %s %s", sku, result.status, result.error or result.reason or "")
-    return result.to_json()
+    from flows.local_batch import render_one  # the same render as a local (Prefect-free) run
+
+    return render_one(products_dir, sku, catalog_dir, engine, model_root, force, identity, commercial,
+                      log=_logger(), engine_obj=guard_engine(worker_engine(engine, model_root)))
 
 
 def _render_options(identity: str | None, commercial: bool) -> RenderOptions:
@@ -101,7 +93,10 @@ def _render_options(identity: str | None, commercial: bool) -> RenderOptions:
     return RenderOptions(identity=read_identity(identity).to_json(), commercial=commercial)
 
 
-@flow(name="catalog-batch", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
+# retries: a batch that failed part-way (a full disk, a lost API connection) is run again once; SKUs already
+# finished are skipped by content hash, so a retry only redoes what is missing (docs/operations.md).
+@flow(name="catalog-batch", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False, retries=1,
+      retry_delay_seconds=10)
 def catalog_batch(
     products_dir: str,
     catalog_dir: str = "catalog",
@@ -130,6 +125,7 @@ def catalog_batch(
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
+    survive_dead_pipes()  # a killed worker's broken stdout pipe must not crash this run (issue 14 #8)
     logger = _logger()
     started = datetime.now(UTC)
     if not is_url(catalog_dir):  # issue 14: overlapping trees refused, killed runs' staging cleaned
@@ -157,8 +153,10 @@ def catalog_batch(
         _notify(e)
     logger.info("%d SKUs to render with engine %s (%s)", len(names), eng.name, eng.describe()["reason"])
     logger.info("runner: %s", runner_info())
+    folders = {p.sku: p.dir.name for p in products}  # a SKU is its folder's name in NFC (macOS "café")
     futures = [
-        render_sku.submit(str(products_dir), name, str(catalog_dir), engine, model_root, force, identity, commercial)
+        render_sku.submit(str(products_dir), folders.get(name, name), str(catalog_dir), engine, model_root, force,
+                          identity, commercial)
         for name in names
     ]
     for fut in as_completed(futures):
@@ -183,7 +181,9 @@ def catalog_batch(
     publish_batch_artifacts(report, path, str(catalog_dir))  # SKU table with links, and the report's link
     logger.info("report: %s (%s)", path, report["counts"])
     return {"report_path": str(path), "counts": report["counts"],
-            "failed": [e["sku"] for e in report["entries"] if e["status"] == "failed"]}
+            "failed": [e["sku"] for e in report["entries"] if e["status"] == "failed"],
+            "errors": {e["sku"]: e.get("error") for e in report["entries"] if e["status"] == "failed"},
+            "warnings": {e["sku"]: e["warnings"] for e in report["entries"] if e.get("warnings")}}
 
 
 def _notify(entry: dict[str, Any]) -> None:

@@ -33,13 +33,67 @@ def _error(msg: str) -> int:
 
 
 # -- run / demo ----------------------------------------------------------------------------------------
+def _engine_error(exc: Exception, engine: str) -> str:
+    """The one-line message for an engine that cannot be used: what is missing, where to get it, what to use."""
+    msg = str(exc).removeprefix("[engine]: ")
+    if engine in ("auto", "classic"):
+        return msg
+    return (f"{msg}. Get the weights: put them under --model-root DIR as DIR/<org>/<name>/ or in the Hugging Face "
+            f"cache (`vitrine models` lists what is found; docs/generation.md); or run with --engine classic, "
+            f"which needs no weights")
+
+
+def _check_catalog_dir(catalog: Path) -> str | None:
+    """Why ``catalog`` cannot hold a catalog (exists as a file, parent missing, not writable), or `None`.
+
+    The catalog folder itself is created when missing; its parent must exist (a typo would otherwise create
+    a tree of folders somewhere unexpected).
+    """
+    import errno
+    import tempfile
+
+    if "://" in str(catalog):  # an object store (pipelines/storage.py): checked when written
+        return None
+    if catalog.exists() and not catalog.is_dir():
+        return f"--catalog {catalog}: exists and is not a folder"
+    if not catalog.exists():
+        parent = catalog.absolute().parent
+        if not parent.is_dir():
+            return f"--catalog {catalog}: the parent folder {parent} does not exist (create it first)"
+        try:
+            catalog.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            return f"--catalog {catalog}: cannot create the folder: {exc.strerror or exc}"
+    try:
+        with tempfile.TemporaryFile(dir=catalog, prefix=".vitrine-write-check."):
+            pass
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            return f"--catalog {catalog}: no space left on device"
+        return f"--catalog {catalog}: not writable: {exc.strerror or exc}"
+    return None
+
+
 def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
-               progress: bool, identity: str | None = None, commercial: bool = False) -> int:
+               progress: bool, identity: str | None = None, commercial: bool = False,
+               use_prefect: bool = False) -> int:
     from tqdm import tqdm
 
-    from flows import catalog_batch as cb
-    from pipelines.product import discover_products
+    from flows.local_batch import engine_for, prefect_api_configured
+    from pipelines.errors import InputError
+    from pipelines.product import check_products_layout, discover_products
 
+    for warning in check_products_layout(products):  # raises InputError (exit 2) for a folder without SKUs
+        print(f"vitrine: warning: {warning}", file=sys.stderr)
+    problem = _check_catalog_dir(catalog)
+    if problem:
+        return _error(problem)
+    try:  # fail fast, before any Prefect start-up or SKU work, when the engine cannot be used
+        engine_for(engine, model_root)
+    except InputError as exc:
+        return _error(_engine_error(exc, engine))
     goods, bads = discover_products(products)
     total = len(goods) + len(bads)
     bar = tqdm(total=total, unit="sku", desc="catalog", disable=not progress, file=sys.stderr)
@@ -48,20 +102,51 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
         bar.set_postfix_str(f"{_printable(entry['sku'])}: {entry['status']}")
         bar.update(1)
 
-    cb.PROGRESS_HOOKS.append(hook)
+    batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # issue 5
     try:
-        batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # issue 5
-        result = cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root, force=force,
-                                  **batch)
+        if use_prefect or prefect_api_configured():  # the Prefect flow: task runs, artifacts, the UI
+            result = _run_prefect_batch(products, catalog, engine, model_root, force, hook, batch)
+        else:  # no Prefect API configured: the library directly, no server start-up (flows/local_batch.py)
+            from flows.local_batch import run_local_batch
+
+            result = run_local_batch(str(products), str(catalog), engine=engine, model_root=model_root,
+                                     force=force, on_entry=hook, **batch)
     finally:
-        cb.PROGRESS_HOOKS.remove(hook)
         bar.close()
     counts = result["counts"]
     print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
-    for sku in result["failed"]:
-        print(f"failed: {_printable(sku)}", file=sys.stderr)
+    errors = result.get("errors") or {}
+    for sku in result["failed"]:  # one line per failed SKU, with why (the library's log lines are muted)
+        why = errors.get(sku)
+        print(f"failed: {_printable(sku)}" + (f": {_printable(why)}" if why else ""), file=sys.stderr)
+    for sku, notes in (result.get("warnings") or {}).items():  # e.g. a .heic photo that was not read
+        for note in notes:
+            print(f"warning: {_printable(sku)}: {_printable(note)}", file=sys.stderr)
+    if result.get("report_path") is None:
+        return _error(f"could not write the batch report: {result.get('report_error', 'unknown error')}")
     print(f"report: {result['report_path']}")
     return EXIT_FAILED_SKUS if counts["failed"] else EXIT_OK
+
+
+def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
+                       hook, batch: dict) -> dict:
+    """The batch as the Prefect flow `flows.catalog_batch.catalog_batch` (``--prefect`` or a configured API)."""
+    from flows.prefect_local import ephemeral_server_dies_with_us
+
+    ephemeral_server_dies_with_us()  # an embedded API server must not outlive a killed CLI (issue 14 #8)
+    from flows import catalog_batch as cb
+
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):  # Prefect's console: failures once
+        for handler in logging.getLogger(name).handlers:
+            if "console" in type(handler).__name__.lower() and _not_a_sku_failure not in handler.filters:
+                handler.addFilter(_not_a_sku_failure)
+
+    cb.PROGRESS_HOOKS.append(hook)
+    try:
+        return cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root, force=force,
+                                **batch)
+    finally:
+        cb.PROGRESS_HOOKS.remove(hook)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -72,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_separate_trees(products, args.catalog)  # an InputError: exit 2 before anything is touched
     return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress,
-                      args.identity, args.commercial)
+                      args.identity, args.commercial, use_prefect=args.prefect)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -84,7 +169,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_separate_trees(products, args.catalog)
     build_sample_products(products)
     print(f"sample products: {products}")
-    return _run_batch(products, Path(args.catalog), args.engine, None, args.force, not args.no_progress)
+    return _run_batch(products, Path(args.catalog), args.engine, None, args.force, not args.no_progress,
+                      use_prefect=args.prefect)
 
 
 # -- segment / pose -----------------------------------------------------------------------------------
@@ -280,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "in $VITRINE_IDENTITIES, PRODUCTS_DIR/_identities/ or the catalog's _identities/")
     r.add_argument("--commercial", action="store_true",
                    help="the whole batch is for commercial use: non-commercial models are refused")
+    r.add_argument("--prefect", action="store_true",
+                   help="run as the Prefect flow even without PREFECT_API_URL (default: the Prefect flow only when "
+                        "an API is configured, else the library directly, which starts in about a second)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("segment", help="write a 0/255 PNG mask of what a text prompt names")
@@ -325,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--engine", default="auto", choices=engines)
     d.add_argument("--force", action="store_true")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--prefect", action="store_true", help="run as the Prefect flow (see run --prefect)")
     d.set_defaults(func=cmd_demo)
 
     v = sub.add_parser("verify", help="re-check every catalog entry: schema, and product pixels preserved")
@@ -370,16 +460,56 @@ def main(argv: list[str] | None = None) -> int:
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
+    from pipelines.native_logs import silenced_process_stderr
+
+    # Native libraries (mediapipe/TFLite, absl, XNNPACK) write to fd 2 directly: without -v, fd 2 goes to
+    # /dev/null while Python's own messages keep the terminal (pipelines/native_logs.py).
+    # Only commands that run models in this process: `worker`/`serve` exec or spawn long-lived processes
+    # that inherit fd 2, and their logs must reach the journal.
+    with silenced_process_stderr(enabled=not args.verbose and args.command in QUIET_NATIVE_COMMANDS):
+        return _main(args)
+
+
+#: Commands whose native-library stderr lines are silenced (see `main`).
+QUIET_NATIVE_COMMANDS = frozenset({"run", "demo", "segment", "pose", "edit", "verify", "samples"})
+
+
+def _main(args: argparse.Namespace) -> int:
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for handler in root.handlers:
+            if handler not in before:  # ours: each SKU failure is printed once, by the command itself
+                handler.addFilter(_not_a_sku_failure)
     from pipelines.errors import InputError
 
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `vitrine verify | head`: the reader left; stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, as a shell tool stopped by a closed pipe
     except InputError as exc:
         return _error(str(exc))
+    except OSError as exc:  # a full disk, an unreadable folder: one line, not a traceback
+        from pipelines.errors import describe_os_error
+
+        return _error(describe_os_error(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def _not_a_sku_failure(record: logging.LogRecord) -> bool:
+    """Logging filter: drop the records that report one SKU's failure (the CLI prints those once itself)."""
+    return not getattr(record, "vitrine_sku_failure", False)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if args.seed is not None and not 0 <= args.seed < 2**32:
         return _error(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
 
+    try:  # fail fast, once, before Prefect starts, when FLUX.1-Kontext is not there (the flow checks it too)
+        _check_kontext(catalog, args)
+    except (InputError, ModelNotFoundError) as exc:
+        return _error(str(exc))
+
     from flows import edit_flow
 
     def show(entry):
@@ -63,6 +68,23 @@ def cmd_edit(args: argparse.Namespace) -> int:
     print(f"{counts['applied']} applied, {counts['failed']} failed")
     print(f"report: {result['report_path']}")
     return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _check_kontext(catalog: Path, args: argparse.Namespace) -> None:
+    """Raise `ModelNotFoundError` when there is something to edit and FLUX.1-Kontext-dev is not found."""
+    if args.commercial:  # a commercial run refuses Kontext-dev per edit, with its own message
+        return
+    from pipelines.edit.batch import plan_edits
+
+    jobs = plan_edits(str(catalog), instruction=args.instruction, skus=args.sku or None, outputs=args.output or None)
+    if not jobs:
+        return
+    from pipelines.edit.catalog_edit import FLUX_KONTEXT
+    from pipelines.generation.profiles import get_profile
+    from pipelines.models.location import locate
+
+    profile = get_profile(FLUX_KONTEXT)
+    locate(profile.id, args.model_root, required_files=profile.required_files, revision=profile.revision)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -31,10 +31,10 @@ from .composite import (
     seam_band,
 )
 from .engine import Engine, OutputRequest, Subject, compose_output, place_output
-from .errors import InputError, VitrineError
+from .errors import SKU_FAILURE_LOG, InputError, VitrineError, describe_os_error
 from .imageio import _fsync_dir, atomic_write_json, load_image, save_image, save_mask, sha256_file
 from .manifest import MANIFEST_NAME, build_manifest, read_manifest, write_manifest
-from .product import Product, product_content_hash
+from .product import SNAPSHOT_DIR, Product, product_content_hash, snapshot_product
 from .quality import white_background_check
 
 logger = logging.getLogger(__name__)
@@ -479,15 +479,29 @@ def process_sku(
                 f"{sku_dir}: exists and is not a Vitrine catalog entry (no manifest.json for SKU "
                 f"{product.sku!r}); refusing to replace it: move it out of the catalog"))
         staging = catalog / STAGING_DIR / f"{product.sku}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        (staging / "work").mkdir(parents=True)
+        snapshot_root = staging / SNAPSHOT_DIR
         try:
-            manifest = _render(product, staging, engine, options, content_hash, params)
+            (staging / "work").mkdir(parents=True)
+            # Render from a copy taken now, and record the copy's hash: an edit made while this SKU renders
+            # is seen by the next run instead of being recorded as rendered (issue 14 finding 5).
+            snap = snapshot_product(product, snapshot_root)
+            content_hash = product_content_hash(snap, params)
+            manifest = _render(snap, staging, engine, options, content_hash, params)
+            shutil.rmtree(snapshot_root)
             _carry_reviews(staging, sku_dir, manifest)
             _commit(staging, sku_dir, catalog, product.sku)
         except Exception as exc:  # one broken SKU never stops a batch
             shutil.rmtree(staging, ignore_errors=True)
-            logger.warning("SKU %s failed: %s", product.sku, exc, exc_info=not isinstance(exc, VitrineError))
-            message = str(exc) if isinstance(exc, VitrineError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, VitrineError):
+                message = str(exc)
+            elif isinstance(exc, OSError):
+                message = describe_os_error(exc)
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+            # Errors name the user's files, not their copies in the staging folder.
+            message = message.replace(str(snapshot_root / product.dir.name), str(product.dir))
+            logger.warning("SKU %s failed: %s", product.sku, message,
+                           exc_info=not isinstance(exc, (VitrineError, OSError)), extra=SKU_FAILURE_LOG)
             return SkuResult(product.sku, "failed", error=message, seconds=time.perf_counter() - t0)
         return SkuResult(
             product.sku, "ok", outputs=[o["file"] for o in manifest["outputs"]],

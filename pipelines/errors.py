@@ -44,3 +44,24 @@ class MissingBackendError(VitrineError, ImportError):
 
 class NothingFoundError(VitrineError):
     """A segmentation prompt matched nothing in the image."""
+
+
+#: ``extra=`` of a log record that reports one SKU's failure (a bad product folder, a failed render). The CLI
+#: prints each failure itself, once, and its terminal handler drops records carrying this mark unless ``-v``.
+SKU_FAILURE_LOG = {"vitrine_sku_failure": True}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OS error: the file and what happened, a full disk said in plain words.
+
+    ``OSError(ENOSPC, ..., "/cat/.staging/x/main.png")`` -> ``/cat/.staging/x/main.png: no space left on
+    device (free some space and re-run: finished SKUs are kept and skipped)``.
+    """
+    import errno
+
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device (free some space and re-run: finished SKUs are kept and skipped)"
+    elif exc.errno == errno.ENAMETOOLONG:
+        what = "file name too long"
+    return f"{exc.filename}: {what}" if exc.filename else what

@@ -182,12 +182,32 @@ def _to_uint8_gray(im: Image.Image) -> Image.Image:
     return Image.fromarray(out)
 
 
-def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+SRGB_MATCH_TOLERANCE = 2
+"""An RGB profile counts as sRGB when converting a grid of test colours through it to sRGB moves none of
+them by more than this many 8-bit levels (the colours would be stored unchanged anyway)."""
+
+# 9 x 9 x 9 = 729 test colours spanning the RGB cube (0, 32, ..., 224, 255 per channel).
+_LEVELS = np.array([0, 32, 64, 96, 128, 160, 192, 224, 255], dtype=np.uint8)
+_TEST_PATCH = np.stack(np.meshgrid(_LEVELS, _LEVELS, _LEVELS, indexing="ij"), axis=-1).reshape(27, 27, 3)
+
+
+@lru_cache(maxsize=64)
+def _icc_is_srgb(icc: bytes) -> bool:
+    """True when the RGB profile ``icc`` maps colours as sRGB does, decided by its contents, not its name.
+
+    Converts `_TEST_PATCH` through the profile to sRGB; sRGB (whatever its name or vendor) leaves every colour
+    within `SRGB_MATCH_TOLERANCE`, while a linear-light profile, Display P3, Adobe RGB or ProPhoto moves many
+    by far more. A profile named "sRGB ..." with other primaries or tone curves is therefore converted.
+    """
     try:
-        description = ImageCms.getProfileDescription(profile)
-    except ImageCms.PyCMSError:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != "RGB":
+            return False
+        out = ImageCms.profileToProfile(Image.fromarray(_TEST_PATCH), profile, _srgb_profile(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return False
-    return "srgb" in description.lower()
+    diff = np.abs(np.asarray(out, dtype=np.int16) - _TEST_PATCH.astype(np.int16))
+    return int(diff.max()) <= SRGB_MATCH_TOLERANCE
 
 
 def _convert_icc(color: Image.Image, icc: bytes, path: Path) -> tuple[Image.Image, bool]:
@@ -202,7 +222,7 @@ def _convert_icc(color: Image.Image, icc: bytes, path: Path) -> tuple[Image.Imag
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
         logger.warning("%s: ignoring an unreadable embedded ICC profile (%s)", path, e)
         return color, False
-    if _is_srgb(profile):
+    if color.mode == "RGB" and _icc_is_srgb(bytes(icc)):  # by contents: the name proves nothing
         return color, False
     space = profile.profile.xcolor_space.strip()
     expected_mode = _ICC_SPACE_TO_MODE.get(space)

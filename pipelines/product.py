@@ -14,19 +14,20 @@ Folders whose names start with ``.`` or ``_`` are ignored, as are hidden files.
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import logging
 import os
 import reprlib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.errors import InputError
+from pipelines.errors import SKU_FAILURE_LOG, InputError
 from pipelines.imageio import IMAGE_SUFFIXES, sha256_bytes, sha256_file
 from pipelines.tryon.spec import TryOnSpec  # the ``tryon`` key (try-on SKUs, issue 5)
 
@@ -38,6 +39,32 @@ SPEC_FILENAMES = ("product.yaml", "product.yml")
 SKU_MAX_LENGTH = 128
 _SKU_PUNCTUATION = frozenset("-_. ")
 _SEED_MAX = 2**32 - 1
+
+NAME_MAX_BYTES = 255
+"""Longest file or folder name (one path component, UTF-8 bytes) on the usual file systems (ext4, XFS, APFS)."""
+SKU_NAME_OVERHEAD_BYTES = 40
+"""Bytes Vitrine appends to a SKU in the names it creates: ``.staging/<sku>.<pid>.<hex8>``, ``.locks/<sku>.lock``,
+``.trash/<sku>.<hex8>``, plus room for derived names (exports, thumbnails)."""
+SKU_MAX_BYTES = NAME_MAX_BYTES - SKU_NAME_OVERHEAD_BYTES
+"""A SKU's longest name in UTF-8 bytes (215): a 128-character Devanagari name is 384 bytes and is refused."""
+IMAGE_NAME_OVERHEAD_BYTES = 64
+"""Bytes Vitrine adds to a photo's stem in the names it creates (``work/alt-<stem>.preserve-mask.png`` and its
+temporary file ``.<name>.<random>.tmp``, ``-jpg`` de-duplication, ``.edit-N`` versions)."""
+IMAGE_STEM_MAX_BYTES = NAME_MAX_BYTES - IMAGE_NAME_OVERHEAD_BYTES
+"""A product photo's longest stem (name without suffix) in UTF-8 bytes (191)."""
+
+SEEDS_MAX = 16
+"""Most ``seeds`` one product.yaml may list (each seed renders one image per lifestyle background)."""
+IMAGES_MAX = 32
+"""Most product photos one SKU folder may hold."""
+OUTPUTS_MAX = 48
+"""Most rendered images (main, alternates, lifestyle backgrounds x seeds) one SKU may plan."""
+
+UNSUPPORTED_PHOTO_SUFFIXES = (
+    ".heic", ".heif", ".avif", ".tif", ".tiff", ".bmp", ".gif", ".jxl", ".jp2", ".psd",
+    ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+)
+"""Photo formats found in product folders that Vitrine does not read: reported, never silently ignored."""
 
 GarmentType = Literal["upper", "lower", "dress", "outerwear", "shoes", "bag", "accessory", "other"]
 Background = Literal["white", "studio", "texture"]
@@ -128,7 +155,7 @@ class ProductSpec(BaseModel):
             background styles to render, each one of ``white``, ``studio``, ``texture``, no repeats.
         marketplaces (`list[str]`, *optional*, defaults to ``[]``): marketplace rule sets to check.
         seeds (`list[int]`, *optional*, defaults to ``[0]``): generation seeds, each in ``[0, 2**32 - 1]``,
-            at least one, no repeats.
+            at least one, at most `SEEDS_MAX` (16), no repeats.
         thresholds (`ThresholdSpec`, *optional*): segmentation thresholds.
         masks (`dict[str, str]`, *optional*, defaults to ``{}``): mask overrides, target name (e.g.
             ``garment``) -> path relative to the product folder (no absolute paths, no ``..``).
@@ -149,7 +176,8 @@ class ProductSpec(BaseModel):
     prompts: PromptSpec = Field(default_factory=PromptSpec)
     backgrounds: list[Background] = Field(default_factory=lambda: ["white", "studio", "texture"])
     marketplaces: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    seeds: list[Annotated[int, Field(ge=0, le=_SEED_MAX)]] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=_SEED_MAX)]] = Field(default_factory=lambda: [0], min_length=1,
+                                                                   max_length=SEEDS_MAX)
     thresholds: ThresholdSpec = Field(default_factory=ThresholdSpec)
     masks: dict[Annotated[str, Field(min_length=1)], RelativePath] = Field(default_factory=dict)
     commercial: bool = False
@@ -309,6 +337,8 @@ class Product:
             sorted by name (case-insensitively), never empty.
         spec (`ProductSpec`): settings from ``product.yaml``, or the defaults.
         spec_path (`Path` or `None`): the ``product.yaml``/``product.yml`` read, if any.
+        warnings (`list[str]`, *optional*): problems that do not stop the SKU (a ``.heic`` photo next to
+            JPEGs is not read); shown by the CLI and listed in the batch report.
     """
 
     sku: str
@@ -316,6 +346,7 @@ class Product:
     images: list[Path]
     spec: ProductSpec
     spec_path: Path | None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def main_image(self) -> Path:
@@ -331,36 +362,53 @@ class Product:
 
 
 def validate_sku(name: str) -> str:
-    """Check that a folder name is a usable SKU and return it unchanged.
+    """Check that a folder name is a usable SKU and return it in Unicode NFC form.
 
-    A SKU is 1-128 characters of letters (any script), digits, ``-``, ``_``, ``.`` and spaces; it does
-    not start with ``.`` or ``_``, does not start or end with a space, and contains no ``..``, ``/``,
-    ``\\``, NUL or control characters.
+    A SKU is 1-128 characters (at most `SKU_MAX_BYTES` = 215 bytes of UTF-8) of letters in any script with
+    their combining marks (Devanagari vowel signs, the accent of a macOS-decomposed ``café``), digits,
+    ``-``, ``_``, ``.`` and spaces; it does not start with ``.``, ``_`` or a combining mark, does not start or
+    end with a space, and contains no ``..``, ``/``, ``\\``, NUL or control characters. The name is checked
+    and returned NFC-normalised (``"cafe\u0301"`` -> ``"caf\u00e9"``): two folders whose names are equal
+    after NFC are the same SKU (`discover_products` reports them as a collision).
 
     Raises:
         InputError: the name breaks one of these rules; the message says which.
     """
     if not isinstance(name, str):
         raise InputError(f"a SKU must be text, got {type(name).__name__}", key="sku")
-    shown = repr(name)
     if not name:
         raise InputError("a SKU cannot be empty", key="sku")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in name):  # undecodable bytes in a folder name
+        raise InputError(f"SKU {name!r} is not valid UTF-8; rename the folder", key="sku")
+    name = unicodedata.normalize("NFC", name)
+    shown = repr(name)
     if len(name) > SKU_MAX_LENGTH:
         raise InputError(
             f"SKU {name[:40]!r}... is {len(name)} characters long; the limit is {SKU_MAX_LENGTH}", key="sku"
         )
+    n_bytes = len(name.encode("utf-8"))
+    if n_bytes > SKU_MAX_BYTES:
+        raise InputError(
+            f"SKU {name[:40]!r}... is {n_bytes} bytes long in UTF-8; the limit is {SKU_MAX_BYTES} bytes (file "
+            f"names hold {NAME_MAX_BYTES} bytes and Vitrine adds up to {SKU_NAME_OVERHEAD_BYTES}): shorten the "
+            "folder name", key="sku",
+        )
     for ch in name:
         if ch in "/\\":
             raise InputError(f"SKU {shown} must not contain {ch!r}", key="sku")
-        if ch == "\x00" or unicodedata.category(ch).startswith("C"):
+        category = unicodedata.category(ch)
+        if ch == "\x00" or category.startswith("C"):
             raise InputError(f"SKU {shown} contains a control or invisible character {ch!r}", key="sku")
-        if not (ch.isalnum() or ch in _SKU_PUNCTUATION):
+        if not (ch.isalnum() or ch in _SKU_PUNCTUATION or category.startswith("M")):
             raise InputError(
-                f"SKU {shown} contains {ch!r}; only letters, digits, '-', '_', '.' and spaces are allowed",
+                f"SKU {shown} contains {ch!r}; only letters (with their accents and marks), digits, '-', '_', '.' "
+                "and spaces are allowed",
                 key="sku",
             )
     if name[0] in "._":
         raise InputError(f"SKU {shown} must not start with {name[0]!r}", key="sku")
+    if unicodedata.category(name[0]).startswith("M"):
+        raise InputError(f"SKU {shown} must not start with a combining mark", key="sku")
     if ".." in name:
         raise InputError(f"SKU {shown} must not contain '..'", key="sku")
     if name != name.strip():
@@ -415,7 +463,7 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
     folder = Path(dir)
     root_resolved = Path(root if root is not None else folder.parent).resolve()
     try:
-        validate_sku(folder.name)
+        sku = validate_sku(folder.name)  # NFC: a macOS-decomposed "café" is the SKU "café"
     except InputError as e:
         raise InputError(e.message, folder) from e
     _check_link(folder, root_resolved)
@@ -428,11 +476,14 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
 
     # 1. Images.
     images: list[Path] = []
+    unsupported: list[str] = []
     try:
         entries = list(os.scandir(folder))
     except OSError as e:
         raise InputError(f"cannot list the folder: {e.strerror or e}", folder) from e
     for entry in entries:
+        if not entry.name.startswith(".") and entry.name.lower().endswith(UNSUPPORTED_PHOTO_SUFFIXES):
+            unsupported.append(entry.name)
         if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_SUFFIXES):
             continue
         path = folder / entry.name
@@ -442,10 +493,31 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
                 raise InputError("the file name contains '\\'; rename the file without it", path)
             images.append(path)
     images.sort(key=lambda p: (p.name.casefold(), p.name))
+    unsupported.sort()
+    supported = ", ".join(IMAGE_SUFFIXES)
     if not images:
-        raise InputError(
-            f"no product image found (expected files ending in {', '.join(IMAGE_SUFFIXES)})", folder
-        )
+        if unsupported:
+            raise InputError(
+                f"no product image found: {', '.join(unsupported)} {'is' if len(unsupported) == 1 else 'are'} "
+                f"in a format Vitrine does not read; convert to one of {supported} (e.g. export as JPEG)",
+                folder,
+            )
+        raise InputError(f"no product image found (expected files ending in {supported})", folder)
+    warnings: list[str] = []
+    if unsupported:
+        warnings.append(
+            f"{folder}: not read (unsupported format; convert to one of {supported}): {', '.join(unsupported)}")
+        logger.warning("%s", warnings[-1], extra=SKU_FAILURE_LOG)  # the CLI prints it once, from the report
+    if len(images) > IMAGES_MAX:
+        raise InputError(f"{len(images)} product photos; the limit is {IMAGES_MAX} per SKU", folder)
+    for path in images:  # derived names (work files, temporary files) must fit in a file name
+        stem_bytes = len(Path(path.name).stem.encode("utf-8", "surrogateescape"))
+        if stem_bytes > IMAGE_STEM_MAX_BYTES:
+            raise InputError(
+                f"the file name is too long ({stem_bytes} bytes before the suffix; the limit is "
+                f"{IMAGE_STEM_MAX_BYTES}, as Vitrine derives names up to {IMAGE_NAME_OVERHEAD_BYTES} bytes longer "
+                f"from it): shorten it", path,
+            )
     # Every other link in the folder (masks/, stray files) is read too (content hash, mask lookups):
     # none may leave the products root.
     for current, dirnames, filenames in os.walk(folder):
@@ -487,7 +559,28 @@ def load_product(dir: Path, *, root: Path | None = None) -> Product:
                 "main_image",
             )
 
-    return Product(sku=folder.name, dir=folder, images=images, spec=spec, spec_path=spec_path)
+    _check_output_count(spec, len(images), where)
+    return Product(sku=sku, dir=folder, images=images, spec=spec, spec_path=spec_path, warnings=warnings)
+
+
+def planned_output_count(spec: ProductSpec, n_images: int) -> int:
+    """Rendered images a SKU plans: the main image, one alternate per other photo, lifestyle backgrounds x seeds.
+
+    The ``main.jpg`` export (and WebP exports when enabled) are copies of these and not counted.
+    """
+    lifestyle = sum(1 for bg in spec.backgrounds if bg != "white")
+    return 1 + max(0, n_images - 1) + lifestyle * len(spec.seeds)
+
+
+def _check_output_count(spec: ProductSpec, n_images: int, where: Path) -> None:
+    planned = planned_output_count(spec, n_images)
+    if planned > OUTPUTS_MAX:
+        lifestyle = sum(1 for bg in spec.backgrounds if bg != "white")
+        raise InputError(
+            f"this SKU would render {planned} images (1 main + {max(0, n_images - 1)} alternates + {lifestyle} "
+            f"lifestyle backgrounds x {len(spec.seeds)} seeds); the limit is {OUTPUTS_MAX} per SKU: list fewer "
+            "seeds or backgrounds, or split the photos over several SKUs", where, "seeds",
+        )
 
 
 def discover_products(root: Path) -> tuple[list[Product], list[tuple[str, Path, InputError]]]:
@@ -526,14 +619,130 @@ def discover_products(root: Path) -> tuple[list[Product], list[tuple[str, Path, 
         try:
             products.append(load_product(folder, root=root))
         except InputError as e:
-            logger.warning("skipping SKU %r: %s", entry.name, e)
+            logger.warning("skipping SKU %r: %s", entry.name, e, extra=SKU_FAILURE_LOG)
             failures.append((entry.name, folder, e))
         except OSError as e:
             error = InputError(f"cannot read the product folder: {e.strerror or e}", folder)
-            logger.warning("skipping SKU %r: %s", entry.name, error)
+            logger.warning("skipping SKU %r: %s", entry.name, error, extra=SKU_FAILURE_LOG)
             failures.append((entry.name, folder, error))
+    by_sku: dict[str, list[Product]] = {}
+    for p in products:
+        by_sku.setdefault(p.sku, []).append(p)
+    for sku, same in by_sku.items():  # "café" twice: NFC and NFD spellings of one name (a macOS copy)
+        if len(same) > 1:
+            names = ", ".join(repr(p.dir.name) for p in same)
+            for p in same:
+                error = InputError(
+                    f"SKU {sku!r} is spelt by {len(same)} folders ({names}) that are the same name after Unicode "
+                    "normalisation (NFC); rename or merge them", p.dir)
+                logger.warning("skipping SKU %r: %s", p.dir.name, error, extra=SKU_FAILURE_LOG)
+                failures.append((p.dir.name, p.dir, error))
+            products = [p for p in products if p.sku != sku]
+    failures.sort(key=lambda f: f[0])
     products.sort(key=lambda p: p.sku)
     return products, failures
+
+
+EXPECTED_LAYOUT = """expected one folder per SKU, each holding that SKU's photos:
+    PRODUCTS/
+      SKU-123/
+        front.jpg  back.jpg     (.jpg, .jpeg, .png or .webp)
+        product.yaml            (optional)
+      SKU-456/
+        front.png"""
+"""The products-folder layout, shown by errors about a folder that holds no SKU folders."""
+
+
+def check_products_layout(root: Path) -> list[str]:
+    """Refuse a products folder that holds no SKU folders; return warnings about loose files in it.
+
+    An empty folder, a folder of loose photos, or one SKU's own folder (photos and ``product.yaml`` at the
+    top, perhaps a ``masks/`` sub-folder) would otherwise render nothing and report ``0 ok`` with success.
+
+    Args:
+        root (`Path`): the products folder (``vitrine run PRODUCTS``).
+
+    Returns:
+        `list[str]`: warnings, e.g. loose photos next to SKU folders (they are not rendered).
+
+    Raises:
+        InputError: ``root`` is missing, not a folder, or holds no SKU folder; the message shows the
+            expected layout.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError("products folder not found", root)
+    if not root.is_dir():
+        raise InputError("the products root is not a folder", root)
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as e:
+        raise InputError(f"cannot list the folder: {e.strerror or e}", root) from e
+    visible = [e for e in entries if not e.name.startswith((".", "_"))]
+    folders = [e.name for e in visible if e.is_dir() or (e.is_symlink() and not os.path.exists(e.path))]
+    photos = [e.name for e in visible if not e.is_dir()
+              and e.name.lower().endswith(IMAGE_SUFFIXES + UNSUPPORTED_PHOTO_SUFFIXES)]
+    specs = [e.name for e in visible if e.name in SPEC_FILENAMES]
+    looks_like_sku = bool(specs) or (bool(photos) and set(folders) <= {"masks"})
+    if looks_like_sku:
+        shown = ", ".join((specs + photos)[:4]) + (", ..." if len(specs + photos) > 4 else "")
+        raise InputError(
+            f"this looks like one SKU's folder ({shown}), not a products folder of SKU folders; pass its "
+            f"parent folder instead, or move the photos into a folder named after the SKU.\n{EXPECTED_LAYOUT}",
+            root)
+    if not folders:
+        what = "is empty" if not visible else "holds no SKU folders (only " + ", ".join(
+            e.name for e in visible[:4]) + (", ..." if len(visible) > 4 else "") + ")"
+        raise InputError(f"the products folder {what}.\n{EXPECTED_LAYOUT}", root)
+    warnings = []
+    if photos:
+        warnings.append(f"{root}: {len(photos)} loose photo(s) next to the SKU folders are not rendered (put each "
+                        f"SKU's photos in its own folder): {', '.join(photos[:5])}" + (" ..." if len(photos) > 5
+                                                                                          else ""))
+    return warnings
+
+
+SNAPSHOT_DIR = ".source"
+"""Name of the folder inside a SKU's staging folder that holds the copy of its product folder being rendered."""
+
+
+def snapshot_product(product: Product, dest: Path) -> Product:
+    """Copy a product folder's files to ``dest/<folder name>/`` and load the product from that copy.
+
+    A render reads the copy only, so a product edited while its SKU renders is rendered -- and its content
+    hash recorded -- as it was when copied: the recorded hash is always the hash of what was rendered
+    (issue 14 finding 5). Copies exactly the files `product_content_hash` covers (links followed).
+
+    Args:
+        product (`Product`): the product as loaded from the products folder.
+        dest (`Path`): an empty or missing folder (inside the SKU's staging folder).
+
+    Returns:
+        `Product`: the same SKU, its ``dir``, ``images`` and ``spec_path`` inside ``dest``, its spec read from
+        the copied ``product.yaml``.
+
+    Raises:
+        InputError: a file cannot be read, or the copied folder is no longer a valid product (for example
+            ``product.yaml`` was broken by the edit).
+    """
+    import shutil
+
+    copy = Path(dest) / product.dir.name
+    copy.mkdir(parents=True, exist_ok=True)
+    for rel, path in _product_files(product.dir):
+        target = copy / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(path, target)
+        except FileNotFoundError:  # deleted since it was listed: the copy is what gets rendered
+            continue
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT) or (e.filename and str(e.filename) == str(target)):
+                raise  # the catalog's disk, not the product, is at fault
+            raise InputError(f"cannot read the file: {e.strerror or e}", path) from e
+    snap = load_product(copy, root=copy.parent)
+    snap.warnings = list(product.warnings)
+    return snap
 
 
 # --------------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from pipelines.classic.pose import (
     resize_for_inference,
 )
 from pipelines.errors import InputError, MissingBackendError
+from pipelines.native_logs import quiet_native_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class SelfieSegmenter:
             `np.ndarray`: HxW ``float32`` person probability in [0, 1], at the input's resolution.
         """
         image = check_rgb_uint8(image)
-        with self._lock:
+        with self._lock, quiet_native_stderr():  # TFLite/absl lines go to fd 2 (pipelines/native_logs.py)
             mask = self._get_model().process(image).segmentation_mask
         mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
         if mask.shape != image.shape[:2]:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from pipelines.errors import InputError, MissingBackendError
+from pipelines.native_logs import quiet_native_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class PoseEstimator:
         # 2. Downscale large images (mediapipe works at 256 px internally; the mask gains nothing)
         small = resize_for_inference(image, self.max_side)
         # 3. Run the graph (not thread-safe)
-        with self._lock:
+        with self._lock, quiet_native_stderr():  # TFLite/absl lines go to fd 2 (pipelines/native_logs.py)
             results = self._get_model().process(small)
         # 4. Post-process: landmarks are normalised to the image, so they map back to any resolution
         if results.pose_landmarks is None:

@@ -1,0 +1,236 @@
+"""The catalog batch without Prefect: a plain thread pool over `pipelines.catalog.process_sku`.
+
+``vitrine run`` uses this when no Prefect API is configured (``PREFECT_API_URL`` unset, in the environment
+and in the active Prefect profile) and ``--prefect`` is not given: a local run then starts working in well
+under a second instead of paying Prefect's embedded-server start-up (~10-20 s on a small machine), and no
+API server process is left behind if the run is killed (issue 14 finding 8, issue 15 item 4).
+
+It does what the flow `flows.catalog_batch.catalog_batch` does -- discovery, one isolated render per SKU,
+the same entries, ``CATALOG/_reports/<run>.json`` report, contact sheets and return value -- minus what
+only Prefect has (task runs, artifacts, the UI). This module imports nothing from Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import SKU_FAILURE_LOG as SKU_FAILURE  # one failure, one terminal line (flows/cli.py)
+from pipelines.errors import describe_os_error
+
+logger = logging.getLogger(__name__)
+
+_engine_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _engine(name: str, model_root: str | None):
+    from pipelines.engine import get_engine
+
+    return get_engine(name, model_root=model_root)
+
+
+def engine_for(name: str, model_root: str | None):
+    """One engine per (name, model root) per process: models load once and are reused by every SKU."""
+    with _engine_lock:
+        return _engine(name, model_root)
+
+
+def render_options(identity: str | None, commercial: bool):
+    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag (issue 5)."""
+    from pipelines.catalog import RenderOptions
+
+    if identity is None:
+        return RenderOptions(commercial=commercial)
+    from pipelines.edit.identity import read_identity
+
+    return RenderOptions(identity=read_identity(identity).to_json(), commercial=commercial)
+
+
+def failed_entry(sku: str, error: str) -> dict[str, Any]:
+    """A report entry for a SKU that failed before or during its render."""
+    return {"sku": sku, "status": "failed", "error": error, "outputs": [], "reason": None}
+
+
+def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "auto", model_root: str | None = None,
+               force: bool = False, identity: str | None = None, commercial: bool = False,
+               log: logging.Logger | logging.LoggerAdapter | None = None, engine_obj: Any = None) -> dict[str, Any]:
+    """Load and render one SKU; never raises for a bad product (the failure is the returned entry).
+
+    Args:
+        products_dir (`str`): the products root; the SKU's folder is ``products_dir/sku``.
+        engine_obj (*optional*): the engine to use; default ``engine_for(engine, model_root)`` wrapped by
+            `flows.gpu.guard_engine`.
+        log (*optional*): where to log (the Prefect run logger inside a flow); default this module's logger.
+
+    Returns:
+        `dict`: the report entry (`pipelines.catalog.SkuResult.to_json`, or a ``failed`` entry).
+    """
+    from flows.gpu import guard_engine
+    from pipelines.catalog import process_sku
+    from pipelines.errors import VitrineError
+    from pipelines.product import load_product
+    from pipelines.storage import is_url, process_sku_at_url
+
+    log = log or logger
+    try:
+        options = render_options(identity, commercial)
+        product = load_product(Path(products_dir) / sku, root=Path(products_dir))
+        # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
+        eng = engine_obj if engine_obj is not None else guard_engine(engine_for(engine, model_root))
+        if is_url(catalog_dir):  # an object store: render to local scratch, then publish (pipelines/storage.py)
+            result = process_sku_at_url(product, catalog_dir, eng, options, force=force)
+        else:
+            result = process_sku(product, catalog_dir, eng, options, force=force)
+    except VitrineError as exc:
+        log.warning("SKU %s failed: %s", sku, exc, extra=SKU_FAILURE)
+        return failed_entry(sku, str(exc))
+    except OSError as exc:  # a full disk, a vanished folder: this SKU fails with one clear line
+        log.warning("SKU %s failed: %s", sku, exc, extra=SKU_FAILURE)
+        return failed_entry(sku, describe_os_error(exc))
+    except Exception as exc:  # an unexpected bug in one SKU still never stops the batch
+        log.exception("SKU %s failed unexpectedly", sku, extra=SKU_FAILURE)
+        return failed_entry(sku, f"{type(exc).__name__}: {exc}")
+    if result.status == "failed":
+        log.warning("SKU %s: failed %s", sku, result.error or "", extra=SKU_FAILURE)
+    else:
+        log.info("SKU %s: %s %s", sku, result.status, result.reason or "")
+    entry = result.to_json()
+    if product.warnings:  # e.g. a .heic photo that was not read: in the report, never silently dropped
+        entry["warnings"] = list(product.warnings)
+    return entry
+
+
+def discover(products_dir: str, skus: list[str] | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Folder names of the SKUs to render, and ``failed`` entries for folders that are not valid products (or
+    named by a shard and gone)."""
+    from pipelines.product import discover_products
+
+    products, failures = discover_products(Path(products_dir))
+    entries = [failed_entry(sku, str(err)) for sku, _path, err in failures]
+    folders = {p.sku: p.dir.name for p in products}  # a SKU is its folder's name in NFC; render the folder
+    names = [p.sku for p in products]
+    if skus is not None:
+        wanted = {unicodedata.normalize("NFC", s) for s in skus}
+        names = [n for n in names if n in wanted]
+        entries = [e for e in entries if unicodedata.normalize("NFC", e["sku"]) in wanted]
+        entries += [failed_entry(s, f"{Path(products_dir) / s}: SKU folder not found")
+                    for s in sorted(wanted - set(names) - {unicodedata.normalize("NFC", e["sku"]) for e in entries})]
+    return [folders[n] for n in names], entries
+
+
+def run_local_batch(
+    products_dir: str,
+    catalog_dir: str = "catalog",
+    engine: str = "auto",
+    model_root: str | None = None,
+    force: bool = False,
+    skus: list[str] | None = None,
+    identity: str | None = None,
+    commercial: bool = False,
+    *,
+    max_workers: int = 2,
+    on_entry: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Render every SKU of a products folder into a catalog and write a batch report, without Prefect.
+
+    Same arguments, report and return value as `flows.catalog_batch.catalog_batch` (see there), plus:
+
+    Args:
+        max_workers (`int`, *optional*, defaults to 2): SKUs rendered at once (threads), as the flow's
+            ``ThreadPoolTaskRunner(max_workers=2)``.
+        on_entry (*optional*): called with each SKU's entry as it finishes (a progress bar); its errors are
+            ignored.
+
+    Returns:
+        `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
+    """
+    from flows.gpu import guard_engine, runner_info
+    from pipelines.contact_sheet import attach_contact_sheets
+    from pipelines.report import build_report
+    from pipelines.storage import is_url, write_catalog_report
+
+    started = datetime.now(UTC)
+    if not is_url(catalog_dir):  # as the flow: overlapping trees refused, killed runs' staging cleaned
+        from pipelines.catalog import check_separate_trees, clean_stale_staging
+
+        check_separate_trees(products_dir, catalog_dir)
+        clean_stale_staging(catalog_dir)
+    eng = engine_for(engine, model_root)
+    if identity is not None:  # resolved once: every SKU reads the same preset file
+        from pipelines.edit.identity import identity_dirs, load_identity
+
+        identity = str(load_identity(identity, identity_dirs(products_dir, catalog_dir)).path.resolve())
+    names, entries = discover(str(products_dir), skus)
+
+    def notify(entry: dict[str, Any]) -> None:
+        if on_entry is not None:
+            try:
+                on_entry(entry)
+            except Exception:  # a broken progress bar must not break a batch
+                pass
+
+    for e in entries:
+        notify(e)
+    logger.info("%d SKUs to render with engine %s (%s)", len(names), eng.name, eng.describe()["reason"])
+    guarded = guard_engine(eng)
+    workers = max(1, min(int(max_workers), len(names) or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitrine-sku") as pool:
+        futures = [pool.submit(render_one, str(products_dir), name, str(catalog_dir), engine, model_root, force,
+                               identity, commercial, None, guarded) for name in names]
+        for fut in as_completed(futures):
+            entry = fut.result()  # render_one never raises for a SKU
+            entries.append(entry)
+            notify(entry)
+
+    report = build_report(entries, products_dir=products_dir, catalog_dir=catalog_dir, engine=eng.describe(),
+                          started_at=started, run_id=None)
+    report["runner"] = runner_info()
+    report["runner"]["orchestrator"] = "local"  # no Prefect flow run: `vitrine run` without an API (docs/cli.md)
+    result: dict[str, Any] = {}
+    try:
+        path = write_catalog_report(report, catalog_dir)
+    except OSError as exc:  # a full disk: the SKUs' outcomes are still known, and shown by the caller
+        path = None
+        result["report_error"] = describe_os_error(exc)
+        logger.error("could not write the batch report: %s", result["report_error"])
+    try:  # contact sheets next to the report, listed in it
+        if path is not None and not is_url(catalog_dir):
+            attach_contact_sheets(report, catalog_dir, path)
+    except Exception as exc:  # a convenience; the JSON report is the record
+        logger.warning("could not write the contact sheet: %s", exc)
+    logger.info("report: %s (%s)", path, report["counts"])
+    return {**result, "report_path": str(path) if path is not None else None, "counts": report["counts"],
+            "failed": [e["sku"] for e in report["entries"] if e["status"] == "failed"],
+            "errors": {e["sku"]: e.get("error") for e in report["entries"] if e["status"] == "failed"},
+            "warnings": {e["sku"]: e["warnings"] for e in report["entries"] if e.get("warnings")}}
+
+
+def prefect_api_configured(environ: dict[str, str] | None = None) -> bool:
+    """True when a Prefect API is configured: ``PREFECT_API_URL`` in the environment or the active profile.
+
+    Reads ``$PREFECT_PROFILES_PATH`` (default ``$PREFECT_HOME/profiles.toml``, ``~/.prefect/profiles.toml``)
+    without importing Prefect (that import alone costs about a second).
+    """
+    env = os.environ if environ is None else environ
+    if env.get("PREFECT_API_URL", "").strip():
+        return True
+    home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        import tomllib
+
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    active = env.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    profile = (data.get("profiles") or {}).get(active) or {}
+    return bool(str(profile.get("PREFECT_API_URL", "") or "").strip())
