@@ -40,6 +40,7 @@ from .quality import white_background_check
 from .quality_flags import (
     DEFAULT_THRESHOLDS,
     apply_flags,
+    backdrop_lightness,
     cutout_sanity,
     floor_contact,
     output_checks,
@@ -407,8 +408,10 @@ def _render(
         # Quality flags (issue 12): the cutout against a second opinion; whether the subject stands on a floor.
         cutout_check = cutout_sanity(img.rgb, subject.alpha, subject.kind)
         floor = floor_contact(subject.alpha, subject.kind, getattr(subject.pose, "keypoints", None))
+        backdrop_l = backdrop_lightness(img.rgb)
         subj_rec["quality"] = {"cutout": {k: v for k, v in cutout_check.items() if k != "flags"},
-                               "cutout_flags": [f["flag"] for f in cutout_check["flags"]], "floor": floor}
+                               "cutout_flags": [f["flag"] for f in cutout_check["flags"]], "floor": floor,
+                               "backdrop_lightness": backdrop_l}
 
         # 3. Controls: pose skeleton (for people) and the garment's edge map.
         t = time.perf_counter()
@@ -499,7 +502,8 @@ def _render(
             # Quality flags (pipelines/quality_flags.py): a flagged output starts as needs-attention.
             fill_range, fill_rule = _fill_allowed(kind, fill, market, options)
             rec["quality"]["checks"] = output_checks(final, alpha, placement.to_json(), cutout_check, floor,
-                                                     rec["quality"]["fill"], fill_range, fill_rule)
+                                                     rec["quality"]["fill"], fill_range, fill_rule,
+                                                     backdrop_l=backdrop_l)
             if market is not None:
                 rec["marketplace"] = market
             outputs.append(rec)

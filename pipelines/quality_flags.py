@@ -282,18 +282,30 @@ def cutout_sanity(
 # --------------------------------------------------------------------------------------------------
 
 
-def halo_score(output: np.ndarray, alpha: np.ndarray, *, thresholds: FlagThresholds = DEFAULT_THRESHOLDS
-               ) -> dict[str, Any]:
+def backdrop_lightness(image: np.ndarray) -> float:
+    """Median approximate CIE L* of a photo's outer 2% frame: what an old-backdrop fringe looks like."""
+    h, w = image.shape[:2]
+    b = max(1, int(0.02 * min(h, w)))
+    lum = _lightness(np.ascontiguousarray(image))
+    frame = np.concatenate([lum[:b].ravel(), lum[-b:].ravel(), lum[:, :b].ravel(), lum[:, -b:].ravel()])
+    return round(float(np.median(frame)), 2)
+
+
+def halo_score(output: np.ndarray, alpha: np.ndarray, *, backdrop_l: float | None = None,
+               thresholds: FlagThresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
     """Bright or dark fringe along the subject's edge in an output, against its new background.
 
-    Measured at up to `HALO_SIDE`: the edge band is the subject's outer 1-3 px (alpha >= 128); each edge
-    pixel's CIE L* is compared with the local mean L* of the subject 4-10 px inside and of the background
-    1-6 px outside. A pixel brighter than both by ``halo_excess`` is a bright fringe (the old white
-    backdrop on a darker scene), darker than both a dark fringe.
+    Measured at up to `HALO_SIDE`: the edge band is the subject's outer 1-3 px (alpha >= 128); at each edge
+    pixel the local mean CIE L* of the edge band (21 px window, so texture averages out) is compared with
+    the local mean L* of the subject 4-10 px inside and of the background 1-6 px outside. A pixel brighter than both by ``halo_excess`` is a bright fringe (the old white
+    backdrop on a darker scene), darker than both a dark fringe. With ``backdrop_l`` only fringes that
+    lean toward the old backdrop count (a white fringe from a white backdrop; a garment's naturally darker
+    rolled edge on white is not a halo).
 
     Args:
         output (`np.ndarray`): HxWx3 uint8 output.
         alpha (`np.ndarray`): HxW uint8 subject alpha in output coordinates.
+        backdrop_l (`float`, *optional*): L* of the source photo's backdrop (`backdrop_lightness`).
         thresholds (`FlagThresholds`, *optional*): where the flag starts.
 
     Returns:
@@ -324,13 +336,21 @@ def halo_score(output: np.ndarray, alpha: np.ndarray, *, thresholds: FlagThresho
     w_in, w_out = cv2.boxFilter(inner, -1, k, normalize=False), cv2.boxFilter(outer, -1, k, normalize=False)
     m_in = cv2.boxFilter(lum * inner, -1, k, normalize=False) / np.maximum(w_in, 1e-6)
     m_out = cv2.boxFilter(lum * outer, -1, k, normalize=False) / np.maximum(w_out, 1e-6)
+    # The edge band's own local mean: a fringe is a continuous band, while a knit's dark and light yarns
+    # at the edge average out to the interior's lightness.
+    edge_f = edge.astype(np.float32)
+    m_edge = cv2.boxFilter(lum * edge_f, -1, k, normalize=False) / np.maximum(
+        cv2.boxFilter(edge_f, -1, k, normalize=False), 1e-6)
     valid = edge & (w_in > 0) & (w_out > 0)
     n = int(valid.sum())
     if n < 50:
         return {"bright": 0.0, "dark": 0.0, "edge_pixels": n, "flags": []}
-    e = lum[valid]
-    bright = float((e - np.maximum(m_in[valid], m_out[valid]) > thresholds.halo_excess).mean())
-    dark = float((np.minimum(m_in[valid], m_out[valid]) - e > thresholds.halo_excess).mean())
+    e, mi, mo = m_edge[valid], m_in[valid], m_out[valid]
+    toward_bright = toward_dark = np.ones_like(e, bool)
+    if backdrop_l is not None:
+        toward_bright, toward_dark = backdrop_l > mi + thresholds.halo_excess, backdrop_l < mi - thresholds.halo_excess
+    bright = float(((e - np.maximum(mi, mo) > thresholds.halo_excess) & toward_bright).mean())
+    dark = float(((np.minimum(mi, mo) - e > thresholds.halo_excess) & toward_dark).mean())
     flags = []
     for name, share in (("bright", bright), ("dark", dark)):
         if share > thresholds.max_halo:
@@ -502,7 +522,8 @@ def output_flags(output: dict[str, Any]) -> list[dict[str, Any]]:
 
 def output_checks(final: np.ndarray, alpha: np.ndarray, placement_json: dict[str, Any], cutout: dict[str, Any],
                   floor: dict[str, Any], fill: float, fill_range: tuple[float, float], fill_rule: str,
-                  *, thresholds: FlagThresholds = DEFAULT_THRESHOLDS) -> dict[str, dict[str, Any]]:
+                  *, backdrop_l: float | None = None, thresholds: FlagThresholds = DEFAULT_THRESHOLDS
+                  ) -> dict[str, dict[str, Any]]:
     """Every check of one placed output, by name (``cutout``, ``halo``, ``upscale``, ``shadow``, ``fill``).
 
     Args:
@@ -512,10 +533,11 @@ def output_checks(final: np.ndarray, alpha: np.ndarray, placement_json: dict[str
         cutout (`dict`): the source photo's `cutout_sanity` (shared by its outputs).
         floor (`dict`): the source photo's `floor_contact`.
         fill (`float`): measured fill; ``fill_range``/``fill_rule``: what it must meet, and whose rule.
+        backdrop_l (`float`, *optional*): the source photo's backdrop L* (`backdrop_lightness`).
     """
     return {
         "cutout": cutout,
-        "halo": halo_score(final, alpha, thresholds=thresholds),
+        "halo": halo_score(final, alpha, backdrop_l=backdrop_l, thresholds=thresholds),
         "upscale": upscale_check(upscale_factor(placement_json), thresholds=thresholds),
         "shadow": shadow_check(final, alpha, floor),
         "fill": fill_check(fill, fill_range, fill_rule),

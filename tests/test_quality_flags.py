@@ -102,6 +102,18 @@ def test_white_halo_on_a_darker_background_is_flagged():
     assert "halo" in _names(rec) and rec["bright"] > 0.5
 
 
+def test_halo_counts_only_fringes_that_lean_toward_the_old_backdrop():
+    out, alpha = _disc_output(250)
+    assert "halo" in _names(qf.halo_score(out, alpha, backdrop_l=98.0))  # white fringe from a white backdrop
+    dark_edge, alpha = _disc_output(None)
+    dark_edge[:] = 255  # a light garment with a darker rolled edge, on white
+    dark_edge[alpha > 0] = 200
+    ring = (alpha > 0) & (cv2.erode(alpha, np.ones((5, 5), np.uint8)) == 0)
+    dark_edge[ring] = 120
+    assert "halo" in _names(qf.halo_score(dark_edge, alpha))  # darker than both sides...
+    assert qf.halo_score(dark_edge, alpha, backdrop_l=98.0)["flags"] == []  # ...but not old-backdrop coloured
+
+
 def test_clean_edge_has_no_halo():
     out, alpha = _disc_output(None)
     rec = qf.halo_score(out, alpha)
