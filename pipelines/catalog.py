@@ -406,7 +406,11 @@ def _render(
             "metrics": subject.metrics,
         }
         # Quality flags (issue 12): the cutout against a second opinion; whether the subject stands on a floor.
-        cutout_check = cutout_sanity(img.rgb, subject.alpha, subject.kind)
+        if subject.source.startswith("input-alpha") or "+override" in subject.source:
+            # The photo's own alpha, or an analyst's painted mask: that is the truth, not a cutout to doubt.
+            cutout_check = {"reference": "none", "skipped": f"the alpha comes from {subject.source}", "flags": []}
+        else:
+            cutout_check = cutout_sanity(img.rgb, subject.alpha, subject.kind)
         floor = floor_contact(subject.alpha, subject.kind, getattr(subject.pose, "keypoints", None))
         backdrop_l = backdrop_lightness(img.rgb)
         subj_rec["quality"] = {"cutout": {k: v for k, v in cutout_check.items() if k != "flags"},

@@ -82,6 +82,23 @@ def test_holes_in_a_face_are_flagged(astronaut_person):
     assert rec["reference"] == "mediapipe-selfie" and "cutout-holes" in _names(rec)
 
 
+def test_an_analysts_override_mask_is_not_second_guessed(tmp_path, white_tee):
+    from PIL import Image
+
+    img, mask = white_tee
+    d = _product(tmp_path / "p", "tee", img, "backgrounds: [white]\nmasks: {product: masks/product.png}\n")
+    painted = np.zeros_like(mask)
+    painted[150:310, 180:320] = 255  # the analyst keeps only the print, on purpose
+    (d / "masks").mkdir()
+    Image.fromarray(painted).save(d / "masks" / "product.png")
+    assert process_sku(load_product(d), tmp_path / "c", ClassicEngine(), SMALL).status == "ok"
+    m = read_manifest(tmp_path / "c" / "tee" / "manifest.json")
+    assert m["subjects"][0]["source"].endswith("+override")
+    assert m["subjects"][0]["quality"]["cutout"]["reference"] == "none"
+    main = next(o for o in m["outputs"] if o["file"] == "main.png")
+    assert not [f for f in main["quality"]["flags"] if f["flag"].startswith("cutout-")]
+
+
 # -- halo ------------------------------------------------------------------------------------------
 
 
