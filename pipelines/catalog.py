@@ -585,13 +585,16 @@ def _render(
 
 
 def _fill_allowed(kind: str, fill: float, market: str | None, options: RenderOptions) -> tuple[tuple[float, float], str]:
-    """The fill range an output must meet, and which rule set it is: the marketplace's, else requested +- 5%."""
+    """The fill range an output must meet, and whose rule: the marketplace's, else the requested fill +- 0.05
+    for white-background images (lifestyle scenes have none)."""
     from .marketplaces import rule_fill_range
 
     if market is not None:
         found = rule_fill_range(get_marketplace(market))
         if found is not None:
             return found, f"{market} rules"
+    if kind == "lifestyle":  # a scene has no fill convention; a generative engine places the subject itself
+        return (0.0, 1.0), "no fill rule for lifestyle scenes"
     tol = DEFAULT_THRESHOLDS.fill_tolerance
     return (max(0.0, fill - tol), min(1.0, fill + tol)), f"requested {kind} fill {fill:g} +- {tol:g}"
 
