@@ -406,6 +406,7 @@ def _render(
             "metrics": subject.metrics,
         }
         # Quality flags (issue 12): the cutout against a second opinion; whether the subject stands on a floor.
+        t = time.perf_counter()
         if subject.source.startswith("input-alpha") or "+override" in subject.source:
             # The photo's own alpha, or an analyst's painted mask: that is the truth, not a cutout to doubt.
             cutout_check = {"reference": "none", "skipped": f"the alpha comes from {subject.source}", "flags": []}
@@ -416,6 +417,7 @@ def _render(
         subj_rec["quality"] = {"cutout": {k: v for k, v in cutout_check.items() if k != "flags"},
                                "cutout_flags": [f["flag"] for f in cutout_check["flags"]], "floor": floor,
                                "backdrop_lightness": backdrop_l}
+        timer.add("flags", t)
 
         # 3. Controls: pose skeleton (for people) and the garment's edge map.
         t = time.perf_counter()
@@ -504,10 +506,13 @@ def _render(
             if bg == "white":
                 rec["quality"]["white_background"] = white_background_check(final, alpha)
             # Quality flags (pipelines/quality_flags.py): a flagged output starts as needs-attention.
+            tf = time.perf_counter()
             fill_range, fill_rule = _fill_allowed(kind, fill, market, options)
             rec["quality"]["checks"] = output_checks(final, alpha, placement.to_json(), cutout_check, floor,
                                                      rec["quality"]["fill"], fill_range, fill_rule,
                                                      backdrop_l=backdrop_l)
+            timer.add("flags", tf)
+            t += time.perf_counter() - tf  # the write timing leaves the flags out
             if market is not None:
                 rec["marketplace"] = market
             outputs.append(rec)

@@ -35,8 +35,8 @@ from .errors import InputError
 
 #: Side (pixels) at which masks are compared; enough for area/hole figures, fast (~10 ms a photo).
 ANALYSIS_SIDE = 512
-#: Side at which the halo score is measured on an output (fringes are a few pixels wide at 2000 px).
-HALO_SIDE = 1024
+#: Side at which the halo score is measured on an output (a fringe a few pixels wide at 2000 px is 1-2 px here).
+HALO_SIDE = 768
 #: Placements enlarging the photo by more than this are flagged ``upscaled``.
 UPSCALE_FLAG = 2.0
 #: Default refusal limit for the enlargement of a photo (``RenderOptions.max_upscale``): a 192x256 photo
