@@ -297,7 +297,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bad += not ok
         print(f"{d.name}\t{'ok' if ok else 'CHANGED'}\t" + ", ".join(
             f"{r['file']}={r['identical']}/{r['pixels']}" for r in results))
+        if args.strict:
+            bad += _strict_flags(d)
     return EXIT_FAILED_SKUS if bad else EXIT_OK
+
+
+def _strict_flags(sku_dir: Path) -> int:
+    """`verify --strict`: print one line per quality flag of an output no reviewer approved; 1 if any."""
+    from pipelines.manifest import MANIFEST_NAME, read_manifest
+    from pipelines.quality_flags import output_flags
+
+    found = 0
+    for o in read_manifest(sku_dir / MANIFEST_NAME).get("outputs", []):
+        if (o.get("review") or {}).get("status") == "approved":
+            continue  # a reviewer looked at the flagged output and accepted it
+        for f in output_flags(o):
+            print(f"{sku_dir.name}\tFLAGGED\t{o['file']}: {f.get('flag')}: {f.get('message')}")
+            found = 1
+    return found
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -419,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="re-check every catalog entry: schema, and product pixels preserved")
     v.add_argument("catalog_dir", metavar="CATALOG_DIR")
+    v.add_argument("--strict", action="store_true",
+                   help="also fail on outputs with quality flags (needs-attention) that no reviewer approved")
     v.set_defaults(func=cmd_verify)
 
     sm = sub.add_parser("samples", help="write the sample product folders")

@@ -35,7 +35,18 @@ from .errors import SKU_FAILURE_LOG, InputError, VitrineError, describe_os_error
 from .imageio import _fsync_dir, atomic_write_json, load_image, save_image, save_mask, sha256_file
 from .manifest import MANIFEST_NAME, build_manifest, read_manifest, write_manifest
 from .product import SNAPSHOT_DIR, Product, product_content_hash, snapshot_product
+from .marketplaces import get_marketplace
 from .quality import white_background_check
+from .quality_flags import (
+    DEFAULT_THRESHOLDS,
+    apply_flags,
+    backdrop_lightness,
+    cutout_sanity,
+    floor_contact,
+    output_checks,
+    refuse_upscale,
+    upscale_factor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +76,9 @@ class RenderOptions:
             ``prompts.person``, so one model identity is reused across the batch.
         commercial (`bool`, defaults to `False`): the whole batch is for commercial use: every SKU is treated
             as ``commercial: true`` (non-commercial models are refused; `pipelines.licence`).
+        max_upscale (`float`, defaults to 6.0): a SKU fails, naming the photo and its size, when an output
+            would enlarge its photo more than this; above 2x the output is flagged ``upscaled``
+            (`pipelines.quality_flags`).
     """
 
     canvas: int = 2000
@@ -80,8 +94,11 @@ class RenderOptions:
     png_compress_level: int = 1
     identity: dict[str, Any] | None = None
     commercial: bool = False
+    max_upscale: float = 6.0
 
     def __post_init__(self) -> None:
+        if not self.max_upscale >= 1.0:
+            raise ValueError(f"max_upscale must be at least 1.0, got {self.max_upscale}")
         if self.seam_inner_px > self.preserve_erode_px:
             raise ValueError(
                 f"seam_inner_px ({self.seam_inner_px}) must not exceed preserve_erode_px ({self.preserve_erode_px}):"
@@ -585,6 +602,19 @@ def _render(
             "mask": save_work(f"mask-{stem}.png", "mask", np.where(subject.alpha >= 128, 255, 0).astype(np.uint8), mask=True),
             "metrics": subject.metrics,
         }
+        # Quality flags (issue 12): the cutout against a second opinion; whether the subject stands on a floor.
+        t = time.perf_counter()
+        if subject.source.startswith("input-alpha") or "+override" in subject.source:
+            # The photo's own alpha, or an analyst's painted mask: that is the truth, not a cutout to doubt.
+            cutout_check = {"reference": "none", "skipped": f"the alpha comes from {subject.source}", "flags": []}
+        else:
+            cutout_check = cutout_sanity(img.rgb, subject.alpha, subject.kind)
+        floor = floor_contact(subject.alpha, subject.kind, getattr(subject.pose, "keypoints", None))
+        backdrop_l = backdrop_lightness(img.rgb)
+        subj_rec["quality"] = {"cutout": {k: v for k, v in cutout_check.items() if k != "flags"},
+                               "cutout_flags": [f["flag"] for f in cutout_check["flags"]], "floor": floor,
+                               "backdrop_lightness": backdrop_l}
+        timer.add("flags", t)
 
         # 3. Controls: pose skeleton (for people) and the garment's edge map.
         t = time.perf_counter()
@@ -602,25 +632,28 @@ def _render(
         # 4. Compose outputs: the main image on pure white, lifestyle scenes, alternates on white.
         touches_bottom = subject.bbox[3] >= img.rgb.shape[0] - 2
         anchor_kwargs = {"anchor": "floor", "margin_bottom": 0.0} if touches_bottom else {}
-        plans: list[tuple[str, str, str, tuple[int, int], float, int]] = []
+        plans: list[tuple[str, str, str, tuple[int, int], float, int, str | None]] = []
         if is_main:
-            plans.append(("main", "main.png", "white", (options.canvas, options.canvas), options.fill, 0))
+            plans.append(("main", "main.png", "white", (options.canvas, options.canvas), options.fill, 0, None))
             for bg in spec.backgrounds:
                 if bg == "white":
                     continue
                 for seed in spec.seeds:
                     plans.append(("lifestyle", f"lifestyle-{bg}-s{seed}.png", bg, options.lifestyle_size,
-                                  options.lifestyle_fill, seed))
+                                  options.lifestyle_fill, seed, None))
         else:
-            plans.append(("alternate", f"alt-{stem}.png", "white", (options.canvas, options.canvas), options.fill, 0))
+            plans.append(("alternate", f"alt-{stem}.png", "white", (options.canvas, options.canvas), options.fill, 0,
+                          None))
 
-        for kind, fname, bg, size, fill, seed in plans:
+        for kind, fname, bg, size, fill, seed, market in plans:  # marketplace mains are appended as needed
             t = time.perf_counter()
             anchor = anchor_kwargs if (kind != "lifestyle" or touches_bottom) else {"anchor": "floor", "margin_bottom": 0.07}
             request = OutputRequest(kind=kind, file=fname, background=bg, size=size, seed=seed,
-                                    contact_shadow=(kind == "lifestyle" and not touches_bottom), image=img,
-                                    subject=subject, controls=controls, product=product)
+                                    contact_shadow=(kind == "lifestyle" and not touches_bottom and floor["stands"]),
+                                    image=img, subject=subject, controls=controls, product=product)
             placement = place_output(engine, request, fit_placement(subject.bbox, size, fill=fill, **anchor))
+            refuse_upscale(upscale_factor(placement.to_json()), options.max_upscale, path=path,
+                           source_size=img.source_size, output=fname, size=size, cutout=cutout_check)
             fg = render_layer(img.rgb, placement)
             alpha = render_layer(subject.alpha, placement, mode="L")
             band = seam_band(alpha, options.seam_inner_px, options.seam_outer_px)
@@ -669,8 +702,18 @@ def _render(
                     for wname, (wkind, warr, wmask) in composed.work.items()})
             if bg == "white":
                 rec["quality"]["white_background"] = white_background_check(final, alpha)
+            # Quality flags (pipelines/quality_flags.py): a flagged output starts as needs-attention.
+            tf = time.perf_counter()
+            fill_range, fill_rule = _fill_allowed(kind, fill, market, options)
+            rec["quality"]["checks"] = output_checks(final, alpha, placement.to_json(), cutout_check, floor,
+                                                     rec["quality"]["fill"], fill_range, fill_rule,
+                                                     backdrop_l=backdrop_l)
+            timer.add("flags", tf)
+            t += time.perf_counter() - tf  # the write timing leaves the flags out
+            if market is not None:
+                rec["marketplace"] = market
             outputs.append(rec)
-            if kind == "main":
+            if kind == "main" and market is None:
                 quality["main_white_background_ok"] = rec["quality"]["white_background"]["ok"]
                 quality["main_fill"] = rec["quality"]["fill"]
                 jpg_sha = save_image(out / "main.jpg", final, quality=options.jpeg_quality)
@@ -679,6 +722,34 @@ def _render(
                     "width": size[0], "height": size[1], "derived_from": fname, "background": "white",
                     "review": {"status": "pending"},
                 })
+                # Marketplaces (pipelines/marketplaces.py): those whose rules the generic main meets share it;
+                # the others get their own main image, planned here and rendered by this loop.
+                for mp_key in spec.marketplaces:
+                    verdict = _marketplace_verdict(mp_key, out, rec, outputs[-1])
+                    if verdict["ok"]:
+                        rec.setdefault("marketplace_rules", []).append(verdict)
+                    else:
+                        mp = get_marketplace(mp_key)
+                        plans.append(("main", f"main-{mp_key}.png", "white", tuple(mp.render["size"]),
+                                      float(mp.render["fill"]), 0, mp_key))
+                        quality.setdefault("marketplace_outputs", {})[mp_key] = f"main-{mp_key}.png"
+            elif market is not None:
+                mp = get_marketplace(market)
+                ext = {"jpeg": "jpg", "png": "png", "webp": "webp"}[mp.render["format"]]
+                export = {"file": f"{ostem}.{ext}", "kind": "export", "format": mp.render["format"],
+                          "lossy": mp.render["format"] != "png", "width": size[0], "height": size[1],
+                          "derived_from": fname, "background": "white", "marketplace": market,
+                          "review": {"status": "pending"}}
+                if ext != "png":
+                    export["sha256"] = save_image(out / export["file"], final, quality=options.jpeg_quality)
+                    outputs.append(export)
+                verdict = _marketplace_verdict(market, out, rec, export if ext != "png" else rec)
+                rec["marketplace_rules"] = [verdict]
+                if not verdict["ok"]:
+                    failed = [k for k, v in verdict["rules"].items() if not v["ok"]]
+                    rec["quality"]["checks"]["marketplace"] = {"flags": [{
+                        "flag": "marketplace-rules", "message": f"{verdict['file']} fails {mp.name}'s "
+                        f"rules: {', '.join(failed)}", "value": float(len(failed)), "limit": 0.0}]}
             if options.export_webp:
                 webp = f"{ostem}.webp"
                 outputs.append({
@@ -686,11 +757,14 @@ def _render(
                     "kind": "export", "format": "webp", "lossy": True, "width": size[0], "height": size[1],
                     "derived_from": fname, "background": bg, "review": {"status": "pending"},
                 })
+            apply_flags(rec, outputs)
             timer.add("write", t)
 
     quality["all_preserved"] = all(
         o["quality"]["preserved_identical_fraction"] == 1.0 for o in outputs if "placement" in o
     )
+    flagged = [o["file"] for o in outputs if o.get("quality", {}).get("flags")]
+    quality["flagged_outputs"] = flagged
     timer.timings["total"] = round(time.perf_counter() - t_total, 4)
     manifest = build_manifest(
         product, content_hash,
@@ -704,8 +778,44 @@ def _render(
         quality=quality,
         timings=timer.timings,
     )
+    if flagged:
+        from .review import review_counts, sku_review_status
+
+        manifest["review"].update(status=sku_review_status(outputs), counts=review_counts(outputs))
     write_manifest(out, manifest)
     return manifest
+
+
+def _fill_allowed(kind: str, fill: float, market: str | None, options: RenderOptions) -> tuple[tuple[float, float], str]:
+    """The fill range an output must meet, and whose rule: the marketplace's, else the requested fill +- 0.05
+    for white-background images (lifestyle scenes have none)."""
+    from .marketplaces import rule_fill_range
+
+    if market is not None:
+        found = rule_fill_range(get_marketplace(market))
+        if found is not None:
+            return found, f"{market} rules"
+    if kind == "lifestyle":  # a scene has no fill convention; a generative engine places the subject itself
+        return (0.0, 1.0), "no fill rule for lifestyle scenes"
+    tol = DEFAULT_THRESHOLDS.fill_tolerance
+    return (max(0.0, fill - tol), min(1.0, fill + tol)), f"requested {kind} fill {fill:g} +- {tol:g}"
+
+
+def _marketplace_verdict(key: str, out: Path, rec: dict[str, Any], deliverable: dict[str, Any]) -> dict[str, Any]:
+    """Check a deliverable (``main.jpg``, ``main-zalando.jpg``) of the placed output ``rec`` against ``key``'s rules.
+
+    The generic main is delivered as its JPEG export when the marketplace takes JPEG, else as the PNG.
+    """
+    from .marketplaces import check_rules
+
+    mp = get_marketplace(key)
+    allowed = mp.rules.get("formats") or ["jpeg", "png"]
+    if deliverable is not rec and deliverable["format"] not in allowed and rec["format"] in allowed:
+        deliverable = rec
+    verdict = check_rules(mp, width=rec["width"], height=rec["height"], fmt=deliverable["format"],
+                          file_bytes=(out / deliverable["file"]).stat().st_size, fill=rec["quality"]["fill"],
+                          white_background=(rec["quality"].get("white_background") or {}).get("ok"))
+    return {"file": deliverable["file"], **verdict}
 
 
 def _unique_stems(images: list[Path]) -> dict[str, str]:

@@ -23,7 +23,8 @@ from .errors import InputError
 from .imageio import atomic_write_json, save_image
 from .manifest import MANIFEST_NAME, read_manifest
 from .product import validate_sku
-from .review import is_reviewable, sku_review_status
+from .quality_flags import output_flags
+from .review import attention_first, is_reviewable, sku_review_status
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
     "approved": (46, 160, 67),
     "rejected": (200, 40, 40),
     "edit-requested": (230, 150, 20),
+    "needs-attention": (150, 40, 200),
 }
 #: Output kinds shown on a catalog contact sheet, in this order.
 SHEET_KINDS = ("main", "alternate", "lifestyle", "edit", "tryon")
@@ -199,8 +201,9 @@ def catalog_contact_sheets(
 
     Args:
         catalog_dir (`str | Path`): the catalog root.
-        skus (`Sequence[str]`, *optional*): these SKUs, in this order (default: every entry). SKUs with no
-            entry (failed) are left out.
+        skus (`Sequence[str]`, *optional*): these SKUs, in this order (default: every entry), except that
+            SKUs with outputs that need attention (quality flags, undecided) come first, and such outputs
+            first in their row. SKUs with no entry (failed) are left out.
         kinds (`Sequence[str]`, *optional*): output kinds to show (exports are never shown: they repeat
             their source), in this order.
         cell_size (`int`, *optional*, defaults to 224): thumbnail box side, pixels.
@@ -217,15 +220,18 @@ def catalog_contact_sheets(
     order = {k: i for i, k in enumerate(kinds)}
     rows: list[list[SheetCell]] = []
     labels: list[str] = []
+    manifests = []
     for sku in skus:
         try:
             validate_sku(sku)
-            manifest = read_manifest(catalog / sku / MANIFEST_NAME)
+            manifests.append((sku, read_manifest(catalog / sku / MANIFEST_NAME)))
         except InputError as exc:
             logger.info("contact sheet: skipping %s (%s)", sku, exc)
-            continue
+    # SKUs (and, in a row, outputs) that need attention (quality flags, undecided) come first.
+    for sku, manifest in attention_first(manifests, lambda e: e[1].get("outputs")):
         outputs = sorted((o for o in manifest.get("outputs", []) if o.get("kind") in order and is_reviewable(o)),
                          key=lambda o: (order[o["kind"]], o["file"]))
+        outputs = attention_first(outputs, lambda o: [o])
         cells = []
         for o in outputs:
             try:
@@ -237,7 +243,9 @@ def catalog_contact_sheets(
                 logger.warning("contact sheet: %s", exc)
                 thumb = None
             status = (o.get("review") or {}).get("status", "pending")
-            cells.append(SheetCell(thumb, o["file"], f"{o['kind']} | {o.get('background', '')} | {status}", status))
+            flags = ",".join(sorted({f.get("flag", "?") for f in output_flags(o)}))
+            caption = f"{o['kind']} | {o.get('background', '')} | {status}" + (f" | {flags}" if flags else "")
+            cells.append(SheetCell(thumb, o["file"], caption, status))
         product = manifest.get("product") or {}
         label = f"{sku}\n{product.get('title') or ''}\nreview: {sku_review_status(manifest.get('outputs', []))}"
         for start in range(0, max(len(cells), 1), max_columns):

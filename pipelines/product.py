@@ -96,6 +96,18 @@ def _check_relative_path(value: str) -> str:
 RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
 
 
+def _known_marketplace(value: str) -> str:
+    """A marketplace rule set shipped in ``pipelines/data/marketplaces.yaml`` (case-insensitive, stored lower-case)."""
+    from pipelines.marketplaces import marketplace_names
+
+    key = value.strip().lower()
+    if key not in marketplace_names():
+        close = difflib.get_close_matches(key, marketplace_names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown marketplace {value!r}{hint}; known marketplaces: {', '.join(marketplace_names())}")
+    return key
+
+
 def _no_duplicates(values: list) -> list:
     seen = set()
     duplicates = [v for v in values if v in seen or seen.add(v)]
@@ -153,7 +165,10 @@ class ProductSpec(BaseModel):
         prompts (`PromptSpec`, *optional*): generation/segmentation prompts.
         backgrounds (`list[str]`, *optional*, defaults to ``["white", "studio", "texture"]``):
             background styles to render, each one of ``white``, ``studio``, ``texture``, no repeats.
-        marketplaces (`list[str]`, *optional*, defaults to ``[]``): marketplace rule sets to check.
+        marketplaces (`list[str]`, *optional*, defaults to ``[]``): marketplace rule sets to check the main
+            image against, each one of `pipelines.marketplaces.marketplace_names` (``amazon``, ``etsy``,
+            ``shopify``, ``zalando``; case-insensitive), no repeats. A marketplace whose rules the generic
+            main image does not meet gets its own main image (docs/catalog-format.md).
         seeds (`list[int]`, *optional*, defaults to ``[0]``): generation seeds, each in ``[0, 2**32 - 1]``,
             at least one, at most `SEEDS_MAX` (16), no repeats.
         thresholds (`ThresholdSpec`, *optional*): segmentation thresholds.
@@ -175,7 +190,8 @@ class ProductSpec(BaseModel):
     garment_type: GarmentType | None = None
     prompts: PromptSpec = Field(default_factory=PromptSpec)
     backgrounds: list[Background] = Field(default_factory=lambda: ["white", "studio", "texture"])
-    marketplaces: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    marketplaces: list[Annotated[str, Field(min_length=1), AfterValidator(_known_marketplace)]] = Field(
+        default_factory=list)
     seeds: list[Annotated[int, Field(ge=0, le=_SEED_MAX)]] = Field(default_factory=lambda: [0], min_length=1,
                                                                    max_length=SEEDS_MAX)
     thresholds: ThresholdSpec = Field(default_factory=ThresholdSpec)

@@ -43,6 +43,7 @@ from .errors import InputError, VitrineError
 from .imageio import atomic_write_bytes, atomic_write_json
 from .manifest import MANIFEST_NAME, read_manifest, validate_manifest
 from .product import validate_sku
+from .quality_flags import output_flags
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,10 @@ ACTIONS: dict[str, str] = {
     "request-edit": "edit-requested",
     "reset": "pending",
 }
-STATUSES = ("pending", "approved", "rejected", "edit-requested")
+STATUSES = ("pending", "approved", "rejected", "edit-requested", "needs-attention")
+#: The status an output starts with when a quality flag fired (`pipelines.quality_flags`); a reviewer's
+#: decision replaces it, and ``reset`` returns a flagged output to it.
+NEEDS_ATTENTION = "needs-attention"
 EVENTS = ("decision", "edit-result", "mask-edit")
 EDIT_RESULTS = ("applied", "failed")
 #: Longest note or instruction accepted, in characters.
@@ -182,16 +186,34 @@ def sku_review_status(outputs: Iterable[dict[str, Any]]) -> str:
     """The SKU's review status from its outputs' (reviewable outputs only).
 
     ``edit-requested`` if any output awaits an edit; else ``rejected`` if any was rejected; else
-    ``approved`` if every output was approved; else ``pending``.
+    ``needs-attention`` if a flagged output awaits review; else ``approved`` if every output was approved;
+    else ``pending``.
     """
     statuses = [(o.get("review") or {}).get("status", "pending") for o in outputs if is_reviewable(o)]
     if "edit-requested" in statuses:
         return "edit-requested"
     if "rejected" in statuses:
         return "rejected"
+    if NEEDS_ATTENTION in statuses:
+        return NEEDS_ATTENTION
     if statuses and all(s == "approved" for s in statuses):
         return "approved"
     return "pending"
+
+
+def needs_attention(outputs: Iterable[dict[str, Any]]) -> bool:
+    """True when a reviewable output still has the ``needs-attention`` status (a quality flag, undecided)."""
+    return any((o.get("review") or {}).get("status") == NEEDS_ATTENTION for o in outputs if is_reviewable(o))
+
+
+def attention_first(items: list, outputs_of) -> list:
+    """``items`` reordered so that those whose outputs need attention come first (stable otherwise).
+
+    Args:
+        items (`list`): SKUs, entries, outputs... anything.
+        outputs_of (`Callable`): item -> its list of manifest outputs (``[]`` when unreadable).
+    """
+    return sorted(items, key=lambda item: not needs_attention(outputs_of(item) or []))
 
 
 def review_counts(outputs: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -235,7 +257,8 @@ def _check_event(event: Any, path: Path, line: int) -> dict[str, Any]:
     for key in required:
         if not isinstance(event.get(key), str) or not event[key]:
             raise InputError(f"{key!r} must be a non-empty string", path=path, key=f"{where}.{key}")
-    if kind == "decision" and ACTIONS.get(event["action"]) != event["status"]:
+    if kind == "decision" and ACTIONS.get(event["action"]) != event["status"] and not (
+            event["action"] == "reset" and event["status"] == NEEDS_ATTENTION):
         raise InputError(f"action {event['action']!r} does not set status {event['status']!r}",
                          path=path, key=f"{where}.status")
     if kind == "edit-result" and event["result"] not in EDIT_RESULTS:
@@ -410,9 +433,12 @@ def record_decision(
                         and not is_reviewable(o))
 
         # 3. The updated manifest, checked before anything is written.
+        status = ACTIONS[action]
+        if action == "reset" and output_flags(target):  # a flagged output goes back to needing attention
+            status = NEEDS_ATTENTION
         decision = Decision(
             id=uuid.uuid4().hex, created_at=_now(), sku=sku, output=output, output_sha256=target["sha256"],
-            derived=derived, action=action, status=ACTIONS[action], note=note, instruction=instruction,
+            derived=derived, action=action, status=status, note=note, instruction=instruction,
             reviewer=reviewer, source=source,
         )
         review = {

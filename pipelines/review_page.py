@@ -396,6 +396,13 @@ def load_entries(catalog_dir: str | Path) -> list[tuple[str, dict[str, Any] | No
     return out
 
 
+def order_entries(entries: list[tuple[str, dict[str, Any] | None, str | None]]) -> list:
+    """Page order: SKUs with outputs that need attention (quality flags, undecided) first, then by SKU."""
+    from .review import attention_first
+
+    return attention_first(entries, lambda e: (e[1] or {}).get("outputs"))
+
+
 def render_page(
     catalog_dir: str | Path,
     links: PageLinks,
@@ -422,7 +429,7 @@ def render_page(
     if status_filter is not None and status_filter not in STATUSES:
         raise InputError(f"unknown status {status_filter!r}; expected one of {', '.join(STATUSES)}", key="status")
     catalog = Path(catalog_dir)
-    entries = load_entries(catalog)
+    entries = order_entries(load_entries(catalog))
     sku_counts = dict.fromkeys(STATUSES, 0)
     for _sku, m, _err in entries:
         if m is not None:

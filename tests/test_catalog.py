@@ -63,8 +63,11 @@ def test_manifest_is_complete_and_valid(rendered):
     assert {i["role"] for i in m["inputs"]} == {"main", "spec"}
     for rec in m["outputs"] + m["work"]:
         assert sha256_file(sku_dir / rec["file"]) == rec["sha256"], rec["file"]
+    by_file = {o["file"]: o for o in m["outputs"]}
     for o in m["outputs"]:
-        assert o["review"]["status"] == "pending"
+        # the 512 px tee is enlarged ~4.8x into the 2000 px main image: flagged ``upscaled`` (quality flags)
+        source = by_file.get(o.get("derived_from"), o)
+        assert o["review"]["status"] == ("needs-attention" if source["quality"]["flags"] else "pending")
         if "placement" in o:
             for key in ("product_mask", "preserve_mask", "seam_band"):
                 assert (sku_dir / o[key]).is_file()
@@ -250,7 +253,8 @@ def test_reviews_of_unchanged_outputs_survive_a_re_render(tmp_path, drawn_produc
     status = {o["file"]: o["review"]["status"] for o in m["outputs"]}
     assert status["main.png"] == "approved" and status["main.jpg"] == "approved"
     assert status["lifestyle-studio-s0.png"] == "rejected"
-    assert status["lifestyle-texture-s0.png"] == "pending"
+    texture = next(o for o in m["outputs"] if o["file"] == "lifestyle-texture-s0.png")
+    assert status["lifestyle-texture-s0.png"] == ("needs-attention" if texture["quality"]["flags"] else "pending")
     note = next(o for o in m["outputs"] if o["file"] == "lifestyle-studio-s0.png")["review"]["note"]
     assert note == "backdrop too grey"
     assert m["review"]["status"] == "rejected" and m["review"]["carried_over"] is True
@@ -260,5 +264,6 @@ def test_reviews_of_unchanged_outputs_survive_a_re_render(tmp_path, drawn_produc
     assert process_sku(load_product(d, root=products), catalog, engine, RenderOptions(fill=0.8)).status == "ok"
     m = read_manifest(catalog / "tee" / "manifest.json")
     status = {o["file"]: o["review"]["status"] for o in m["outputs"]}
-    assert status["main.png"] == "pending" and status["main.jpg"] == "pending"
+    fresh = "needs-attention" if next(o for o in m["outputs"] if o["file"] == "main.png")["quality"]["flags"] else "pending"
+    assert status["main.png"] == fresh and status["main.jpg"] == fresh  # the 512 px tee is flagged upscaled
     assert status["lifestyle-studio-s0.png"] == "rejected"

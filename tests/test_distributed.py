@@ -192,7 +192,7 @@ def server(tmp_path_factory):
 
 # -- helpers --------------------------------------------------------------------------------------------
 def make_products(root: Path, n: int, *, broken: bool = False) -> list[str]:
-    """``n`` small drawn tees (256 px, white background only); optionally one unreadable SKU."""
+    """``n`` small drawn tees (512 px: the 2000 px main may enlarge at most 6x); optionally one unreadable SKU."""
     from pipelines.imageio import save_image
     from pipelines.samples import draw_tee
 
@@ -200,7 +200,7 @@ def make_products(root: Path, n: int, *, broken: bool = False) -> list[str]:
     for i in range(n):
         d = root / f"tee-{i:02d}"
         d.mkdir(parents=True)
-        save_image(d / "front.png", draw_tee(256, color=(20 + 40 * i, 44, 92), seed=i)[0])
+        save_image(d / "front.png", draw_tee(512, color=(20 + 40 * i, 44, 92), seed=i)[0])
         (d / "product.yaml").write_text("backgrounds: [white]\n")
         names.append(d.name)
     if broken:

@@ -106,7 +106,7 @@ def test_person_edit_on_a_person_photo_keeps_only_the_clothes(tmp_path, astronau
     d.mkdir(parents=True)
     save_image(d / "front.png", np.asarray(Image.fromarray(astronaut_rgb).resize((256, 256))))
     (d / "product.yaml").write_text("garment_type: upper\nbackgrounds: [studio]\n", encoding="utf-8")
-    r = process_sku(load_product(d), tmp_path / "c", get_engine("classic"), RenderOptions(lifestyle_size=(200, 240)))
+    r = process_sku(load_product(d), tmp_path / "c", get_engine("classic"), RenderOptions(canvas=400, lifestyle_size=(200, 240)))
     assert r.status == "ok", r.error
     ed, model = tiny_kontext()
     out = edit_output(tmp_path / "c", "look", "lifestyle-studio-s0.png", "make the model smile", ed, model=model,

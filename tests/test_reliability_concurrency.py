@@ -172,7 +172,7 @@ def test_a_sku_never_touches_the_staging_of_a_sku_whose_name_extends_it(tmp_path
 def test_two_vitrine_runs_at_once(tmp_path):
     """End to end: two ``vitrine run`` processes (Prefect flows) on one catalog at the same moment."""
     products, catalog = tmp_path / "products", tmp_path / "catalog"
-    skus = make_products(products, 6, size=160)
+    skus = make_products(products, 6, size=512)  # the 2000 px main may enlarge it at most 6x
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "GLOG_minloglevel": "2"}
     cmd = [sys.executable, "-m", "flows.cli", "run", str(products), "--catalog", str(catalog),
            "--no-progress"]

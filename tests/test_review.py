@@ -208,7 +208,7 @@ def test_review_summary(catalog):
     record_decision(catalog, "tee-navy", "main.png", "reject", note="no")
     record_decision(catalog, "tote-canvas", "main.png", "approve")
     s = review_summary(catalog)
-    assert s["skus"] == {"pending": 0, "approved": 1, "rejected": 1, "edit-requested": 0}
+    assert s["skus"] == {"pending": 0, "approved": 1, "rejected": 1, "edit-requested": 0, "needs-attention": 0}
     assert s["outputs"]["approved"] == 1 and s["outputs"]["rejected"] == 1 and s["outputs"]["pending"] == 1
     assert s["per_sku"]["tee-navy"]["status"] == "rejected" and s["pending_edits"] == 0
 
