@@ -111,8 +111,9 @@ def facts_from_manifest(sku: str, m: dict[str, Any]) -> SkuFacts:
     flags: list[str] = []
     for o in outputs:
         for f in (o.get("quality") or {}).get("flags") or []:
-            if str(f) not in flags:
-                flags.append(str(f))
+            name = str(f.get("flag", "")) if isinstance(f, dict) else str(f)  # manifest: {check, flag, message}
+            if name and name not in flags:
+                flags.append(name)
     product = m.get("product") or {}
     return SkuFacts(
         sku=sku, status=sku_review_status(m.get("outputs") or []),

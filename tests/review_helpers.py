@@ -70,7 +70,8 @@ def build_scale_catalog(template: Path, dest: Path, n: int, *, failed: int = 0) 
         m["sku"] = sku
         m["product"]["title"] = f"Product {i}"
         if i % 7 == 3:
-            m["outputs"][0]["quality"]["flags"] = ["low-fill"]
+            m["outputs"][0]["quality"]["flags"] = [  # the manifest's format (pipelines.quality_flags)
+                {"check": "fill", "flag": "low-fill", "message": "fill 0.41 below the rule's 0.80"}]
         if i % 5 == 0:
             m["product"]["marketplaces"] = ["amazon"]
         if i % 11 == 0:

@@ -37,7 +37,7 @@ def _products(root: Path, names=("tee",), broken=()) -> Path:
     for name in names:
         d = root / name
         d.mkdir(parents=True)
-        save_image(d / "front.png", draw_tee(160)[0])
+        save_image(d / "front.png", draw_tee(512)[0])
         (d / "product.yaml").write_text("backgrounds: [white]\n")
     for name in broken:
         d = root / name
@@ -52,7 +52,7 @@ def small_catalog(tmp_path_factory):
     root = tmp_path_factory.mktemp("cat")
     d = root / "products" / "tee"
     d.mkdir(parents=True)
-    save_image(d / "front.png", draw_tee(160)[0])
+    save_image(d / "front.png", draw_tee(512)[0])
     (d / "product.yaml").write_text("backgrounds: [white, studio]\n")
     r = process_sku(load_product(d), root / "catalog", get_engine("classic"),
                     RenderOptions(canvas=256, lifestyle_size=(200, 240)))

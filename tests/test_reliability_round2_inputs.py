@@ -43,10 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = RenderOptions(canvas=256, lifestyle_size=(200, 240))
 
 
-def _sku(root: Path, name: str, yaml: str | None = "backgrounds: [white]\n", photo: str = "front.png") -> Path:
+def _sku(root: Path, name: str, yaml: str | None = "backgrounds: [white]\n", photo: str = "front.png",
+         size: int = 512) -> Path:
     d = root / name
     d.mkdir(parents=True)
-    save_image(d / photo, draw_tee(160)[0])
+    save_image(d / photo, draw_tee(size)[0])
     if yaml is not None:
         (d / "product.yaml").write_text(yaml)
     return d
@@ -83,7 +84,7 @@ class _EditsWhileRendering:
         if not self.edited:
             self.edited = True
             (self._folder / "product.yaml").write_text("backgrounds: [white, studio]\n")
-            save_image(self._folder / "front.png", draw_tote(160)[0])
+            save_image(self._folder / "front.png", draw_tote(512)[0])
         return self._engine.find_subject(img, product)
 
 
@@ -235,8 +236,8 @@ def test_marks_do_not_open_the_door_to_bad_names(name):
 
 def test_nfd_folder_renders_under_its_nfc_name(tmp_path, monkeypatch, capsys):
     root = tmp_path / "products"
-    _sku(root, "cafe\u0301")  # as macOS writes it
-    _sku(root, "कुर्ता")
+    _sku(root, "cafe\u0301", size=512)  # as macOS writes it
+    _sku(root, "कुर्ता", size=512)
     code, out, err = _main(["run", root, "--catalog", tmp_path / "c", "--no-progress"], monkeypatch, capsys)
     assert code == 0, err
     assert "2 ok, 0 failed, 0 skipped" in out

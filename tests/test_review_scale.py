@@ -347,5 +347,5 @@ def test_decisions_do_not_rescan_the_catalog(big_server, big, monkeypatch):
     for n, sku in enumerate(("sku-00010", "sku-00011"), start=1):
         status, _h, body = post_decision(big_server, {"sku": sku, "output": "main.png", "action": "reject",
                                                       "note": "crooked"})
-        assert status == 200 and json.loads(body)["counts"]["rejected"] == n, "live counts"
+        assert status == 200 and json.loads(body)["counts"]["rejected"] == n, body
     assert scans == []
