@@ -29,7 +29,7 @@ BORDER_FRACTION = 0.03
 #: Images are analysed at most at this longer side; masks are scaled back up (edge-aware).
 ANALYSIS_SIDE = 768
 #: Darkest a neutral, smooth shadow on the backdrop may be (CIE L* units below the backdrop model).
-SHADOW_MAX_DL = 0.0
+SHADOW_MAX_DL = 12.0
 #: Gaps in a faint outline narrower than about twice this (working-resolution pixels) do not let the
 #: border flood into the product.
 NECK_RADIUS = 3
@@ -40,6 +40,8 @@ TEXTURE_FLOOR = 0.12
 THICK_FRACTION = 0.03
 #: Boundary pixels less unlike the backdrop than this share of the adjacent product's contrast are peeled.
 PEEL_RATIO = 0.3
+#: How many one-pixel layers of the outline the peel may remove (working resolution).
+PEEL_STEPS = 3
 #: Edge evidence is dilated by this many pixels to close small gaps in an outline.
 EDGE_GROW = 1
 
@@ -296,14 +298,16 @@ def _backdrop_mask(lab: np.ndarray, grad: np.ndarray, texture: np.ndarray, bd: B
     shadow = (diff[..., 0] < 0) & (diff[..., 0] > -SHADOW_MAX_DL) & (chroma < max(tolerance, 3.0))
     # Loose pass: backdrop-coloured, no edge. Accurate outlines for products that differ from the
     # backdrop, but the flood leaks into a white garment through gaps in its faint outline.
-    cand = ((dist < tolerance) | shadow) & ~edges
+    smooth = texture <= bd.texture_threshold
+    # a faint, neutral, *smooth* darkening of the backdrop is its shadow (fabric folds are textured)
+    cand = ((dist < tolerance) | (shadow & smooth)) & ~edges
     n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
     is_border = _border_labels(labels, n)
     loose = ~is_border[labels]
     # Strict pass: also untextured (fabric is textured, a backdrop is not), and narrow necks cut, so a
     # white garment holds. JPEG ringing beside dark edges is "textured" too: from the strict pass only
     # thick regions (a garment's body, not a halo or a closed slot) are added to the loose one.
-    strict_cand = cand & (texture <= bd.texture_threshold)
+    strict_cand = cand & smooth
     n2, lab2 = cv2.connectedComponents(strict_cand.astype(np.uint8), connectivity=4)
     background = _border_labels(lab2, n2)[lab2]
     if NECK_RADIUS > 0:
@@ -420,7 +424,7 @@ def cutout_product(
     win = (9, 9)
     local_fg = cv2.boxFilter(dist * interior, -1, win) / np.maximum(cv2.boxFilter(interior, -1, win), 1e-6)
     peelable = (dist < tol) | ((dist < PEEL_RATIO * local_fg) & (local_fg > 4.0 * tol))
-    for _ in range(NECK_RADIUS + EDGE_GROW + 2):  # edge evidence was dilated and blurred: peel it back
+    for _ in range(PEEL_STEPS):  # edge evidence was dilated and blurred: peel it back
         outer = m & ~(cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
         peel = outer & peelable
         if not peel.any():
