@@ -117,6 +117,8 @@ def class_table(rows: list[dict], columns: list[str], low: float) -> dict[str, d
     for r in rows:
         groups["all"].append(r["iou"])
         groups.setdefault(f"split={r['split']}", []).append(r["iou"])
+        if "kind" in r:
+            groups.setdefault(f"route={r['kind']}", []).append(r["iou"])
         for col in columns:
             value = r.get("classes", {}).get(col)
             if value:
@@ -148,11 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("all", "tune", "heldout"), default="all",
                         help="score one deterministic half of the images (CRC32 of the stem), or all")
     parser.add_argument("--low", type=float, default=0.6, help="count images below this IoU (default 0.6)")
+    parser.add_argument("--subject", action="store_true",
+                        help="score the classic engine's catalog subject instead (ClassicEngine.segment_subject: "
+                             "routing by person evidence, cutout or person mask fused with the backdrop model); "
+                             "the row records the route (kind)")
     args = parser.parse_args(argv)
     if len(args.dirs) % 2:
         parser.error("give IMAGES_DIR MASKS_DIR pairs (an even number of folders)")
 
+    from pipelines.engine import ClassicEngine
+    from pipelines.errors import NothingFoundError
     from pipelines.segmentation import segment_image
+
+    subject_engine = ClassicEngine()
 
     options = {k: v for k, v in (("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold),
                                  ("policy", args.policy)) if v is not None}
@@ -205,7 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path.name:<40} error: {msg}")
                 continue
             start = time.perf_counter()
-            pred = segment_image(rgb, args.prompt, engine=args.engine, model_root=args.model_root, **options) > 0
+            kind = None
+            if args.subject:
+                try:
+                    subject = subject_engine.segment_subject(rgb, name=str(path))
+                    pred, kind = subject.alpha >= 128, subject.kind
+                except NothingFoundError:
+                    pred, kind = np.zeros(rgb.shape[:2], bool), "nothing"
+            else:
+                pred = segment_image(rgb, args.prompt, engine=args.engine, model_root=args.model_root,
+                                     **options) > 0
             seconds = time.perf_counter() - start
             row = {
                 "image": name,
@@ -213,9 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                 "iou": iou(pred, truth),
                 "seconds": round(seconds, 3),
                 "split": split,
+                **({"kind": kind} if kind is not None else {}),
                 "classes": {c: classes[path.stem][c] for c in columns if c in classes.get(path.stem, {})},
             }
-            line = f"{path.name:<40} {row['iou']:7.3f}"
+            line = f"{path.name:<40} {row['iou']:7.3f}" + (f" {kind:>8}" if kind is not None else "")
             if baseline:
                 raw = mediapipe_baseline_masks(rgb)
                 row["baseline_selfie"] = iou(raw["selfie"] > 0.5, truth)
