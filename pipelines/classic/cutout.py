@@ -114,52 +114,6 @@ def estimate_background(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     return center, tolerance, uniformity
 
 
-def _fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
-    """Fill enclosed background regions smaller than ``max_area`` pixels (0/255 uint8 in, out)."""
-    inv = (mask == 0).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
-    h, w = mask.shape
-    out = mask.copy()
-    for i in range(1, n):
-        x, y, bw, bh, area = stats[i]
-        touches_border = x == 0 or y == 0 or x + bw >= w or y + bh >= h
-        if not touches_border and area <= max_area:
-            out[labels == i] = 255
-    return out
-
-
-def _remove_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return mask
-    keep = np.zeros(n, dtype=bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    largest = int(areas.max())
-    for i, area in enumerate(areas, start=1):
-        keep[i] = area >= max(min_area, 0.02 * largest)
-    return np.where(keep[labels], 255, 0).astype(np.uint8)
-
-
-def _grabcut_refine(image: np.ndarray, mask: np.ndarray, band: int, iterations: int = 3) -> np.ndarray:
-    """Refine a 0/255 mask with GrabCut, letting only a ``band``-pixel ring around its edge change."""
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
-    sure_fg = cv2.erode(mask, kernel)
-    maybe = cv2.dilate(mask, kernel)
-    gc = np.full(mask.shape, cv2.GC_BGD, np.uint8)
-    gc[maybe > 0] = cv2.GC_PR_BGD
-    gc[mask > 0] = cv2.GC_PR_FGD
-    gc[sure_fg > 0] = cv2.GC_FGD
-    if not (gc == cv2.GC_PR_FGD).any() and not (gc == cv2.GC_PR_BGD).any():
-        return mask
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    try:
-        cv2.grabCut(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
-    except cv2.error as exc:  # degenerate colour models (e.g. a flat image): keep the input mask
-        logger.debug("GrabCut skipped: %s", exc)
-        return mask
-    return np.where((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
-
-
 @dataclass
 class Backdrop:
     """A robust model of a studio backdrop, fitted to the image border (:func:`fit_backdrop`).
