@@ -3,7 +3,8 @@
 Usage::
 
     python bench/segmentation_quality.py IMAGES_DIR MASKS_DIR [IMAGES_DIR2 MASKS_DIR2 ...] \\
-        --prompt person [--engine classic] [--out results.json] [--no-baseline]
+        --prompt person [--engine classic] [--out results.json] [--no-baseline] \\
+        [--classes MANIFEST.md] [--split all|tune|heldout] [--subject]
 
 For every image (``*.jpg|jpeg|png|webp``) in each IMAGES_DIR, the mask is ``MASKS_DIR/<stem>.png`` or
 ``MASKS_DIR/<stem>_mask.png`` (any nonzero pixel = foreground). Masks are never resized: a mask whose

@@ -349,7 +349,8 @@ class ClassicEngine:
             alpha, kind, source = cut.alpha, "product", "classic-cutout"
             reason = f"product on a plain background ({backdrop}); {route.reason}"
         else:
-            alpha, pose = self._person(rgb)
+            # a face is evidence enough for the selfie model's mask when the pose model finds nobody
+            alpha, pose = self._person(rgb, without_pose=route.person or (not plain and route.face_score >= 0.5))
             if alpha is None and cut is not None:
                 alpha, kind, source = cut.alpha, "product", "classic-cutout"
                 reason = (f"plain background ({backdrop}); person evidence ({route.reason}) but the person "
@@ -361,7 +362,7 @@ class ClassicEngine:
                 )
             else:
                 kind, source = "person", "mediapipe-person"
-                metrics["pose_keypoints_found"] = int((pose.keypoints[:, 2] > 0.5).sum())
+                metrics["pose_keypoints_found"] = int((pose.keypoints[:, 2] > 0.5).sum()) if pose is not None else 0
                 metrics["route"]["person_mask_fraction"] = round(float((alpha >= 128).mean()), 4)
                 if cut is not None:
                     alpha, fusion = fuse_person_with_backdrop(alpha, cut)
@@ -373,17 +374,21 @@ class ClassicEngine:
         return Subject(kind=kind, source=source, alpha=alpha, bbox=_bbox(alpha), reason=reason, metrics=metrics,
                        pose=pose, evidence=evidence)
 
-    def _person(self, rgb: np.ndarray):
-        """(soft alpha uint8, main pose) of the people in ``rgb``; ``(None, None)`` when nobody is found."""
+    def _person(self, rgb: np.ndarray, *, without_pose: bool = False):
+        """(soft alpha uint8, main pose) of the people in ``rgb``; ``(None, None)`` when nobody is found.
+
+        With ``without_pose`` (other evidence of a person, e.g. a face), the mask counts even when the pose
+        model found nobody; the pose is then ``None``.
+        """
         from .classic.person import get_person_segmenter
 
         seg = get_person_segmenter()(rgb)
-        if not seg.poses:
+        if not seg.poses and not without_pose:
             return None, None
         alpha = np.clip(np.round(seg.mask * 255.0), 0, 255).astype(np.uint8)
         if not (alpha >= 128).any():
             return None, None
-        return alpha, seg.poses[0]
+        return alpha, (seg.poses[0] if seg.poses else None)
 
     # -- controls -----------------------------------------------------------------------------------
     def controls(self, image: "LoadedImage", subject: Subject) -> Controls:
