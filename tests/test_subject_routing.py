@@ -156,3 +156,17 @@ def test_scene_without_a_person_still_says_nothing_found(tmp_path):
     scene = np.asarray(Image.fromarray(scene).resize((256, 256)))
     with pytest.raises(NothingFoundError, match="not plain"):
         _find(tmp_path, scene)
+
+
+def test_face_admits_the_selfie_mask_when_the_pose_model_finds_nobody(monkeypatch):
+    from pipelines.classic import person
+    from pipelines.classic.person import PersonSegmentation
+
+    mask = np.zeros((32, 32), np.float32)
+    mask[8:24, 8:24] = 1.0
+    monkeypatch.setattr(person, "get_person_segmenter", lambda: (lambda rgb: PersonSegmentation(mask=mask)))
+    engine = ClassicEngine()
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    assert engine._person(rgb) == (None, None)  # no pose and no other evidence: nobody
+    alpha, pose = engine._person(rgb, without_pose=True)
+    assert pose is None and (alpha >= 128).sum() == 256
