@@ -3,7 +3,8 @@
 Usage::
 
     python bench/segmentation_quality.py IMAGES_DIR MASKS_DIR [IMAGES_DIR2 MASKS_DIR2 ...] \\
-        --prompt person [--engine classic] [--out results.json] [--no-baseline]
+        --prompt person [--engine classic] [--out results.json] [--no-baseline] \\
+        [--classes MANIFEST.md] [--split all|tune|heldout] [--subject]
 
 For every image (``*.jpg|jpeg|png|webp``) in each IMAGES_DIR, the mask is ``MASKS_DIR/<stem>.png`` or
 ``MASKS_DIR/<stem>_mask.png`` (any nonzero pixel = foreground). Masks are never resized: a mask whose
@@ -14,14 +15,24 @@ Images are loaded with PIL, EXIF orientation applied, converted to RGB. The engi
 ``pipelines.segmentation.segment_image(rgb, prompt, engine=...)``. For the prompt ``person`` the raw
 mediapipe masks are scored beside it (``baseline_selfie``: the general selfie model; ``baseline_pose``:
 the pose model's mask of the one person it finds), both thresholded at 0.5.
+
+Per-class figures: with ``--classes MANIFEST.md`` (a Markdown table or CSV with a ``stem`` column, e.g.
+``shop_garments/MANIFEST.md``; found automatically as ``IMAGES_DIR/../MANIFEST.md`` when that has a
+``stem`` column) every image gets the classes of the columns named by ``--class-columns`` (default
+``garment colour,backdrop``), and mean / p10 / min IoU and the count below ``--low`` (0.6) are printed
+per class. ``--split tune|heldout`` keeps one deterministic half of the images (by CRC32 of the stem),
+so that an algorithm tuned on ``tune`` can be reported honestly on ``heldout``; ``all`` (the default)
+scores every image and prints both halves' figures as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +72,62 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.logical_and(pred, truth).sum() / union)
 
 
+def split_of(stem: str) -> str:
+    """The deterministic half an image belongs to: ``tune`` or ``heldout`` (CRC32 of its stem)."""
+    return "tune" if zlib.crc32(stem.encode("utf-8")) % 2 == 0 else "heldout"
+
+
+def read_classes(path: Path) -> dict[str, dict[str, str]]:
+    """Read ``stem -> {column: value}`` from a Markdown table or a CSV file with a ``stem`` column.
+
+    Raises:
+        ValueError: no ``stem`` column found in ``path``.
+    """
+    text = path.read_text(encoding="utf-8")
+    rows: list[list[str]] = []
+    if path.suffix.lower() == ".csv":
+        rows = [r for r in csv.reader(text.splitlines()) if r]
+    else:
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("|") and not set(line) <= set("|-: "):
+                rows.append([c.strip() for c in line.strip("|").split("|")])
+    header_at = next((i for i, r in enumerate(rows) if "stem" in [c.lower() for c in r]), None)
+    if header_at is None:
+        raise ValueError(f"{path}: no table with a 'stem' column")
+    header = [c.lower() for c in rows[header_at]]
+    out: dict[str, dict[str, str]] = {}
+    for r in rows[header_at + 1:]:
+        if len(r) != len(header):
+            continue
+        rec = dict(zip(header, r))
+        out[rec["stem"]] = rec
+    return out
+
+
+def percentile_stats(values: list[float], low: float) -> dict:
+    """``n``, ``mean``, ``p10``, ``min`` and ``below`` (count under ``low``) of IoU values."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {"n": int(arr.size), "mean": float(arr.mean()), "p10": float(np.percentile(arr, 10)),
+            "min": float(arr.min()), "below": int((arr < low).sum())}
+
+
+def class_table(rows: list[dict], columns: list[str], low: float) -> dict[str, dict]:
+    """Per-class IoU statistics: ``{"<column>=<value>": stats}``, plus ``"all"`` and both halves."""
+    groups: dict[str, list[float]] = {"all": []}
+    for r in rows:
+        groups["all"].append(r["iou"])
+        groups.setdefault(f"split={r['split']}", []).append(r["iou"])
+        if "kind" in r:
+            groups.setdefault(f"route={r['kind']}", []).append(r["iou"])
+        for col in columns:
+            value = r.get("classes", {}).get(col)
+            if value:
+                groups.setdefault(f"{col}={value}", []).append(r["iou"])
+                groups.setdefault(f"{col}={value} [{r['split']}]", []).append(r["iou"])
+    return {k: percentile_stats(v, low) for k, v in sorted(groups.items()) if v}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,11 +144,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the raw mediapipe baseline (prompt person only)"
     )
+    parser.add_argument("--classes", type=Path, default=None,
+                        help="MANIFEST.md / CSV with a 'stem' column giving each image's classes")
+    parser.add_argument("--class-columns", default="garment colour,backdrop",
+                        help="comma-separated class columns of --classes (default: 'garment colour,backdrop')")
+    parser.add_argument("--split", choices=("all", "tune", "heldout"), default="all",
+                        help="score one deterministic half of the images (CRC32 of the stem), or all")
+    parser.add_argument("--low", type=float, default=0.6, help="count images below this IoU (default 0.6)")
+    parser.add_argument("--subject", action="store_true",
+                        help="score the classic engine's catalog subject instead (ClassicEngine.segment_subject: "
+                             "routing by person evidence, cutout or person mask fused with the backdrop model); "
+                             "the row records the route (kind)")
     args = parser.parse_args(argv)
     if len(args.dirs) % 2:
         parser.error("give IMAGES_DIR MASKS_DIR pairs (an even number of folders)")
 
+    from pipelines.engine import ClassicEngine
+    from pipelines.errors import NothingFoundError
     from pipelines.segmentation import segment_image
+
+    subject_engine = ClassicEngine()
 
     options = {k: v for k, v in (("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold),
                                  ("policy", args.policy)) if v is not None}
@@ -90,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if baseline:
         from pipelines.classic.person import mediapipe_baseline_masks
 
+    columns = [c.strip().lower() for c in args.class_columns.split(",") if c.strip()]
     rows: list[dict] = []
     pairs = [(Path(args.dirs[i]), Path(args.dirs[i + 1])) for i in range(0, len(args.dirs), 2)]
     header = (
@@ -103,7 +186,19 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        classes: dict[str, dict[str, str]] = {}
+        manifest = args.classes or images_dir.parent / "MANIFEST.md"
+        if manifest.is_file():
+            try:
+                classes = read_classes(manifest)
+            except ValueError as exc:
+                if args.classes is not None:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
         for path in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            split = split_of(path.stem)
+            if args.split != "all" and split != args.split:
+                continue
             name = str(path)
             mask_path = find_mask(masks_dir, path.stem)
             if mask_path is None:
@@ -121,15 +216,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path.name:<40} error: {msg}")
                 continue
             start = time.perf_counter()
-            pred = segment_image(rgb, args.prompt, engine=args.engine, model_root=args.model_root, **options) > 0
+            kind = None
+            if args.subject:
+                try:
+                    subject = subject_engine.segment_subject(rgb, name=str(path))
+                    pred, kind = subject.alpha >= 128, subject.kind
+                except NothingFoundError:
+                    pred, kind = np.zeros(rgb.shape[:2], bool), "nothing"
+            else:
+                pred = segment_image(rgb, args.prompt, engine=args.engine, model_root=args.model_root,
+                                     **options) > 0
             seconds = time.perf_counter() - start
             row = {
                 "image": name,
                 "mask": str(mask_path),
                 "iou": iou(pred, truth),
                 "seconds": round(seconds, 3),
+                "split": split,
+                **({"kind": kind} if kind is not None else {}),
+                "classes": {c: classes[path.stem][c] for c in columns if c in classes.get(path.stem, {})},
             }
-            line = f"{path.name:<40} {row['iou']:7.3f}"
+            line = f"{path.name:<40} {row['iou']:7.3f}" + (f" {kind:>8}" if kind is not None else "")
             if baseline:
                 raw = mediapipe_baseline_masks(rgb)
                 row["baseline_selfie"] = iou(raw["selfie"] > 0.5, truth)
@@ -157,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
             summary["mean_baseline_pose"] = float(np.mean([r["baseline_pose"] for r in scored]))
             line += f" {summary['mean_baseline_selfie']:7.3f} {summary['mean_baseline_pose']:7.3f}"
         print(line + f" {summary['mean_seconds']:6.2f}")
+        table = class_table(scored, columns, args.low)
+        summary["classes"] = table
+        print(f"\n{'class':<44} {'n':>3} {'mean':>6} {'p10':>6} {'min':>6} {'<' + str(args.low):>5}")
+        for key, st in table.items():
+            print(f"{key:<44} {st['n']:>3} {st['mean']:6.3f} {st['p10']:6.3f} {st['min']:6.3f} {st['below']:>5}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"summary": summary, "images": rows}, indent=2))

@@ -50,6 +50,10 @@ class Subject:
         reason (`str`): why this kind/source was chosen.
         metrics (`dict`): figures from the segmentation (background uniformity, area share, ...).
         pose (`Any`, *optional*): the pose result for people.
+        evidence (`dict`): second opinions for quality flags (JSON-ready): ``route`` (face score, head/limb
+            keypoints on the subject, person-mask coverage; see `pipelines.classic.route.RouteEvidence`)
+            and, on a plain backdrop, ``backdrop`` (the cutout's evidence: backdrop colour/noise/tolerance,
+            contrast, confident share; see `pipelines.classic.cutout.Cutout`). Empty for ``input-alpha``.
     """
 
     kind: str
@@ -59,6 +63,7 @@ class Subject:
     reason: str
     metrics: dict[str, Any] = field(default_factory=dict)
     pose: Any = None
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,7 +269,8 @@ class ClassicEngine:
             "requested": self.requested,
             "reason": self.reason,
             "backends": {
-                "product_segmentation": "classic-cutout (border colour + GrabCut)",
+                "product_segmentation": "classic-cutout (backdrop model + edge/texture evidence + guided filter)",
+                "subject_routing": "evidence of a person: mediapipe face detection + pose keypoints on the subject",
                 "person_segmentation": "mediapipe selfie/pose segmentation + pose-guided refinement",
                 "pose": "mediapipe pose (COCO-17 / OpenPose-18 skeleton)",
                 "edges": "opencv canny",
@@ -278,33 +284,14 @@ class ClassicEngine:
 
     # -- segmentation -------------------------------------------------------------------------------
     def find_subject(self, image: "LoadedImage", product: "Product") -> Subject:
-        """Find the product (plain background) or the person (scene) in a photo; apply overrides."""
-        rgb = image.rgb
-        metrics: dict[str, Any] = {}
-        pose = None
+        """Find the product or the person in a photo (routed by evidence, see `segment_subject`); apply overrides."""
         if image.alpha is not None and int(image.alpha.min()) < 250:
-            alpha, kind, source = image.alpha.copy(), "product", "input-alpha"
-            reason = "the photo has a transparent background"
+            subject = Subject(kind="product", source="input-alpha", alpha=image.alpha.copy(), bbox=(0, 0, 1, 1),
+                              reason="the photo has a transparent background")
         else:
-            _, _, uniformity = estimate_background(rgb)
-            metrics["background_uniformity"] = round(uniformity, 4)
-            if uniformity >= PLAIN_BACKGROUND_UNIFORMITY:
-                try:
-                    cut = cutout_product(rgb)
-                except NothingFoundError as exc:
-                    raise NothingFoundError(f"{image.path}: {exc}") from None
-                alpha, kind, source = cut.alpha, "product", "classic-cutout"
-                reason = f"plain background (border uniformity {uniformity:.2f} >= {PLAIN_BACKGROUND_UNIFORMITY})"
-            else:
-                alpha, pose = self._person(rgb)
-                if alpha is None:
-                    raise NothingFoundError(
-                        f"{image.path}: the background is not plain (border uniformity {uniformity:.2f}) and no "
-                        "person was found; shoot the product on a plain background or add masks/product.png"
-                    )
-                kind, source = "person", "mediapipe-person"
-                reason = f"scene background (border uniformity {uniformity:.2f}) with a person"
-                metrics["pose_keypoints_found"] = int((pose.keypoints[:, 2] > 0.5).sum())
+            subject = self.segment_subject(image.rgb, name=str(image.path))
+        alpha, kind, source, reason = subject.alpha, subject.kind, subject.source, subject.reason
+        metrics, pose = subject.metrics, subject.pose
         for target in ("product", kind):
             ov = mask_override_path(product, image.path, target)
             if ov is not None:
@@ -314,19 +301,94 @@ class ClassicEngine:
                 break
         metrics["area_fraction"] = round(float((alpha >= 128).mean()), 4)
         return Subject(kind=kind, source=source, alpha=alpha, bbox=_bbox(alpha), reason=reason, metrics=metrics,
-                       pose=pose)
+                       pose=pose, evidence=subject.evidence)
 
-    def _person(self, rgb: np.ndarray):
-        """(soft alpha uint8, main pose) of the people in ``rgb``; ``(None, None)`` when nobody is found."""
+    def segment_subject(self, rgb: np.ndarray, *, name: str = "image") -> Subject:
+        """Segment a photo without overrides: the product on a plain backdrop, or the person in frame.
+
+        Routing is by evidence of a person (`pipelines.classic.route`: face, pose keypoints on the subject),
+        not by how plain the backdrop is. A product is cut out against the backdrop model
+        (`pipelines.classic.cutout`); a person with the person segmenter, and on a plain backdrop its
+        boundary band is taken from the backdrop model (clean edges, see `fuse_person_with_backdrop`). A
+        scene without a plain backdrop goes to the person segmenter as before.
+
+        Args:
+            rgb (`np.ndarray`): HxWx3 uint8 RGB.
+            name (`str`, *optional*): how error messages name the photo.
+
+        Returns:
+            `Subject`; ``metrics`` holds ``background_uniformity``, ``route`` (the evidence, JSON) and, on a
+            plain backdrop, ``backdrop`` (the cutout's evidence); ``evidence`` holds the same for flags.
+
+        Raises:
+            `NothingFoundError`: no product on a plain backdrop and no person.
+        """
+        from .classic.route import fuse_person_with_backdrop, route_subject
+
+        metrics: dict[str, Any] = {}
+        pose = None
+        _, _, uniformity = estimate_background(rgb)
+        metrics["background_uniformity"] = round(uniformity, 4)
+        plain = uniformity >= PLAIN_BACKGROUND_UNIFORMITY
+        backdrop = f"border uniformity {uniformity:.2f} {'>=' if plain else '<'} {PLAIN_BACKGROUND_UNIFORMITY}"
+        cut, cut_error = None, None
+        if plain:
+            try:
+                cut = cutout_product(rgb)
+            except NothingFoundError as exc:
+                cut_error = exc
+        route = route_subject(rgb, cut.mask if cut is not None else None)
+        metrics["route"] = route.to_json()
+        evidence: dict[str, Any] = {"route": metrics["route"]}
+        if cut is not None:
+            metrics["backdrop"] = dict(cut.evidence)
+            evidence["backdrop"] = metrics["backdrop"]
+        if plain and not route.person:
+            if cut is None:
+                raise NothingFoundError(f"{name}: {cut_error}")
+            alpha, kind, source = cut.alpha, "product", "classic-cutout"
+            reason = f"product on a plain background ({backdrop}); {route.reason}"
+        else:
+            # a face is evidence enough for the selfie model's mask when the pose model finds nobody
+            alpha, pose = self._person(rgb, without_pose=route.person or (not plain and route.face_score >= 0.5))
+            if alpha is None and cut is not None:
+                alpha, kind, source = cut.alpha, "product", "classic-cutout"
+                reason = (f"plain background ({backdrop}); person evidence ({route.reason}) but the person "
+                          "segmenter found nobody: product cutout")
+            elif alpha is None:
+                raise NothingFoundError(
+                    f"{name}: the background is not plain ({backdrop}) and no person was found; shoot the "
+                    "product on a plain background or add masks/product.png"
+                )
+            else:
+                kind, source = "person", "mediapipe-person"
+                metrics["pose_keypoints_found"] = int((pose.keypoints[:, 2] > 0.5).sum()) if pose is not None else 0
+                metrics["route"]["person_mask_fraction"] = round(float((alpha >= 128).mean()), 4)
+                if cut is not None:
+                    alpha, fusion = fuse_person_with_backdrop(alpha, cut)
+                    metrics["route"]["fused_with_backdrop"] = fusion
+                    reason = (f"person in frame ({route.reason}) on a plain background ({backdrop}): person "
+                              "segmenter, edges from the backdrop model")
+                else:
+                    reason = f"scene background ({backdrop}) with a person ({route.reason})"
+        return Subject(kind=kind, source=source, alpha=alpha, bbox=_bbox(alpha), reason=reason, metrics=metrics,
+                       pose=pose, evidence=evidence)
+
+    def _person(self, rgb: np.ndarray, *, without_pose: bool = False):
+        """(soft alpha uint8, main pose) of the people in ``rgb``; ``(None, None)`` when nobody is found.
+
+        With ``without_pose`` (other evidence of a person, e.g. a face), the mask counts even when the pose
+        model found nobody; the pose is then ``None``.
+        """
         from .classic.person import get_person_segmenter
 
         seg = get_person_segmenter()(rgb)
-        if not seg.poses:
+        if not seg.poses and not without_pose:
             return None, None
         alpha = np.clip(np.round(seg.mask * 255.0), 0, 255).astype(np.uint8)
         if not (alpha >= 128).any():
             return None, None
-        return alpha, seg.poses[0]
+        return alpha, (seg.poses[0] if seg.poses else None)
 
     # -- controls -----------------------------------------------------------------------------------
     def controls(self, image: "LoadedImage", subject: Subject) -> Controls:

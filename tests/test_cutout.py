@@ -69,3 +69,66 @@ def test_antialiased_edge_gets_a_soft_alpha():
     ys, xs = np.nonzero(soft)
     r = np.sqrt((xs - 128) ** 2 + (ys - 128) ** 2)
     assert np.all(np.abs(r - 70) < 3)  # only on the rim
+
+
+# -- hard cases: light garments on white and light-grey backdrops (code-built, exact masks) ----------
+# The pre-issue-12 cutout (pure border colour, fixed Lab tolerance >= 10) scored 0.00 / 0.00 / 0.00 / 0.12
+# on these four (the garment body vanished or "nothing found"); see docs/quality.md.
+from cutout_cases import HARD_CASES  # noqa: E402
+
+HARD_CASE_MIN_IOU = {
+    "white-shadow-on-white": 0.95,
+    "cream-knit-holes-on-white": 0.97,
+    "white-on-grey-gradient": 0.97,
+    "light-grey-on-grey": 0.96,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HARD_CASES))
+def test_light_garment_on_light_backdrop_comes_out_whole(name):
+    rgb, truth = HARD_CASES[name]()
+    cut = cutout_product(rgb)
+    assert iou(cut.mask, truth) >= HARD_CASE_MIN_IOU[name]
+
+
+def test_knit_holes_are_kept_as_garment():
+    rgb, truth = HARD_CASES["cream-knit-holes-on-white"]()
+    cut = cutout_product(rgb)
+    # the centre of one open-work hole (the backdrop shows through) stays garment
+    assert (rgb[150, 180].astype(int) >= 248).all() and truth[150, 180] == 255
+    assert cut.mask[150, 180] == 255
+    assert cut.evidence["holes_backdrop"] == 0
+
+
+def test_faint_shadow_is_backdrop_not_garment():
+    rgb, truth = HARD_CASES["white-shadow-on-white"]()
+    cut = cutout_product(rgb)
+    # the drop shadow lies below-right of the hem: up to 10 levels darker than the backdrop, smooth
+    shadow = np.zeros_like(truth, bool)
+    shadow[443:452, 175:355] = True  # beyond the +-2 px boundary zone of the hem (y = 440)
+    assert (truth[shadow] == 0).all()
+    assert (cut.mask[shadow] > 0).mean() < 0.2
+
+
+def test_backdrop_model_follows_a_gradient():
+    from pipelines.classic.cutout import _lab, fit_backdrop
+
+    rgb, _ = HARD_CASES["white-on-grey-gradient"]()
+    bd = fit_backdrop(_lab(rgb))
+    model = bd.render(*rgb.shape[:2])
+    lab = _lab(rgb)
+    # top and bottom rows of the backdrop (left margin) are ~13 L* apart; the model tracks both to 1 L*
+    for y in (5, 506):
+        assert abs(float(model[y, 10, 0]) - float(lab[y, 5:15, 0].mean())) < 1.0
+    assert bd.uniformity > 0.95
+
+
+def test_cutout_evidence_is_json_ready():
+    import json
+
+    rgb, _ = HARD_CASES["white-shadow-on-white"]()
+    ev = cutout_product(rgb).evidence
+    json.dumps(ev)
+    assert 0.0 <= ev["confident_fraction"] <= 1.0
+    # white on white: the mask is held by its outline and texture, not by colour
+    assert ev["confident_fraction"] < 0.2
