@@ -553,12 +553,14 @@ def save_image(
     return sha256_bytes(data)
 
 
-def save_mask(path: str | Path, mask: np.ndarray) -> str:
+def save_mask(path: str | Path, mask: np.ndarray, *, compress_level: int = 1) -> str:
     """Atomically write a mask as an 8-bit greyscale PNG (mode ``L``).
 
     Args:
         path (`str` or `Path`): target file; its suffix should be ``.png``.
         mask (`np.ndarray`): ``(H, W)`` ``uint8`` in ``[0, 255]`` (255 = foreground), or bool (-> 0/255).
+        compress_level (`int`, *optional*, defaults to 1): PNG zlib level in ``[0, 9]``; masks are mostly
+            flat, so level 1 is ~2x faster than 6 for files ~1.5-2x larger (still tens of kB at 2000 px).
 
     Returns:
         `str`: hex sha256 of the bytes written.
@@ -570,7 +572,7 @@ def save_mask(path: str | Path, mask: np.ndarray) -> str:
     if mask.shape[0] < 1 or mask.shape[1] < 1:
         raise InputError(f"cannot save an empty mask of shape {mask.shape}", path)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mask)).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(mask)).save(buf, format="PNG", compress_level=int(compress_level))
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
