@@ -51,7 +51,7 @@ TPS_GRID = 8
 #: TPS regularisation (in units of the canvas's longer side squared); 0 interpolates the points exactly.
 TPS_REG = 1e-4
 #: The largest turn of a sleeve or trouser leg towards its limb, degrees.
-MAX_TURN_DEG = 45.0
+MAX_TURN_DEG = 60.0
 #: Depth of the hidden back-neck region, as a share of the neck opening's width.
 NECK_DEPTH = 0.45
 #: Keypoints below this score are treated as not found (as `pipelines.tryon.warp.MIN_SCORE`).
@@ -143,13 +143,20 @@ def _limb_end(pix: np.ndarray, root: np.ndarray) -> dict[str, list[float]] | Non
         return None
     axis /= n
     proj = (pix - root) @ axis
-    far = pix[proj >= np.percentile(proj, 94)]
-    centre = far.mean(0)
     perp = np.array([-axis[1], axis[0]])
-    side = (far - centre) @ perp
-    half = max(1.0, float(np.percentile(np.abs(side), 95)))
-    return {"centre": [float(v) for v in centre], "corner_a": [float(v) for v in centre + perp * half],
-            "corner_b": [float(v) for v in centre - perp * half]}
+    out: dict[str, list[float]] = {}
+    for prefix, sel in (("", proj >= np.percentile(proj, 94)),
+                        ("mid_", np.abs(proj - np.percentile(proj, 50)) <= max(1.0, 0.03 * float(np.ptp(proj))))):
+        part = pix[sel]
+        if not len(part):
+            continue
+        centre = part.mean(0)
+        side = (part - centre) @ perp
+        half = max(1.0, float(np.percentile(np.abs(side), 95)))
+        out.update({f"{prefix}centre": [float(v) for v in centre],
+                    f"{prefix}corner_a": [float(v) for v in centre + perp * half],
+                    f"{prefix}corner_b": [float(v) for v in centre - perp * half]})
+    return out
 
 
 def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
@@ -179,6 +186,11 @@ def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
     top = np.flatnonzero(col)
     if len(top):
         pts["collar"] = [c, float(top[0])]
+    if garment_type != "lower":  # the shoulder seams' tops, at the torso's edges
+        for side, x in (("left", tl), ("right", tr - 1)):
+            colx = np.flatnonzero(hard[:, int(np.clip(round(x), 0, hard.shape[1] - 1))])
+            if len(colx) and colx[0] < pts[f"shoulder_{side}"][1] - 1:
+                pts[f"shoulder_top_{side}"] = [float(x), float(colx[0])]
     side_rows = {"upper": (0.4, 0.7, 0.97), "outerwear": (0.4, 0.7, 0.97), "dress": (0.35, 0.6, 0.97),
                  "lower": (0.35, 0.7, 0.97)}[garment_type]
     for i, f in enumerate(side_rows):
@@ -199,6 +211,7 @@ def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
             if 0 <= x < hard.shape[1] and hard[y, x]:
                 pts[f"torso_{i}{j}"] = [float(x), float(y)]
     limbs: dict[str, Any] = {}
+    zones: dict[str, list[list[float]]] = {}
     armpit_y: dict[str, float] = {}
     ys_all, xs_all = np.nonzero(hard)
     if garment_type == "lower":
@@ -221,6 +234,7 @@ def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
                     for k, v in end.items():
                         pts[f"leg_{side}_{k}"] = v
                     pts[f"leg_{side}_root"] = [float(v) for v in root]
+                    zones[side] = _hull(xs_all[low], ys_all[low])
                     limbs[side] = {"pivot": f"leg_{side}_root", "points": [f"leg_{side}_{k}" for k in end],
                                    "length": float(np.linalg.norm(np.subtract(end["centre"], root)))}
                 pts.pop("hem_left", None), pts.pop("hem_right", None)
@@ -243,13 +257,31 @@ def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
             for k, v in end.items():
                 pts[f"sleeve_{side}_{k}"] = v
             pts[f"sleeve_{side}_root"] = [float(v) for v in root]
+            zones[side] = _hull(xs_all[sel], ys_all[sel])
             # the armpit: where the armhole's lowest sleeve pixel meets the torso's side
             ay = float(ys_all[hole].max() + 1)
             pts[f"armpit_{side}"] = [tl if side == "left" else tr, ay]
             armpit_y[side] = ay
             limbs[side] = {"pivot": f"sleeve_{side}_root", "points": [f"sleeve_{side}_{k}" for k in end],
                            "length": float(np.linalg.norm(np.subtract(end["centre"], pts[piv])))}
-    return {"points": pts, "limbs": limbs, "torso": [tl, tr], "armpit_y": armpit_y, "anchors": g}
+    return {"points": pts, "limbs": limbs, "zones": zones, "torso": [tl, tr], "armpit_y": armpit_y, "anchors": g}
+
+
+def _hull(xs: np.ndarray, ys: np.ndarray) -> list[list[float]]:
+    """Convex hull of pixels (their outer corners), as a polygon of [x, y] (px)."""
+    pts = np.stack([xs, ys], 1).astype(np.int32)
+    corners = np.concatenate([pts, pts + [1, 0], pts + [0, 1], pts + [1, 1]])
+    hull = cv2.convexHull(corners).reshape(-1, 2)
+    return [[float(x), float(y)] for x, y in hull]
+
+
+def zone_mask(zones: list[list[list[float]]], size: tuple[int, int]) -> np.ndarray:
+    """HxW uint8 0/255 (``size`` = (w, h)): the limb zones (polygons in px) filled."""
+    w, h = size
+    out = np.zeros((h, w), np.uint8)
+    for poly in zones:
+        cv2.fillPoly(out, [np.round(np.asarray(poly, np.float64)).astype(np.int32)], 255)
+    return out
 
 
 def sleeve_mask(alpha: np.ndarray, marks: dict[str, Any]) -> np.ndarray:
@@ -291,6 +323,23 @@ def _limb_keypoints(pose: PoseResult, at: np.ndarray, kind: str) -> tuple[np.nda
     return (best[1], best[2]) if best else None
 
 
+def _aim(pivot: np.ndarray, length: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The point of the limb line a -> b (extended up to 1.5x beyond a) at ``length`` from ``pivot`` (the
+    farther one), so that a limb end turned about ``pivot`` lands on the limb; the nearest point of the line
+    when none is that far."""
+    d = b - a
+    dd = float(d @ d)
+    f = a - pivot
+    bq, cq = 2 * float(f @ d), float(f @ f) - length ** 2
+    disc = bq * bq - 4 * dd * cq
+    if disc >= 0:
+        t = (-bq + math.sqrt(disc)) / (2 * dd)
+        if 0 <= t <= 1.5:
+            return a + d * t
+    t = float(np.clip(-(f @ d) / dd, 0.0, 1.5))
+    return a + d * t
+
+
 def body_targets(marks: dict[str, Any], matrix: np.ndarray, pose: PoseResult, garment_type: str
                  ) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Where each landmark goes on the canvas (see the module docstring).
@@ -315,16 +364,16 @@ def body_targets(marks: dict[str, Any], matrix: np.ndarray, pose: PoseResult, ga
         if joints is None:
             rec[side] = {"followed": None, "turn_deg": 0.0}
             continue
-        centre_name = [p for p in limb["points"] if p.endswith("_centre")][0]
+        centre_name = [p for p in limb["points"] if p.endswith("_centre") and "_mid_" not in p][0]
         now = rigid[centre_name] - pivot
-        want = joints[1] - joints[0]
+        want = _aim(pivot, float(np.linalg.norm(now)), joints[0], joints[1]) - pivot
         turn = math.atan2(want[1], want[0]) - math.atan2(now[1], now[0])
         turn = (turn + math.pi) % (2 * math.pi) - math.pi
         lim = math.radians(MAX_TURN_DEG)
         clamped = max(-lim, min(lim, turn))
-        for name in limb["points"]:
-            out[name] = pivot + _rot(rigid[name] - pivot, clamped)
-        rec[side] = {"followed": f"{kind}: {'shoulder -> elbow' if kind == 'arm' else 'hip -> knee'}",
+        for name in limb["points"]:  # the limb bends gradually: its middle turns half as much as its end
+            out[name] = pivot + _rot(rigid[name] - pivot, clamped * (0.5 if "_mid_" in name else 1.0))
+        rec[side] = {"followed": f"{kind}: {'shoulder -> elbow' if kind == 'arm' else 'hip -> knee'} line",
                      "turn_deg": round(math.degrees(clamped), 3),
                      "wanted_turn_deg": round(math.degrees(turn), 3)}
     return {k: [float(v[0]), float(v[1])] for k, v in out.items()}, rec

@@ -335,8 +335,8 @@ class TryOnPipeline:
         neck, neck_rec = back_neck_region(garment_alpha, garment_type, marks)
         shown = garment_alpha.copy()
         shown[neck > 0] = 0
-        placed_alpha = apply_transform(shown, transform)
-        sleeves = apply_transform(sleeve_mask(garment_alpha, marks), transform)
+        placed_alpha = apply_transform(shown, transform, alpha=garment_alpha)
+        sleeves = apply_transform(sleeve_mask(garment_alpha, marks), transform, alpha=garment_alpha)
         long_sleeves = False
         for side in ("left", "right"):
             sh, el = keypoint(pose, f"{side}_shoulder"), keypoint(pose, f"{side}_elbow")
@@ -462,7 +462,7 @@ class TryOnPipeline:
         body_warp = method == "warp" and params.body_warp and pose is not None
         transform = place_garment(garment_alpha, (w, h), garment_type, pose=pose, worn_mask=worn_mask,
                                   body_warp=body_warp)
-        placed = apply_transform(garment_rgb, transform)
+        placed = apply_transform(garment_rgb, transform, alpha=garment_alpha)
         front = None
         warp_info: dict[str, Any] = {}
         if transform.warp is not None:

@@ -109,15 +109,25 @@ def _check_warp(w: Any) -> dict[str, Any] | None:
         if len(cp["garment"]) != 2 or len(cp["body"]) != 2:
             raise ValueError(f"control point {cp.get('name')!r} needs 2 garment and 2 body coordinates")
         [float(v) for v in (*cp["garment"], *cp["body"])]
+    for poly in (w.get("zones") or {}).values():
+        if len(poly) < 3 or any(len(p) != 2 for p in poly):
+            raise ValueError("a warp zone must be a polygon of at least 3 [x, y] points")
     return w
 
 
-def apply_transform(image: np.ndarray, transform: GarmentTransform) -> np.ndarray:
+def apply_transform(image: np.ndarray, transform: GarmentTransform, *, alpha: np.ndarray | None = None
+                    ) -> np.ndarray:
     """Place a garment photo (or its alpha) on the canvas with ``transform``.
+
+    With a body warp (``transform.warp``) the garment is placed in two layers: everything but the limb
+    zones by the similarity, then the limb zones (sleeves, trouser legs) through the thin-plate spline over
+    it, wherever the bent garment is present (its alpha > 0): so the garment's alpha is needed.
 
     Args:
         image (`np.ndarray`): HxWx3 uint8 RGB or HxW uint8 alpha, at ``transform.source_size``.
         transform (`GarmentTransform`): the recorded transform.
+        alpha (`np.ndarray`, *optional*): HxW uint8 alpha of the garment photo; required for an RGB image
+            with a body warp; an HxW ``image`` is its own alpha by default.
 
     Returns:
         `np.ndarray`: canvas-sized (``transform.canvas_size``) uint8 array of the same kind; 0 where the
@@ -127,19 +137,37 @@ def apply_transform(image: np.ndarray, transform: GarmentTransform) -> np.ndarra
     if (w, h) != tuple(transform.source_size):
         raise InputError(f"the garment image is {w}x{h}, the transform expects "
                          f"{transform.source_size[0]}x{transform.source_size[1]}", key="garment_transform")
+    if transform.warp is not None and transform.warp.get("zones"):
+        if alpha is None and image.ndim == 2:
+            alpha = image
+        if alpha is None or alpha.shape != (h, w):
+            raise InputError("this garment transform bends the sleeves or legs: the garment's alpha "
+                             f"({w}x{h}) is needed to place it", key="garment_transform")
     src = image
     if tuple(transform.prescale_size) != (w, h):
         src = cv2.resize(image, tuple(transform.prescale_size), interpolation=cv2.INTER_AREA)
-    if transform.warp is not None:
-        from .bodywarp import remap, tps_backward_map
-
-        cps = transform.warp["control_points"]
-        mx, my = tps_backward_map(np.array([c["body"] for c in cps], np.float64),
-                                  np.array([c["garment"] for c in cps], np.float64), tuple(transform.canvas_size))
-        return remap(src, mx, my)
+        if alpha is not None:
+            alpha = cv2.resize(alpha, tuple(transform.prescale_size), interpolation=cv2.INTER_AREA)
     m = np.asarray(transform.matrix, dtype=np.float64)
     out = cv2.warpAffine(np.ascontiguousarray(src), m, tuple(transform.canvas_size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if transform.warp is not None:
+        # the limbs (sleeves, trouser legs) bent by the spline over the rigidly placed rest
+        from .bodywarp import remap, tps_backward_map, zone_mask
+
+        cps = transform.warp["control_points"]
+        zones = zone_mask(list(transform.warp.get("zones", {}).values()), (src.shape[1], src.shape[0]))
+        rigid_zone = cv2.warpAffine(zones, m, tuple(transform.canvas_size), flags=cv2.INTER_NEAREST,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out[rigid_zone > 0] = 0
+        mx, my = tps_backward_map(np.array([c["body"] for c in cps], np.float64),
+                                  np.array([c["garment"] for c in cps], np.float64), tuple(transform.canvas_size))
+        # the bent zone reaches 2 px past the limb's polygon so that it overlaps the rigid rest at the seam;
+        # only where the bent garment is present (alpha > 0) does it win
+        grown = cv2.dilate(zones, np.ones((5, 5), np.uint8))
+        bent_zone = (cv2.remap(grown, mx, my, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=0) > 0) & (remap(alpha, mx, my) > 0)
+        out[bent_zone] = remap(src, mx, my)[bent_zone]
     return out
 
 
@@ -349,7 +377,11 @@ def _body_warp(garment_alpha: np.ndarray, garment_type: str, m: np.ndarray, pose
     cps = [{"name": k, "garment": [round(float(v[0]), 4), round(float(v[1]), 4)],
             "body": [round(float(targets[k][0]), 4), round(float(targets[k][1]), 4)]}
            for k, v in scaled["points"].items()]
-    return {"kind": "thin-plate-spline", "control_points": cps, "limbs": limbs, "grid_px": TPS_GRID,
+    zones = {side: [[round(x / fx, 3), round(y / fy, 3)] for x, y in poly] for side, poly in marks["zones"].items()}
+    return {"kind": "thin-plate-spline", "control_points": cps, "zones": zones, "limbs": limbs,
+            "layers": "the garment by the similarity `matrix` without its limb zones, then the limb zones "
+                      "(polygons, prescaled photo px) through the spline over it",
+            "grid_px": TPS_GRID,
             "regularization": TPS_REG, "direction": "backward: body (canvas px) -> garment (prescaled px)",
             "coordinates": "divided by the canvas's longer side", "interpolation": "linear",
             "library": "numpy (solve) + cv2.remap"}
