@@ -473,8 +473,9 @@ def in_front_mask(person_rgb: np.ndarray, person_alpha: np.ndarray, pose: PoseRe
 
 
 def body_mask(pose: PoseResult, size: tuple[int, int]) -> np.ndarray | None:
-    """HxW uint8 0/255: where the person's body (skin) is under the clothes, roughly: arm bands, the neck
-    and a torso of the shoulders' width, from the keypoints; `None` without shoulders."""
+    """HxW uint8 0/255: where bare skin is the plausible fill of old clothes the new garment leaves
+    uncovered: the arms (bands along the keypoints), from the keypoints; `None` without shoulders. (Under
+    the neck or at the torso's sides, the inpainting from the surroundings is used instead.)"""
     w, h = size
     ls, rs = _kp(pose, "left_shoulder"), _kp(pose, "right_shoulder")
     if ls is None or rs is None:
@@ -491,13 +492,6 @@ def body_mask(pose: PoseResult, size: tuple[int, int]) -> np.ndarray | None:
         sh, el, wr = (_kp(pose, f"{side}_{j}") for j in ("shoulder", "elbow", "wrist"))
         line(sh, el, t)
         line(el, wr, t)
-    nose = _kp(pose, "nose")
-    mid = (ls + rs) / 2
-    if nose is not None:
-        line(nose, mid, max(2, int(round(0.35 * s))))
-    lh, rh = _kp(pose, "left_hip"), _kp(pose, "right_hip")
-    if lh is not None and rh is not None:
-        cv2.fillPoly(out, [np.round(np.array([ls, rs, rh, lh])).astype(np.int32)], 255)
     return out
 
 
