@@ -40,7 +40,7 @@ from PIL import Image
 
 from ..classic.inpaint import inpaint_seam
 from ..classic.pose import PoseResult
-from ..composite import alpha_composite, dilate, preserve_mask, seam_band
+from ..composite import alpha_composite, count_changed, dilate, preserve_mask, seam_band
 from ..errors import InputError, VitrineError
 from .fidelity import garment_fidelity
 from .warp import GarmentTransform, apply_transform, place_garment
@@ -520,7 +520,7 @@ class TryOnPipeline:
         # 5. The guarantees, checked here: outside the region the person photo; inside the preserve mask
         # the garment as placed.
         outside = region == 0
-        changed = int(np.any(final != person_rgb, axis=2)[outside].sum())
+        changed = count_changed(final, person_rgb, outside)
         if changed:
             raise VitrineError(f"try-on changed {changed} pixels outside its region")
         if (keep > 0).any() and not np.array_equal(final[keep > 0], placed[keep > 0]):
