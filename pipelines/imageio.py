@@ -137,7 +137,15 @@ def _srgb_profile() -> ImageCms.ImageCmsProfile:
 
 @lru_cache(maxsize=1)
 def _srgb_icc_bytes() -> bytes:
-    return _srgb_profile().tobytes()
+    """The sRGB ICC profile embedded in JPEGs, the same bytes in every process: LittleCMS stamps a new
+    profile with the current time (header bytes 24-35) and an MD5 profile ID over it (bytes 84-99), which
+    made re-rendered JPEGs differ byte for byte. The date is fixed (2000-01-01 00:00:00) and the ID left
+    zero ("not computed", allowed by ICC.1)."""
+    data = bytearray(_srgb_profile().tobytes())
+    if len(data) >= 128:
+        data[24:36] = (2000).to_bytes(2, "big") + (1).to_bytes(2, "big") + (1).to_bytes(2, "big") + bytes(6)
+        data[84:100] = bytes(16)
+    return bytes(data)
 
 
 def _allow_pil_pixels(max_pixels: int) -> None:
