@@ -203,3 +203,28 @@ def test_worn_mask_grows_over_the_persons_own_long_sleeves():
     assert rec["colour_extended_pixels"] > 0
     assert (mask[cloth] > 0).mean() > 0.97  # the whole long sleeve, not just the drawn short one
     assert ((mask > 0) & ~cloth & (plain == 0)).sum() < 0.02 * cloth.sum()  # and nothing else
+
+
+@pytest.mark.parametrize("garment_type", ["upper", "outerwear", "dress", "lower"])
+def test_every_garment_type_and_shape_keeps_the_guarantees(garment_type):
+    from pipelines.samples import draw_dress
+
+    rgb, alpha, pose, shirt, _ = person_with_arms()
+    shapes = {"rect": np.zeros((200, 160), np.uint8), "dress": draw_dress(200)[1]}
+    shapes["rect"][20:180, 30:130] = 255
+    trousers = np.zeros((300, 240), np.uint8)
+    cv2.fillPoly(trousers, [np.array([(70, 20), (170, 20), (175, 60), (215, 280), (150, 280), (120, 110),
+                                      (90, 280), (25, 280), (65, 60)], np.int32)], 255)
+    shapes["trousers"] = trousers
+    worn, _ = worn_garment_mask(rgb, alpha, garment_type, pose=pose)
+    for name, gmask in shapes.items():
+        grgb = np.dstack([gmask // 2, np.full_like(gmask, 90), 255 - gmask // 3])
+        out = TryOnPipeline()(rgb, alpha, grgb, gmask, worn_mask=worn, pose=pose, method="warp",
+                              garment_type=garment_type)
+        keep = out.preserve > 0
+        assert keep.any(), name
+        placed = apply_transform(grgb, GarmentTransform.from_json(out.transform.to_json()), alpha=gmask)
+        assert np.array_equal(out.final[keep], placed[keep]), name
+        assert np.array_equal(out.final[out.region == 0], rgb[out.region == 0]), name
+        if name == "trousers" and garment_type == "lower":
+            assert set(out.transform.warp["zones"]) == {"left", "right"}

@@ -465,7 +465,7 @@ def in_front_mask(person_rgb: np.ndarray, person_alpha: np.ndarray, pose: PoseRe
         p = _kp(pose, name)
         if p is not None:
             cv2.circle(seeds, tuple(int(round(v)) for v in p), max(1, width // 3), 255, -1)
-    n, labels = cv2.connectedComponents(front.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(front.astype(np.uint8), connectivity=8)
     keep = np.unique(labels[(seeds > 0) & front])
     front &= np.isin(labels, keep[keep > 0])
     mask = np.where(front, 255, 0).astype(np.uint8)

@@ -151,7 +151,7 @@ def apply_transform(image: np.ndarray, transform: GarmentTransform, *, alpha: np
     m = np.asarray(transform.matrix, dtype=np.float64)
     out = cv2.warpAffine(np.ascontiguousarray(src), m, tuple(transform.canvas_size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if transform.warp is not None:
+    if transform.warp is not None and transform.warp.get("zones"):
         # the limbs (sleeves, trouser legs) bent by the spline over the rigidly placed rest
         from .bodywarp import remap, tps_backward_map, zone_mask
 
@@ -352,7 +352,10 @@ def place_garment(
         m = m @ np.array([[gw / pw, 0.0, 0.0], [0.0, gh / ph, 0.0], [0.0, 0.0, 1.0]])
     warp = None
     if body_warp and pose is not None and how.startswith("pose"):
-        warp = _body_warp(garment_alpha, garment_type, m, pose, (gw / pw, gh / ph))
+        try:
+            warp = _body_warp(garment_alpha, garment_type, m, pose, (gw / pw, gh / ph))
+        except (np.linalg.LinAlgError, ValueError, IndexError) as exc:  # odd geometry: the rigid placement
+            how += f" (body warp not possible: {type(exc).__name__}: {exc})"
     matrix = tuple(tuple(float(v) for v in row) for row in m)
     anchors = {"garment": {k: g[k] for k in ("left", "right", "width", "bbox")},
                "body": {"left": [float(v) for v in body["left"]], "right": [float(v) for v in body["right"]]},

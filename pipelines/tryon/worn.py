@@ -198,7 +198,7 @@ def extend_by_colour(person_rgb: np.ndarray, person_alpha: np.ndarray, mask: np.
         return mask, 0
     dist = np.sqrt(((person_rgb.astype(np.float32) - med) ** 2).sum(-1))
     cand = (sel | ((dist < SAME_CLOTH_DIST) & reach)) & (person_alpha >= 128)
-    n, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
     keep = np.unique(labels[sel & cand])
     grown = np.isin(labels, keep[keep > 0]) | sel
     return np.where(grown, 255, 0).astype(np.uint8), int((grown & ~sel).sum())
