@@ -240,9 +240,15 @@ def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
                 pts.pop("hem_left", None), pts.pop("hem_right", None)
     else:
         margin = 0.06 * tw
-        upper = ys_all < y0 + 0.65 * h
+        upper = ys_all < y0 + (0.35 if garment_type == "dress" else 0.65) * h
         for side, sel in (("left", upper & (xs_all < tl - margin)), ("right", upper & (xs_all > tr + margin))):
             if sel.sum() < max(20, 0.01 * hard.sum()):
+                continue
+            # a sleeve sticks out: just below its lowest pixel the garment is back within the torso's
+            # width (an armpit); a skirt or a flared hem keeps widening, it is no sleeve
+            below = int(min(y1 - 1, ys_all[sel].max() + 1 + max(1, 0.03 * h)))
+            row = np.flatnonzero(hard[below])
+            if len(row) and ((side == "left" and row[0] < tl - margin) or (side == "right" and row[-1] > tr + margin)):
                 continue
             piv = f"shoulder_{side}"
             # the armhole: the sleeve's pixels in its columns next to the torso
@@ -308,15 +314,20 @@ def _rot(v: np.ndarray, ang: float) -> np.ndarray:
     return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
 
-def _limb_keypoints(pose: PoseResult, at: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(joint, next joint) of the arm (kind ``arm``: shoulder, elbow) or leg (``leg``: hip, knee) nearest ``at``."""
-    names = (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")) if kind == "arm" else \
-        (("left_hip", "left_knee"), ("right_hip", "right_knee"))
+def _limb_keypoints(pose: PoseResult, at: np.ndarray, kind: str, length: float
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(joint, next joint) of the arm (kind ``arm``: shoulder, elbow) or leg (``leg``: hip, knee) nearest
+    ``at``; the next joint is the wrist (ankle) instead when the limb end is farther than the elbow (knee)
+    and the wrist (ankle) is visible (a long sleeve follows the forearm's end, a trouser leg the shin)."""
+    names = (("left_shoulder", "left_elbow", "left_wrist"), ("right_shoulder", "right_elbow", "right_wrist")) \
+        if kind == "arm" else (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"))
     best = None
-    for a, b in names:
-        p, q = _kp(pose, a), _kp(pose, b)
+    for a, b, c in names:
+        p, q, r = _kp(pose, a), _kp(pose, b), _kp(pose, c)
         if p is None or q is None or np.linalg.norm(q - p) < 2:
             continue
+        if r is not None and length > 1.1 * float(np.linalg.norm(q - p)):
+            q = r
         d = float(np.linalg.norm(p - at))
         if best is None or d < best[0]:
             best = (d, p, q)
@@ -325,8 +336,8 @@ def _limb_keypoints(pose: PoseResult, at: np.ndarray, kind: str) -> tuple[np.nda
 
 def _aim(pivot: np.ndarray, length: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The point of the limb line a -> b (extended up to 1.5x beyond a) at ``length`` from ``pivot`` (the
-    farther one), so that a limb end turned about ``pivot`` lands on the limb; the nearest point of the line
-    when none is that far."""
+    farther one), so that a limb end turned about ``pivot`` lands on the limb; when no point of it is that
+    far, the point ``length`` from ``pivot`` along the limb's direction."""
     d = b - a
     dd = float(d @ d)
     f = a - pivot
@@ -336,8 +347,7 @@ def _aim(pivot: np.ndarray, length: float, a: np.ndarray, b: np.ndarray) -> np.n
         t = (-bq + math.sqrt(disc)) / (2 * dd)
         if 0 <= t <= 1.5:
             return a + d * t
-    t = float(np.clip(-(f @ d) / dd, 0.0, 1.5))
-    return a + d * t
+    return pivot + d / math.sqrt(dd) * length  # out of reach: along the limb's direction
 
 
 def body_targets(marks: dict[str, Any], matrix: np.ndarray, pose: PoseResult, garment_type: str
@@ -360,12 +370,12 @@ def body_targets(marks: dict[str, Any], matrix: np.ndarray, pose: PoseResult, ga
     kind = "leg" if garment_type == "lower" else "arm"
     for side, limb in marks["limbs"].items():
         pivot = rigid[limb["pivot"]]
-        joints = _limb_keypoints(pose, pivot, kind)
+        centre_name = [p for p in limb["points"] if p.endswith("_centre") and "_mid_" not in p][0]
+        now = rigid[centre_name] - pivot
+        joints = _limb_keypoints(pose, pivot, kind, float(np.linalg.norm(now)))
         if joints is None:
             rec[side] = {"followed": None, "turn_deg": 0.0}
             continue
-        centre_name = [p for p in limb["points"] if p.endswith("_centre") and "_mid_" not in p][0]
-        now = rigid[centre_name] - pivot
         want = _aim(pivot, float(np.linalg.norm(now)), joints[0], joints[1]) - pivot
         turn = math.atan2(want[1], want[0]) - math.atan2(now[1], now[0])
         turn = (turn + math.pi) % (2 * math.pi) - math.pi
@@ -373,7 +383,7 @@ def body_targets(marks: dict[str, Any], matrix: np.ndarray, pose: PoseResult, ga
         clamped = max(-lim, min(lim, turn))
         for name in limb["points"]:  # the limb bends gradually: its middle turns half as much as its end
             out[name] = pivot + _rot(rigid[name] - pivot, clamped * (0.5 if "_mid_" in name else 1.0))
-        rec[side] = {"followed": f"{kind}: {'shoulder -> elbow' if kind == 'arm' else 'hip -> knee'} line",
+        rec[side] = {"followed": f"{kind} line to {[round(float(v), 1) for v in joints[1]]}",
                      "turn_deg": round(math.degrees(clamped), 3),
                      "wanted_turn_deg": round(math.degrees(turn), 3)}
     return {k: [float(v[0]), float(v[1])] for k, v in out.items()}, rec
