@@ -62,10 +62,13 @@ def _work(args):
     engine = get_engine("classic")
     out = []
     for sku in skus:
+        cpu0 = time.process_time()
         r = process_sku(load_product(Path(products) / sku, root=Path(products)), catalog, engine)
+        cpu = time.process_time() - cpu0
         timings = {}
         if r.status == "ok":
             timings = json.loads((Path(catalog) / sku / "manifest.json").read_text())["timings"]
+            timings["cpu"] = cpu  # this process's CPU seconds for the SKU (all its threads)
         out.append((sku, r.status, r.seconds, timings, r.error))
     return out
 
@@ -141,13 +144,18 @@ def main() -> int:
     print(f"  re-run pass : {wall2:7.2f} s  -> {skipped}/{args.skus} skipped as unchanged "
           f"({60 * args.skus / wall2:.0f} SKUs/min)")
     print("  per-SKU stage medians (s): " + ", ".join(
-        f"{k}={statistics.median(v):.3f}" for k, v in sorted(stages.items())))
+        f"{k}={statistics.median(v):.3f}" for k, v in sorted(stages.items()) if k != "cpu"))
     if floor:
         dec = statistics.median(r["decode"] for r in floor)
         enc = statistics.median(r["encode"] for r in floor)
         total = statistics.median(stages.get("total", [float("nan")]))
         print(f"  floor per SKU (s, one process): decode={dec:.3f} + encode={enc:.3f} = {dec + enc:.3f}"
               f"  vs total={total:.3f} ({total / max(dec + enc, 1e-9):.1f}x the floor)")
+    if stages.get("cpu"):
+        cpu = statistics.median(stages["cpu"])
+        cores = min(args.workers, os.cpu_count() or 1)
+        print(f"  CPU per SKU (median): {cpu:.3f} s -> CPU-bound estimate on {cores} free cores: "
+              f"{60 * cores / cpu:.1f} SKUs/min (what the render pass gives on an otherwise idle machine)")
     print(f"  target >= 60 SKUs/min (issue 12): ratio {60 * args.skus / wall / 60:.2f}x of target")
     for r in failed:
         print("  FAILED", r[0], r[4])
