@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.tryon.bodywarp import garment_landmarks, tps_backward_map, tps_eval, tps_fit
 from pipelines.tryon.pipeline import TryOnParams, TryOnPipeline
-from pipelines.tryon.warp import GarmentTransform, apply_transform, body_anchors, place_garment
+from pipelines.tryon.warp import GarmentTransform, apply_transform, body_anchors
 from pipelines.tryon.worn import worn_garment_mask
 from tryon_warp_helpers import LABEL, SHIRT, person_with_arms, tee_with_label
 
