@@ -108,3 +108,72 @@ def test_contact_shadow_sits_under_the_object():
     sh = contact_shadow(mask, strength=0.35)
     assert sh.dtype == np.float32 and 0 <= sh.min() and sh.max() <= 0.35 + 1e-6
     assert sh[300:320, 100:200].mean() > sh[40:90, 100:200].mean() * 5
+
+
+# -- the fast paths (issue 12) give exactly the figures of the plain whole-frame formulas ---------------------
+def _soft_alpha(shape, seed):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    a = (rng.random(shape) > 0.5).astype(np.uint8) * 255
+    a = cv2.GaussianBlur(cv2.resize(a[::8, ::8], shape[::-1], interpolation=cv2.INTER_NEAREST), (0, 0), 3)
+    a[a > 240] = 255
+    return a
+
+
+def _inpaint_reference(composite, foreground, alpha, background, band, smooth_sigma=0.6):
+    """The seam inpainting as first written: everything on the band's box plus 40 px."""
+    import cv2
+
+    sel = band > 0
+    ys, xs = np.nonzero(sel)
+    y0, y1 = max(0, ys.min() - 40), min(band.shape[0], ys.max() + 41)
+    x0, x1 = max(0, xs.min() - 40), min(band.shape[1], xs.max() + 41)
+    sl = (slice(y0, y1), slice(x0, x1))
+    img, k = foreground[sl], alpha[sl] == 255
+    _, labels = cv2.distanceTransformWithLabels((~k).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    yk, xk = np.nonzero(k)
+    lut = img[yk, xk].astype(np.float32)
+    out = np.where(k[:, :, None], img.astype(np.float32), lut[np.clip(labels - 1, 0, len(lut) - 1)])
+    out = np.where(k[:, :, None], out, cv2.GaussianBlur(out, (0, 0), 2.0))
+    a = alpha[sl].astype(np.float32)[:, :, None] / 255.0
+    fixed = cv2.GaussianBlur(out * a + background[sl].astype(np.float32) * (1.0 - a), (0, 0), smooth_sigma)
+    res = composite.copy()
+    region = res[sl]
+    region[sel[sl]] = np.clip(np.round(fixed[sel[sl]]), 0, 255).astype(np.uint8)
+    return res
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_compositing_equals_the_whole_frame_formulas(seed):
+    from pipelines.classic.backgrounds import apply_shadow, studio_sweep
+    from pipelines.composite import channel_max_abs_diff, count_changed
+
+    rng = np.random.default_rng(seed)
+    h, w = 300, 420
+    alpha = _soft_alpha((h, w), seed)
+    fg = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    bg = studio_sweep((w, h), seed)
+    a16 = alpha.astype(np.uint16)[:, :, None]
+    ref = ((fg.astype(np.uint16) * a16 + bg.astype(np.uint16) * (255 - a16) + 127) // 255).astype(np.uint8)
+    comp = alpha_composite(bg, fg, alpha)
+    assert np.array_equal(comp, ref)
+    band = seam_band(alpha, 3, 4)
+    assert band.any()
+    assert np.array_equal(inpaint_seam(comp, fg, alpha, bg, band), _inpaint_reference(comp, fg, alpha, bg, band))
+    shadow = contact_shadow(alpha)
+    full = np.clip(np.round(bg.astype(np.float32) * (1.0 - shadow[:, :, None])), 0, 255).astype(np.uint8)
+    assert np.array_equal(apply_shadow(bg, shadow), full)
+    other = comp.copy()
+    other[rng.random((h, w)) > 0.97] += 1
+    assert count_changed(comp, other) == int(np.any(comp != other, axis=2).sum())
+    where = rng.random((h, w)) > 0.5
+    assert count_changed(comp, other, where) == int(np.any(comp != other, axis=2)[where].sum())
+    assert np.array_equal(channel_max_abs_diff(comp, other), np.abs(comp.astype(int) - other).max(axis=2))
+
+
+def test_cached_backgrounds_are_copies():
+    a = make_background("studio", (64, 80), seed=1)
+    a[:] = 0  # the caller may write to its copy
+    b = make_background("studio", (64, 80), seed=1)
+    assert b.any() and a.flags.writeable and b.flags.writeable

@@ -656,3 +656,20 @@ def test_mask_round_trip_is_lossless(data):
         with Image.open(path) as im:
             assert im.mode == "L"
             assert np.array_equal(np.asarray(im), mask)
+
+
+def test_jpeg_bytes_are_the_same_in_every_process(tmp_path):
+    """The embedded sRGB profile carries no creation time: a re-render writes the same JPEG bytes."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, numpy as np; from pipelines.imageio import save_image; "
+            "import sys; print(save_image(sys.argv[1], np.full((16, 24, 3), 90, np.uint8), quality=92))")
+    shas = {subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{i}.jpg")], capture_output=True, text=True,
+                           check=True).stdout.strip() for i in range(2)}
+    assert len(shas) == 1
+    from PIL import Image
+
+    with Image.open(tmp_path / "0.jpg") as im:
+        icc = im.info["icc_profile"]
+    assert icc[24:36] == bytes([7, 208, 0, 1, 0, 1]) + bytes(6)  # 2000-01-01 00:00:00

@@ -139,12 +139,13 @@ def test_warp_method_end_to_end_keeps_the_person_and_the_garment_pixels(person, 
     # inside the eroded mask of the placed garment: the garment photo's pixels through the transform
     keep = out.preserve > 0
     assert keep.sum() > 500
-    assert np.array_equal(out.final[keep], apply_transform(grgb, out.transform)[keep])
+    assert np.array_equal(out.final[keep], apply_transform(grgb, out.transform, alpha=gmask)[keep])
     # the old green shirt is gone where the garment does not cover it (inpainted)
     green = (out.final[..., 1] > 140) & (out.final[..., 0] < 60)
     assert green.sum() < 0.1 * (shirt > 0).sum()
     rec = out.record
-    assert rec["method"] == "warp" and rec["fidelity"]["ssim"] > 0.9 and rec["model_fidelity"] is None
+    # (the seam band inside the garment's edges, longer with the body warp's cut-outs, lowers SSIM a little)
+    assert rec["method"] == "warp" and rec["fidelity"]["ssim"] > 0.85 and rec["model_fidelity"] is None
     assert rec["fidelity"]["pixels"] == int((out.placed_alpha >= 128).sum())
 
 

@@ -100,7 +100,8 @@ def test_classic_engine_makes_a_warp_tryon_that_verifies_from_its_files(classic_
     assert 0.5 < q["garment_fidelity"]["ssim"] <= 1.0 and q["garment_fidelity"]["delta_e00_mean"] < 5
     # from outside: the normalised garment photo through the recorded transform equals the output
     garment = np.asarray(Image.open(sku_dir / "work/input-tee.png").convert("RGB"))
-    placed = apply_transform(garment, GarmentTransform.from_json(out["garment_transform"]))
+    galpha = np.asarray(Image.open(sku_dir / "work/alpha-tee.png"))  # a body warp layers the sleeves by it
+    placed = apply_transform(garment, GarmentTransform.from_json(out["garment_transform"]), alpha=galpha)
     img = np.asarray(Image.open(sku_dir / out["file"]).convert("RGB"))
     keep = np.asarray(Image.open(sku_dir / out["preserve_mask"])) > 0
     assert np.array_equal(img[keep], placed[keep])

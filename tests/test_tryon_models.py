@@ -39,7 +39,7 @@ def test_each_method_runs_end_to_end_and_records_its_fidelity(pipe, scene, metho
     assert out.final.shape == rgb.shape
     assert np.array_equal(out.final[out.region == 0], rgb[out.region == 0])
     keep = out.preserve > 0
-    assert keep.any() and np.array_equal(out.final[keep], apply_transform(grgb, out.transform)[keep])
+    assert keep.any() and np.array_equal(out.final[keep], apply_transform(grgb, out.transform, alpha=gmask)[keep])
     rec = out.record
     assert rec["method"] == method and rec["seed"] == 3
     assert 0.0 < rec["fidelity"]["ssim"] <= 1.0 and rec["fidelity"]["delta_e00_mean"] >= 0.0

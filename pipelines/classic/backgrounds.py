@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import cv2
@@ -75,14 +76,23 @@ def soft_texture(size: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def make_background(kind: BackgroundKind, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """Build a background of the given kind (``white``, ``studio`` or ``texture``)."""
+    """Build a background of the given kind (``white``, ``studio`` or ``texture``).
+
+    Procedural backgrounds depend only on (kind, size, seed), so the last few are cached per process
+    (`_cached_background`); the caller gets its own writable copy.
+    """
     if kind == "white":
         return white(size)
-    if kind == "studio":
-        return studio_sweep(size, seed)
-    if kind == "texture":
-        return soft_texture(size, seed)
-    raise ValueError(f"unknown background kind {kind!r}; expected one of white, studio, texture")
+    if kind not in ("studio", "texture"):
+        raise ValueError(f"unknown background kind {kind!r}; expected one of white, studio, texture")
+    return _cached_background(kind, (int(size[0]), int(size[1])), int(seed)).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_background(kind: str, size: tuple[int, int], seed: int) -> np.ndarray:
+    img = studio_sweep(size, seed) if kind == "studio" else soft_texture(size, seed)
+    img.flags.writeable = False
+    return img
 
 
 def contact_shadow(mask: np.ndarray, *, strength: float = 0.35, spread: float = 0.04) -> np.ndarray:
@@ -130,6 +140,16 @@ def contact_shadow(mask: np.ndarray, *, strength: float = 0.35, spread: float = 
 
 
 def apply_shadow(background: np.ndarray, shadow: np.ndarray) -> np.ndarray:
-    """Darken an HxWx3 uint8 background by an HxW float shadow map in [0, 1]."""
-    out = background.astype(np.float32) * (1.0 - shadow[:, :, None])
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    """Darken an HxWx3 uint8 background by an HxW float shadow map in [0, 1].
+
+    Only the bounding box of the shadow's nonzero pixels is computed (elsewhere the factor is exactly 1 and
+    the background is kept as it is): the same pixels as the whole-frame computation.
+    """
+    out = background.copy()
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(shadow > 0).view(np.uint8))
+    if w == 0 or h == 0:
+        return out
+    sl = (slice(y, y + h), slice(x, x + w))
+    dark = background[sl].astype(np.float32) * (1.0 - shadow[sl][:, :, None])
+    out[sl] = np.clip(np.round(dark), 0, 255).astype(np.uint8)
+    return out

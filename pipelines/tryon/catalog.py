@@ -332,7 +332,15 @@ def verify_tryon_output(sku_dir: str | Path, manifest: dict[str, Any], output: d
     if garment is None or "normalized" not in garment:
         raise VitrineError(f"{sku_dir / MANIFEST_NAME}: {output['file']} names no garment input")
     src = np.asarray(Image.open(sku_dir / garment["normalized"]).convert("RGB"))
-    placed = apply_transform(src, GarmentTransform.from_json(output["garment_transform"]))
+    transform = GarmentTransform.from_json(output["garment_transform"])
+    galpha = None
+    if transform.warp is not None:  # the body warp layers the limbs by the garment's alpha (its work file)
+        rel = next((s.get("alpha") for s in manifest.get("subjects", []) if s.get("input") == garment["file"]), None)
+        if rel is None:
+            raise VitrineError(f"{sku_dir / MANIFEST_NAME}: {output['file']} has a body warp but the garment "
+                               f"{garment['file']} has no alpha in subjects[]")
+        galpha = np.asarray(Image.open(sku_dir / rel).convert("L"))
+    placed = apply_transform(src, transform, alpha=galpha)
     img = np.asarray(Image.open(sku_dir / output["file"]).convert("RGB"))
     keep = np.asarray(Image.open(sku_dir / output["preserve_mask"]).convert("L"))
     rec = {"file": output["file"], **check_preserved(img, placed, keep)}

@@ -40,7 +40,7 @@ from PIL import Image
 
 from ..classic.inpaint import inpaint_seam
 from ..classic.pose import PoseResult
-from ..composite import alpha_composite, dilate, preserve_mask, seam_band
+from ..composite import alpha_composite, count_changed, dilate, preserve_mask, seam_band
 from ..errors import InputError, VitrineError
 from .fidelity import garment_fidelity
 from .warp import GarmentTransform, apply_transform, place_garment
@@ -78,6 +78,10 @@ class TryOnParams:
             defaults to the model's native side (1024 for FLUX.1).
         feather_px (`float`, *optional*, defaults to 2.0): the generated region fades in over this many
             pixels from the region's edge (inside the region only).
+        body_warp (`bool`, *optional*, defaults to `True`): method ``warp`` only: bend the garment by the
+            body (`pipelines.tryon.bodywarp`: thin-plate spline to the pose, arms and head kept in front,
+            the back-neck label hidden, uncovered clothes filled with skin or background); `False`: the
+            rigid similarity paste. Either way the result is labelled ``quality: preview``.
     """
 
     erode_px: int = 3
@@ -90,6 +94,7 @@ class TryOnParams:
     max_sequence_length: int | None = 512
     work_side: int | None = None
     feather_px: float = 2.0
+    body_warp: bool = True
 
     def __post_init__(self) -> None:
         if self.seam_inner_px > self.erode_px:
@@ -268,11 +273,21 @@ class TryOnPipeline:
         return dilate(union, grow)
 
     def warp_base(self, person: np.ndarray, worn: np.ndarray, placed_alpha: np.ndarray, region: np.ndarray,
-                  seed: int, params: TryOnParams) -> tuple[np.ndarray, dict[str, Any]]:
-        """The person with the old clothes the placed garment does not cover inpainted (method ``warp``)."""
+                  seed: int, params: TryOnParams, *, front: np.ndarray | None = None,
+                  body: np.ndarray | None = None, skin: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The person with the old clothes the placed garment does not cover inpainted (method ``warp``).
+
+        ``front`` (HxW uint8, optional): pixels in front of the garment (arms, hands, head), never
+        changed. ``body`` (HxW uint8) and ``skin`` (RGB uint8), optional: the uncovered clothes over the
+        body are filled with the skin colour (smoothed at its edges), the rest inpainted (Telea) from
+        what surrounds it (the background).
+        """
         covered = dilate(np.where(placed_alpha >= 128, 255, 0).astype(np.uint8), 1) > 0
         uncovered = np.where((worn > 0) & ~covered, 255, 0).astype(np.uint8)
         hole = (dilate(uncovered, 2) > 0) & (region > 0)
+        if front is not None:
+            hole &= front == 0
         info = {"uncovered_pixels": int(hole.sum())}
         if not hole.any():
             info["uncovered_inpainting"] = "none needed"
@@ -283,11 +298,62 @@ class TryOnPipeline:
             info["uncovered_inpainting"] = type(self.inpaint).__name__
         else:
             radius = max(3, int(round(0.01 * max(person.shape[:2]))))
-            filled = cv2.inpaint(person, hole_u8, radius, cv2.INPAINT_TELEA)
+            # every old-clothes pixel is unknown to the inpainting (also those the garment will hide), so
+            # their colour never bleeds into the fill
+            unknown = hole_u8
+            if front is not None:
+                unknown = np.where(hole | ((dilate(worn, 2) > 0) & (region > 0) & (front == 0)), 255, 0
+                                   ).astype(np.uint8)
+            filled = cv2.inpaint(person, unknown, radius, cv2.INPAINT_TELEA)
             info["uncovered_inpainting"] = f"opencv-telea (radius {radius})"
+            if body is not None and skin is not None:
+                on_body = hole & (body > 0)
+                if on_body.any():
+                    flat = filled.copy()
+                    flat[on_body] = skin
+                    soft = cv2.GaussianBlur(flat, (0, 0), max(1.0, radius / 2))
+                    filled[on_body] = soft[on_body]
+                    info["uncovered_inpainting"] += f"; skin colour {[int(v) for v in skin]} over the body"
+                    info["skin_filled_pixels"] = int(on_body.sum())
         out = person.copy()
         out[hole] = filled[hole]
         return out, info
+
+    def body_layers(self, person_rgb: np.ndarray, person_alpha: np.ndarray, garment_alpha: np.ndarray,
+                    worn: np.ndarray, garment_type: str, pose: PoseResult, transform: GarmentTransform
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The body warp's alpha: the garment's alpha through the TPS without the back-neck label region,
+        and without what is in front of the garment (arms, hands, head).
+
+        Returns:
+            `tuple`: (HxW uint8 placed alpha, HxW uint8 0/255 in-front mask, record).
+        """
+        from .bodywarp import back_neck_region, garment_landmarks, in_front_mask, sleeve_mask
+        from .warp import keypoint
+
+        marks = garment_landmarks(garment_alpha, garment_type)
+        neck, neck_rec = back_neck_region(garment_alpha, garment_type, marks)
+        shown = garment_alpha.copy()
+        shown[neck > 0] = 0
+        placed_alpha = apply_transform(shown, transform, alpha=garment_alpha)
+        sleeves = apply_transform(sleeve_mask(garment_alpha, marks), transform, alpha=garment_alpha)
+        long_sleeves = False
+        for side in ("left", "right"):
+            sh, el = keypoint(pose, f"{side}_shoulder"), keypoint(pose, f"{side}_elbow")
+            if sh is not None and el is not None and garment_type != "lower":
+                upper_arm = float(np.linalg.norm(el - sh))
+                long_sleeves |= any(limb["length"] * transform.scale > 0.9 * upper_arm
+                                    for limb in marks["limbs"].values())
+        if garment_type == "lower":
+            front = np.zeros_like(placed_alpha)
+            front_rec: dict[str, Any] = {"pixels": 0, "parts": []}
+        else:
+            front, front_rec = in_front_mask(person_rgb, person_alpha, pose, worn, sleeves, long_sleeves=long_sleeves)
+        hidden_front = int(((front > 0) & (placed_alpha > 0)).sum())
+        placed_alpha[front > 0] = 0
+        return placed_alpha, front, {
+            "back_neck": neck_rec, "in_front": {**front_rec, "garment_pixels_hidden": hidden_front},
+            "long_sleeves": bool(long_sleeves), "limbs": transform.warp.get("limbs", {}) if transform.warp else {}}
 
     def generative_inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int,
                            params: TryOnParams) -> np.ndarray:
@@ -393,9 +459,17 @@ class TryOnPipeline:
 
         # 2. Place the garment on the body
         t = time.perf_counter()
-        transform = place_garment(garment_alpha, (w, h), garment_type, pose=pose, worn_mask=worn_mask)
-        placed = apply_transform(garment_rgb, transform)
-        placed_alpha = apply_transform(garment_alpha, transform)
+        body_warp = method == "warp" and params.body_warp and pose is not None
+        transform = place_garment(garment_alpha, (w, h), garment_type, pose=pose, worn_mask=worn_mask,
+                                  body_warp=body_warp)
+        placed = apply_transform(garment_rgb, transform, alpha=garment_alpha)
+        front = None
+        warp_info: dict[str, Any] = {}
+        if transform.warp is not None:
+            placed_alpha, front, warp_info = self.body_layers(person_rgb, person_alpha, garment_alpha, worn_mask,
+                                                              garment_type, pose, transform)
+        else:
+            placed_alpha = apply_transform(garment_alpha, transform)
         if not (placed_alpha >= 128).any():
             raise InputError("the garment lands outside the person photo", key="pose")
         region = self.region_mask(worn_mask, placed_alpha, params)
@@ -409,7 +483,16 @@ class TryOnPipeline:
         generated = None
         info: dict[str, Any] = {}
         if method == "warp":
-            base, info = self.warp_base(person_rgb, worn_mask, placed_alpha, region, seed, params)
+            body = skin = None
+            if transform.warp is not None:
+                from .bodywarp import body_mask, skin_colour
+
+                body = body_mask(pose, (w, h))
+                skin = skin_colour(person_rgb, person_alpha, pose, worn_mask)
+            base, info = self.warp_base(person_rgb, worn_mask, placed_alpha, region, seed, params, front=front,
+                                        body=body, skin=skin)
+            info = {**info, "garment_warp": "thin-plate spline by the pose" if transform.warp is not None
+                    else "rigid similarity", **warp_info}
             text = None
         else:
             panel = garment_panel(garment_rgb, garment_alpha)
@@ -427,7 +510,7 @@ class TryOnPipeline:
         if garment_pixels == "composite":
             composite = alpha_composite(base, placed, placed_alpha)
             band = np.where((seam_band(placed_alpha, params.seam_inner_px, params.seam_outer_px) > 0)
-                            & (region > 0), 255, 0).astype(np.uint8)
+                            & (region > 0) & (front == 0 if front is not None else True), 255, 0).astype(np.uint8)
             final = inpaint_seam(composite, placed, placed_alpha, base, band)
             keep = preserve_mask(placed_alpha, params.erode_px)
         else:
@@ -437,7 +520,7 @@ class TryOnPipeline:
         # 5. The guarantees, checked here: outside the region the person photo; inside the preserve mask
         # the garment as placed.
         outside = region == 0
-        changed = int(np.any(final != person_rgb, axis=2)[outside].sum())
+        changed = count_changed(final, person_rgb, outside)
         if changed:
             raise VitrineError(f"try-on changed {changed} pixels outside its region")
         if (keep > 0).any() and not np.array_equal(final[keep > 0], placed[keep > 0]):
@@ -449,6 +532,8 @@ class TryOnPipeline:
         model_fidelity = garment_fidelity(placed, generated, hard) if generated is not None else None
         record = {
             "method": method,
+            # the weight-free warp is a preview of the look, not a photographic try-on (docs/tryon-and-edits.md)
+            "quality": "preview" if method == "warp" else "model",
             "garment_type": garment_type,
             "garment_pixels": garment_pixels,
             "seed": int(seed),

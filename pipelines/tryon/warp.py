@@ -56,6 +56,11 @@ class GarmentTransform:
         scale (`float`): the garment's overall scale (output px per photo px).
         angle_deg (`float`): its rotation in degrees (counter-clockwise positive in image coordinates).
         anchors (`dict`): the garment and body anchor points and how they were found.
+        warp (`dict`, *optional*): the body warp (`pipelines.tryon.bodywarp`), replacing step 2 when set:
+            ``{"kind": "thin-plate-spline", "control_points": [{"name", "garment": [x, y] (prescaled photo
+            px), "body": [x, y] (canvas px)}], ...}``; the canvas is sampled at the TPS from body to garment
+            points (`pipelines.tryon.bodywarp.tps_backward_map`) with ``cv2.remap`` (bilinear, 0 outside).
+            `None`: the rigid similarity ``matrix``.
     """
 
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
@@ -65,14 +70,19 @@ class GarmentTransform:
     scale: float
     angle_deg: float
     anchors: dict[str, Any]
+    warp: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d = {
             "matrix": [list(r) for r in self.matrix], "canvas_size": list(self.canvas_size),
             "source_size": list(self.source_size), "prescale_size": list(self.prescale_size),
             "scale": self.scale, "angle_deg": self.angle_deg, "anchors": self.anchors,
             "interpolation": "linear", "prescale_interpolation": "area", "library": "cv2.warpAffine",
         }
+        if self.warp is not None:
+            d["warp"] = self.warp
+            d["library"] = "cv2.remap (thin-plate spline)"
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GarmentTransform:
@@ -80,17 +90,44 @@ class GarmentTransform:
             return cls(matrix=tuple(tuple(float(v) for v in r) for r in d["matrix"]),  # type: ignore[arg-type]
                        canvas_size=tuple(d["canvas_size"]), source_size=tuple(d["source_size"]),
                        prescale_size=tuple(d["prescale_size"]), scale=float(d["scale"]),
-                       angle_deg=float(d["angle_deg"]), anchors=dict(d.get("anchors") or {}))
+                       angle_deg=float(d["angle_deg"]), anchors=dict(d.get("anchors") or {}),
+                       warp=_check_warp(d.get("warp")))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"bad garment transform: {exc}", key="garment_transform") from None
 
 
-def apply_transform(image: np.ndarray, transform: GarmentTransform) -> np.ndarray:
+def _check_warp(w: Any) -> dict[str, Any] | None:
+    """A recorded body warp, checked: `None`, or a dict with >= 3 control points of 2 numbers each."""
+    if w is None:
+        return None
+    if not isinstance(w, dict) or w.get("kind") != "thin-plate-spline":
+        raise ValueError("warp must be a thin-plate-spline record")
+    cps = w["control_points"]
+    if len(cps) < 3:
+        raise ValueError("a thin-plate spline needs at least 3 control points")
+    for cp in cps:
+        if len(cp["garment"]) != 2 or len(cp["body"]) != 2:
+            raise ValueError(f"control point {cp.get('name')!r} needs 2 garment and 2 body coordinates")
+        [float(v) for v in (*cp["garment"], *cp["body"])]
+    for poly in (w.get("zones") or {}).values():
+        if len(poly) < 3 or any(len(p) != 2 for p in poly):
+            raise ValueError("a warp zone must be a polygon of at least 3 [x, y] points")
+    return w
+
+
+def apply_transform(image: np.ndarray, transform: GarmentTransform, *, alpha: np.ndarray | None = None
+                    ) -> np.ndarray:
     """Place a garment photo (or its alpha) on the canvas with ``transform``.
+
+    With a body warp (``transform.warp``) the garment is placed in two layers: everything but the limb
+    zones by the similarity, then the limb zones (sleeves, trouser legs) through the thin-plate spline over
+    it, wherever the bent garment is present (its alpha > 0): so the garment's alpha is needed.
 
     Args:
         image (`np.ndarray`): HxWx3 uint8 RGB or HxW uint8 alpha, at ``transform.source_size``.
         transform (`GarmentTransform`): the recorded transform.
+        alpha (`np.ndarray`, *optional*): HxW uint8 alpha of the garment photo; required for an RGB image
+            with a body warp; an HxW ``image`` is its own alpha by default.
 
     Returns:
         `np.ndarray`: canvas-sized (``transform.canvas_size``) uint8 array of the same kind; 0 where the
@@ -100,12 +137,37 @@ def apply_transform(image: np.ndarray, transform: GarmentTransform) -> np.ndarra
     if (w, h) != tuple(transform.source_size):
         raise InputError(f"the garment image is {w}x{h}, the transform expects "
                          f"{transform.source_size[0]}x{transform.source_size[1]}", key="garment_transform")
+    if transform.warp is not None and transform.warp.get("zones"):
+        if alpha is None and image.ndim == 2:
+            alpha = image
+        if alpha is None or alpha.shape != (h, w):
+            raise InputError("this garment transform bends the sleeves or legs: the garment's alpha "
+                             f"({w}x{h}) is needed to place it", key="garment_transform")
     src = image
     if tuple(transform.prescale_size) != (w, h):
         src = cv2.resize(image, tuple(transform.prescale_size), interpolation=cv2.INTER_AREA)
+        if alpha is not None:
+            alpha = cv2.resize(alpha, tuple(transform.prescale_size), interpolation=cv2.INTER_AREA)
     m = np.asarray(transform.matrix, dtype=np.float64)
     out = cv2.warpAffine(np.ascontiguousarray(src), m, tuple(transform.canvas_size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if transform.warp is not None and transform.warp.get("zones"):
+        # the limbs (sleeves, trouser legs) bent by the spline over the rigidly placed rest
+        from .bodywarp import remap, tps_backward_map, zone_mask
+
+        cps = transform.warp["control_points"]
+        zones = zone_mask(list(transform.warp.get("zones", {}).values()), (src.shape[1], src.shape[0]))
+        rigid_zone = cv2.warpAffine(zones, m, tuple(transform.canvas_size), flags=cv2.INTER_NEAREST,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out[rigid_zone > 0] = 0
+        mx, my = tps_backward_map(np.array([c["body"] for c in cps], np.float64),
+                                  np.array([c["garment"] for c in cps], np.float64), tuple(transform.canvas_size))
+        # the bent zone reaches 2 px past the limb's polygon so that it overlaps the rigid rest at the seam;
+        # only where the bent garment is present (alpha > 0) does it win
+        grown = cv2.dilate(zones, np.ones((5, 5), np.uint8))
+        bent_zone = (cv2.remap(grown, mx, my, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=0) > 0) & (remap(alpha, mx, my) > 0)
+        out[bent_zone] = remap(src, mx, my)[bent_zone]
     return out
 
 
@@ -246,6 +308,7 @@ def place_garment(
     *,
     pose: PoseResult | None = None,
     worn_mask: np.ndarray | None = None,
+    body_warp: bool = False,
 ) -> GarmentTransform:
     """Compute where a garment photo goes on a person photo.
 
@@ -256,6 +319,9 @@ def place_garment(
         pose (`PoseResult`, *optional*): the person's pose, in person-photo pixels.
         worn_mask (`np.ndarray`, *optional*): HxW uint8 mask of what the person wears now; used when the
             pose has no visible shoulders (the garment is fitted to the mask's box instead).
+        body_warp (`bool`, *optional*, defaults to `False`): bend the similarity by the body
+            (`pipelines.tryon.bodywarp`: a thin-plate spline from garment landmarks to the pose); only with
+            a pose whose shoulders are visible (else the rigid placement, ``warp`` stays `None`).
 
     Returns:
         `GarmentTransform`.
@@ -284,10 +350,41 @@ def place_garment(
     if s < PRESCALE_BELOW:
         pw, ph = max(1, int(round(gw * s))), max(1, int(round(gh * s)))
         m = m @ np.array([[gw / pw, 0.0, 0.0], [0.0, gh / ph, 0.0], [0.0, 0.0, 1.0]])
+    warp = None
+    if body_warp and pose is not None and how.startswith("pose"):
+        try:
+            warp = _body_warp(garment_alpha, garment_type, m, pose, (gw / pw, gh / ph))
+        except (np.linalg.LinAlgError, ValueError, IndexError) as exc:  # odd geometry: the rigid placement
+            how += f" (body warp not possible: {type(exc).__name__}: {exc})"
     matrix = tuple(tuple(float(v) for v in row) for row in m)
     anchors = {"garment": {k: g[k] for k in ("left", "right", "width", "bbox")},
                "body": {"left": [float(v) for v in body["left"]], "right": [float(v) for v in body["right"]]},
                "how": how, "garment_type": garment_type}
     return GarmentTransform(matrix=matrix, canvas_size=(int(canvas_size[0]), int(canvas_size[1])),  # type: ignore[arg-type]
                             source_size=(gw, gh), prescale_size=(pw, ph), scale=round(float(s), 6),
-                            angle_deg=round(float(ang), 4), anchors=anchors)
+                            angle_deg=round(float(ang), 4), anchors=anchors, warp=warp)
+
+
+def _body_warp(garment_alpha: np.ndarray, garment_type: str, m: np.ndarray, pose: PoseResult,
+               prescale: tuple[float, float]) -> dict[str, Any]:
+    """The TPS record of `GarmentTransform.warp`: landmarks (in prescaled photo px) and their body targets.
+
+    ``m`` maps prescaled photo px to the canvas; ``prescale`` is (full-size px per prescaled px) per axis.
+    """
+    from .bodywarp import TPS_GRID, TPS_REG, body_targets, garment_landmarks
+
+    marks = garment_landmarks(garment_alpha, garment_type)
+    fx, fy = prescale
+    scaled = {**marks, "points": {k: [v[0] / fx, v[1] / fy] for k, v in marks["points"].items()}}
+    targets, limbs = body_targets(scaled, m, pose, garment_type)
+    cps = [{"name": k, "garment": [round(float(v[0]), 4), round(float(v[1]), 4)],
+            "body": [round(float(targets[k][0]), 4), round(float(targets[k][1]), 4)]}
+           for k, v in scaled["points"].items()]
+    zones = {side: [[round(x / fx, 3), round(y / fy, 3)] for x, y in poly] for side, poly in marks["zones"].items()}
+    return {"kind": "thin-plate-spline", "control_points": cps, "zones": zones, "limbs": limbs,
+            "layers": "the garment by the similarity `matrix` without its limb zones, then the limb zones "
+                      "(polygons, prescaled photo px) through the spline over it",
+            "grid_px": TPS_GRID,
+            "regularization": TPS_REG, "direction": "backward: body (canvas px) -> garment (prescaled px)",
+            "coordinates": "divided by the canvas's longer side", "interpolation": "linear",
+            "library": "numpy (solve) + cv2.remap"}

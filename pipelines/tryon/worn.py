@@ -138,10 +138,12 @@ def worn_garment_mask(
         seg = segmenter(person_rgb, garment_type)
         if seg is not None and (seg >= 128).any():
             mask, source = np.where((seg >= 128) & person, 255, 0).astype(np.uint8), "segmenter"
+    extended = 0
     if mask is None and pose is not None:
         region = pose_region_mask(pose, (w, h), garment_type)
         if region is not None:
             mask, source = np.where((region > 0) & person, 255, 0).astype(np.uint8), "pose-region"
+            mask, extended = extend_by_colour(person_rgb, person_alpha, mask, pose, garment_type)
     if mask is None:
         mask, source = np.zeros((h, w), np.uint8), "none"
     if override is not None:
@@ -155,4 +157,48 @@ def worn_garment_mask(
     if not (mask > 0).any():
         raise InputError("found nothing the person wears: no visible shoulders and no garment mask; add "
                          "masks/person.garment.png (white where the clothes to replace are)", key="person")
-    return mask, {"source": source, "pixels": int((mask > 0).sum()), "garment_type": garment_type}
+    rec = {"source": source, "pixels": int((mask > 0).sum()), "garment_type": garment_type}
+    if extended:
+        rec["colour_extended_pixels"] = extended
+    return mask, rec
+
+
+#: A person pixel within this RGB distance of the worn clothes' median colour is the same cloth.
+SAME_CLOTH_DIST = 60.0
+
+
+def extend_by_colour(person_rgb: np.ndarray, person_alpha: np.ndarray, mask: np.ndarray, pose: PoseResult,
+                     garment_type: str) -> tuple[np.ndarray, int]:
+    """Grow a pose-region worn mask over the rest of the same cloth (the person's own sleeves beyond the
+    drawn region, a longer hem): person pixels within `SAME_CLOTH_DIST` of the mask's median colour,
+    connected to the mask, inside the body region of the garment type's longer cousin (whole arms for
+    tops, knees-to-ankles for lower garments) grown by 10% of the shoulder width. Nothing is added when
+    the cloth's colour is the skin's (it would take the arms).
+
+    Returns:
+        `tuple`: (HxW uint8 0/255 mask, pixels added).
+    """
+    from .bodywarp import skin_colour
+
+    sel = mask > 0
+    if sel.sum() < 20:
+        return mask, 0
+    h, w = mask.shape
+    frame = shoulder_frame(pose)
+    reach_type = {"upper": "outerwear", "outerwear": "outerwear", "dress": "dress", "lower": "lower"}[garment_type]
+    reach = pose_region_mask(pose, (w, h), reach_type)
+    if reach is None or frame is None:
+        return mask, 0
+    grow = max(1, int(round(0.1 * frame[2])))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    reach = cv2.dilate(reach, k) > 0
+    med = np.median(person_rgb[sel], axis=0).astype(np.float32)
+    skin = skin_colour(person_rgb, person_alpha, pose, mask)
+    if skin is not None and float(np.linalg.norm(skin.astype(np.float32) - med)) < SAME_CLOTH_DIST:
+        return mask, 0
+    dist = np.sqrt(((person_rgb.astype(np.float32) - med) ** 2).sum(-1))
+    cand = (sel | ((dist < SAME_CLOTH_DIST) & reach)) & (person_alpha >= 128)
+    _, labels = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+    keep = np.unique(labels[sel & cand])
+    grown = np.isin(labels, keep[keep > 0]) | sel
+    return np.where(grown, 255, 0).astype(np.uint8), int((grown & ~sel).sum())
