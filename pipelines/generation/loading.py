@@ -537,6 +537,35 @@ def load_controlnet(profile: ModelProfile, ctx: LoadContext) -> Any:
     return load_standalone(profile, ctx, "controlnet")
 
 
+def is_union_controlnet(net) -> bool:
+    """Whether a loaded ControlNet takes a control mode (FLUX ``num_mode`` set; SDXL `ControlNetUnionModel`)."""
+    if type(net).__name__ == "ControlNetUnionModel":
+        return True
+    return getattr(getattr(net, "config", None), "num_mode", None) is not None
+
+
+def controlnet_component(family: str, nets: list) -> Any:
+    """The pipeline's ``controlnet`` component for the loaded ControlNets ``nets`` (at least one).
+
+    FLUX: a union ControlNet is wrapped in `FluxMultiControlNetModel` (called with one image and one
+    ``control_mode`` per control); a single non-union one (e.g. ``InstantX/FLUX.1-dev-Controlnet-Canny``)
+    is used as it is, called with one image, a float scale and no mode: wrapped, diffusers builds an empty
+    mode tensor for it and its multi-ControlNet loop never runs (``UnboundLocalError``). Several non-union
+    FLUX ControlNets are wrapped, and then need ``control_mode=[None] * n`` (see
+    `pipelines.generation.scene.GarmentScenePipeline.control_kwargs`). SDXL: several are wrapped in
+    `MultiControlNetModel`, one is used as it is.
+    """
+    import diffusers
+
+    if family == "flux":
+        if len(nets) == 1 and not is_union_controlnet(nets[0]):
+            return nets[0]
+        return diffusers.FluxMultiControlNetModel(nets)
+    if len(nets) > 1:
+        return diffusers.MultiControlNetModel(nets)
+    return nets[0]
+
+
 # -------------------------------------------------------------------------------------------- pipelines
 def load_pipeline(
     profile: ModelProfile | str,
@@ -611,12 +640,7 @@ def load_pipeline(
         if "controlnet" not in accepted:
             raise InputError(f"{cls_name} takes no ControlNet")
         nets = [load_controlnet(cn, ctx) for cn in controlnets]
-        if profile.family == "flux":
-            parts["controlnet"] = diffusers.FluxMultiControlNetModel(nets)
-        elif len(nets) > 1:
-            parts["controlnet"] = diffusers.MultiControlNetModel(nets)
-        else:
-            parts["controlnet"] = nets[0]
+        parts["controlnet"] = controlnet_component(profile.family, nets)
     for name in ("image_encoder", "feature_extractor"):
         if name in accepted and name not in parts:
             parts[name] = None
