@@ -604,8 +604,6 @@ def load_pipeline(
         `ModelNotFoundError`: a repo is not found. `InputError`: an unusable combination (the key says
         which setting). `MissingBackendError`: an optional package (torchao, gguf) is missing.
     """
-    import diffusers
-
     # 1. Resolve the profiles and the load context
     profile = get_profile(profile) if isinstance(profile, str) else profile
     base = get_profile(base) if isinstance(base, str) else base
