@@ -16,6 +16,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 import threading
 import time
 import warnings
@@ -307,13 +308,48 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
 
     def load():
         _quiet_progress_bars()
+        vkw = variant_kwargs(folder / part, dtype)
         if library == "transformers":
-            model = cls.from_pretrained(folder / part, dtype=dtype, use_safetensors=True)
+            model = cls.from_pretrained(folder / part, dtype=dtype, use_safetensors=True, **vkw)
         else:
-            model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True)
+            model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True, **vkw)
         return model.to(ctx.load_device).eval()
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
+
+
+#: Weight file names as diffusers/transformers write them, plain and fp16 variant (shards included).
+_PLAIN_WEIGHTS = re.compile(r"^(diffusion_pytorch_model|model)(-\d{5}-of-\d{5})?\.safetensors$")
+_FP16_WEIGHTS = re.compile(r"^(diffusion_pytorch_model|model)\.fp16(-\d{5}-of-\d{5})?\.safetensors$")
+
+
+def weights_variant(folder: Path, dtype: Any) -> str | None:
+    """The weights variant to read from a model folder: ``"fp16"`` or ``None`` (the plain files).
+
+    The SDXL repos ship ``*.fp16.safetensors`` beside the fp32 ``*.safetensors`` (and a download with
+    ``--include "*.fp16.safetensors"`` has only the former). The fp16 files are read when they are the
+    only weights, or when the compute dtype is not float32 (half the bytes to read and hold); the plain
+    files when the compute dtype is float32 (CPU) and they exist (no rounding).
+
+    Args:
+        folder (`Path`): the component's folder (``unet/``, ``text_encoder/``, a ControlNet repo root).
+        dtype (`torch.dtype` or `str`): the compute dtype.
+    """
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return None
+    if not any(_FP16_WEIGHTS.match(n) for n in names):
+        return None
+    if not any(_PLAIN_WEIGHTS.match(n) for n in names) or _dtype_name(dtype) != "float32":
+        return "fp16"
+    return None
+
+
+def variant_kwargs(folder: Path, dtype: Any) -> dict[str, str]:
+    """``{"variant": "fp16"}`` when `weights_variant` picks the fp16 files, else ``{}``."""
+    v = weights_variant(folder, dtype)
+    return {"variant": v} if v else {}
 
 
 def _quiet_progress_bars() -> None:
@@ -443,7 +479,8 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
             qc = _quantization_config(settings)
             quantized = qc is not None
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True,
-                                        **({"quantization_config": qc} if qc is not None else {}))
+                                        **({"quantization_config": qc} if qc is not None else {}),
+                                        **variant_kwargs(folder / part, dtype))
         model = model.to(ctx.load_device).eval()
         if loras:
             apply_loras(model, profile.family, loras, ctx, fuse=not quantized)
@@ -526,7 +563,8 @@ def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "contro
     dtype = ctx.dtype(profile)
 
     def load():
-        model = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        model = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
+                                    **variant_kwargs(folder, dtype))
         return model.to(ctx.load_device).eval()
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
