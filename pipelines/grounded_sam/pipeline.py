@@ -172,8 +172,10 @@ class GroundedSam:
             chosen = list(range(len(detections)))
         boxes = np.array([detections[i].box for i in chosen], np.float32)
         low, ious = self.mask_predictor.predict_low_res(boxes)
-        if policy == "merge":  # union = max of the logits (sigmoid is monotonic)
-            probs = self.mask_predictor.upscale(low.max(dim=0, keepdim=True).values)[0]
+        if policy == "merge":  # union of the full-size masks: upscale each, then the pixelwise max
+            probs = self.mask_predictor.upscale(low[:1])[0]
+            for k in range(1, len(chosen)):  # one full-size mask at a time (memory)
+                np.maximum(probs, self.mask_predictor.upscale(low[k:k + 1])[0], out=probs)
             return probs, chosen, [float(s) for s in ious]
         if policy == "best":
             return self.mask_predictor.upscale(low[:1])[0], chosen, [float(ious[0])]
