@@ -402,6 +402,22 @@ def test_auto_model_choice_prefers_base_and_huge(tiny_root):
     assert ok and "grounding-dino-base" in why
 
 
+def test_on_a_cpu_the_same_sam_comes_from_its_segment_anything_checkpoint(tiny_root, tmp_path):
+    """sam-vit-base and the original sam_vit_b .pth both found: segment_anything on a CPU, transformers else."""
+    for rid in ("IDEA-Research/grounding-dino-base", "facebook/sam-vit-base", "ybelkada/segment-anything"):
+        (tmp_path / rid).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rid).symlink_to(tiny_root / rid, target_is_directory=True)
+    _, on_cpu = loading.resolve_models(tmp_path, device="cpu")
+    assert on_cpu.backend == "segment_anything" and on_cpu.file == "checkpoints/sam_vit_b_01ec64.pth"
+    _, on_gpu = loading.resolve_models(tmp_path, device="cuda")
+    assert on_gpu.id == "facebook/sam-vit-base" and on_gpu.backend == "transformers"
+    assert loading.resolve_models(tmp_path)[1].id == "facebook/sam-vit-base"  # file checks only: unchanged
+    _, huge = loading.resolve_models(tiny_root, device="cpu")  # ViT-H has no original checkpoint there
+    assert huge.id == "facebook/sam-vit-huge"
+    pipe = GroundedSam.from_models(tmp_path, device="cpu")
+    assert type(pipe.mask_predictor).__name__ == "OriginalSamPredictor"
+
+
 def test_missing_models_are_a_clear_error(tmp_path, tiny_root):
     ok, why = loading.probe(tmp_path)
     assert not ok and "IDEA-Research/grounding-dino-base" in why and "hf download" in why

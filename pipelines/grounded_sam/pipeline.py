@@ -145,7 +145,9 @@ class GroundedSam:
             original_shorter_side (`int`, *optional*): image size for groundingdino-py checkpoints
                 (default 800 like upstream; tests use less).
         """
-        det_rec, mask_rec = resolve_models(model_root, detector, sam)
+        from .loading import default_device
+
+        det_rec, mask_rec = resolve_models(model_root, detector, sam, device=device or default_device())
         for rec in (det_rec, mask_rec):
             require_backend(rec)
         return cls(load_detector(det_rec, device=device, dtype=dtype, original_shorter_side=original_shorter_side),
