@@ -7,7 +7,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean-catalog browser-deps lint
+.PHONY: setup demo test test-fast test-realarch bench clean-catalog browser-deps lint
 
 setup: $(STAMP)
 
@@ -23,7 +23,11 @@ demo: $(STAMP)
 	$(VENV)/bin/vitrine demo --catalog catalog --products products-demo
 
 test: $(STAMP) browser-deps
-	$(VENV)/bin/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not gpu and not realarch" $(PYTEST_ARGS)
+
+# Real-architecture tier (docs/generation.md): builds ~9.5 GB of models in a temp dir, minutes on a CPU.
+test-realarch: $(STAMP)
+	$(VENV)/bin/python -m pytest -m realarch tests/test_realarch.py $(PYTEST_ARGS)
 
 # Browser tests drive Debian's Chromium (never a downloaded browser). Installed when missing and root.
 browser-deps:

@@ -359,6 +359,16 @@ def cmd_tiny_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_real_arch_models(args: argparse.Namespace) -> int:
+    from pipelines.models.realarch import build_real_arch_models
+
+    written = build_real_arch_models(Path(args.dest), args.family)
+    for family, ids in written.items():
+        for mid in ids:
+            print(f"{family}\t{Path(args.dest) / mid}")
+    return EXIT_OK
+
+
 # -- parser ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from pipelines import __version__
@@ -455,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("dest", metavar="DIR")
     t.add_argument("--family", action="append", default=None, help="only this family (repeatable)")
     t.set_defaults(func=cmd_tiny_models)
+    ra = devsub.add_parser("real-arch-models", help="write random models at real width and minimal depth, from "
+                                                    "the published configs, in the real repo layouts under DIR")
+    ra.add_argument("dest", metavar="DIR")
+    ra.add_argument("--family", action="append", default=None, choices=("flux", "sdxl", "segmentation"),
+                    help="only this family (repeatable)")
+    ra.set_defaults(func=cmd_real_arch_models)
 
     import importlib
 

@@ -125,9 +125,81 @@ def test_the_label_is_the_attached_phrase_with_the_highest_token():
     assert det.label == "jacket" and det.phrase_index == 1
 
 
-def test_special_token_scores_do_not_make_a_box():
+def test_special_token_scores_do_not_make_a_box_without_a_phrase():
     raw = forged([{0: 0.99, 2: 0.99, 5: 0.99, 1: 0.1}])  # [CLS], ".", [SEP] high; the phrase low
-    assert select_detections(raw, 0.35, 0.25).detections == []
+    sel = select_detections(raw, 0.35, 0.25)
+    assert sel.detections == [] and sel.below_text_threshold == 1  # passes box_threshold, has no phrase
+
+
+def test_box_score_is_the_max_over_every_caption_position_as_upstream():
+    """Upstream GroundingDINO and transformers score a box by its max over all caption positions."""
+    raw = forged([{2: 0.6, 1: 0.3}])  # the "." after "shirt" is the box's best position
+    det = select_detections(raw, 0.35, 0.25).detections[0]
+    assert det.score == pytest.approx(0.6) and det.text_score == pytest.approx(0.3) and det.label == "shirt"
+
+
+def test_box_scores_equal_transformers_post_processing(tiny_root):
+    """On the tiny GroundingDINO: our box scores are transformers' post_process_grounded_object_detection's."""
+    pipe = GroundedSam.from_models(tiny_root, device="cpu")
+    det = pipe.detector
+    image = np.random.default_rng(1).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    raw = det.detect(image, ["shirt", "person"])
+    inputs = det.processor(images=Image.fromarray(image), text="shirt . person .", return_tensors="pt")
+    with torch.inference_mode():
+        out = det.model(**inputs)
+    theirs = det.processor.post_process_grounded_object_detection(
+        out, inputs["input_ids"], threshold=0.0, text_threshold=0.0, target_sizes=[(60, 90)])[0]["scores"]
+    ours = select_detections(raw, 0.0, 0.0, nms_iou=None, max_boxes=10_000).detections
+    assert len(ours) >= 5 and any(d.score > d.text_score + 0.1 for d in ours)  # a structural position wins
+    for d in ours:
+        assert d.score == pytest.approx(float(theirs[d.query]), abs=1e-6)
+
+
+def test_structural_token_ids_come_from_the_tokenizer():
+    """A BERT vocabulary that numbers [CLS]/[SEP]/"." unlike bert-base-uncased still splits right."""
+    from transformers import BertTokenizer
+
+    from pipelines.grounded_sam.detection import BERT_STRUCTURAL_IDS, structural_ids
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?", "shirt", "blue", "jeans"]
+    tok = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+    got = structural_ids(tok)
+    assert got.separators == {5, 6} and got.boundaries == {0, 2, 3} and got != BERT_STRUCTURAL_IDS
+    ids = tok("shirt . blue jeans .")["input_ids"]
+    spans = phrase_spans(ids, got)
+    assert [tok.decode([ids[p] for p in sp]) for sp in spans] == ["shirt", "blue jeans"]
+    assert phrase_spans(ids) != spans  # bert-base-uncased's hard-coded ids would mis-split this caption
+
+
+def test_merge_is_the_union_of_the_upscaled_masks(tiny_root):
+    """Upscale each box's mask, then unite: not the max of the low-resolution logits, upscaled."""
+    from pipelines.grounded_sam.detection import Detection
+
+    pipe = GroundedSam.from_models(tiny_root, sam="facebook/sam-vit-huge", device="cpu")
+    image = np.random.default_rng(2).integers(0, 255, (150, 200, 3), dtype=np.uint8)
+    pipe.mask_predictor.set_image(image)
+    boxes = [(10.0, 10.0, 120.0, 100.0), (60.0, 40.0, 190.0, 140.0), (5.0, 80.0, 70.0, 148.0)]
+    dets = [Detection(b, 0.9 - 0.1 * i, "shirt", 0, 0.5, i) for i, b in enumerate(boxes)]
+    merged, used, _ = pipe.masks_for(dets, "merge", 0.5)
+    low, _ = pipe.mask_predictor.predict_low_res(np.array(boxes, np.float32))
+    each = pipe.mask_predictor.upscale(low)
+    assert used == [0, 1, 2]
+    np.testing.assert_array_equal(merged >= 0.5, (each >= 0.5).any(axis=0))
+    np.testing.assert_allclose(merged, each.max(axis=0), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sam", ["facebook/sam-vit-huge", "syscv-community/sam-hq-vit-base",
+                                 "facebook/sam2.1-hiera-tiny"])
+def test_box_prompt_equals_the_processors_without_reprocessing_the_image(tiny_root, sam):
+    pipe = GroundedSam.from_models(tiny_root, sam=sam, device="cpu")
+    pred = pipe.mask_predictor
+    image = np.random.default_rng(3).integers(0, 255, (130, 210, 3), dtype=np.uint8)
+    pred.set_image(image)
+    boxes = [[3.5, 7.0, 100.25, 120.0], [50.0, 10.0, 209.0, 129.0]]
+    want = pred.processor(images=Image.fromarray(image), input_boxes=[boxes], return_tensors="pt")["input_boxes"]
+    got = pred.box_prompt(np.array(boxes))
+    assert tuple(got.shape) == tuple(want.shape)
+    torch.testing.assert_close(got.double(), want.double(), rtol=0, atol=1e-4)
 
 
 @settings(max_examples=60, deadline=None)
@@ -329,6 +401,22 @@ def test_auto_model_choice_prefers_base_and_huge(tiny_root):
     assert det.licence == mask.licence == "Apache-2.0" and det.source == "model-root"
     ok, why = loading.probe(tiny_root)
     assert ok and "grounding-dino-base" in why
+
+
+def test_on_a_cpu_the_same_sam_comes_from_its_segment_anything_checkpoint(tiny_root, tmp_path):
+    """sam-vit-base and the original sam_vit_b .pth both found: segment_anything on a CPU, transformers else."""
+    for rid in ("IDEA-Research/grounding-dino-base", "facebook/sam-vit-base", "ybelkada/segment-anything"):
+        (tmp_path / rid).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rid).symlink_to(tiny_root / rid, target_is_directory=True)
+    _, on_cpu = loading.resolve_models(tmp_path, device="cpu")
+    assert on_cpu.backend == "segment_anything" and on_cpu.file == "checkpoints/sam_vit_b_01ec64.pth"
+    _, on_gpu = loading.resolve_models(tmp_path, device="cuda")
+    assert on_gpu.id == "facebook/sam-vit-base" and on_gpu.backend == "transformers"
+    assert loading.resolve_models(tmp_path)[1].id == "facebook/sam-vit-base"  # file checks only: unchanged
+    _, huge = loading.resolve_models(tiny_root, device="cpu")  # ViT-H has no original checkpoint there
+    assert huge.id == "facebook/sam-vit-huge"
+    pipe = GroundedSam.from_models(tmp_path, device="cpu")
+    assert type(pipe.mask_predictor).__name__ == "OriginalSamPredictor"
 
 
 def test_missing_models_are_a_clear_error(tmp_path, tiny_root):

@@ -98,7 +98,7 @@ _OPENPOSE_COLORS = (
     (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
     (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
 )  # fmt: skip
-_OPENPOSE_REFERENCE_SIDE = 512  # stick width 4 and joint radius 4 are drawn at this resolution
+_OPENPOSE_STICK = 4  # stick half-width and joint radius in pixels, at any resolution (as controlnet_aux)
 
 DEFAULT_MAX_SIDE = 1024
 
@@ -348,8 +348,9 @@ def render_openpose(
     """Draw ``pose`` as the OpenPose skeleton image that ControlNet openpose models expect.
 
     Black background, the 17 OpenPose limbs as filled ellipses in the standard colours (at 60 %
-    intensity, as the reference annotator draws them), and the 18 joints as coloured discs. Stick width
-    and joint radius are 4 px at 512 px and scale with the longer side of the output.
+    intensity) and the 18 joints as coloured discs, pixel-equal to ``controlnet_aux``'s
+    ``draw_bodypose`` on the same keypoints (see `draw_bodypose_exact`): 4 px sticks and joints at any
+    size, no antialiasing, at most 36 colours.
 
     Args:
         pose (`PoseResult`): the keypoints to draw, in pixels of a ``pose.width`` x ``pose.height`` image.
@@ -373,31 +374,47 @@ def render_openpose(
         raise InputError(f"min_score must be in [0, 1], got {min_score}", key="min_score")
     out_w, out_h = int(size[0]), int(size[1])
 
-    # 2. Scale the keypoints to the output size
+    # 2. Keypoints normalised to [0, 1] (as controlnet_aux keeps them), drawn on the output size
     points = coco17_to_openpose18(pose.keypoints)
-    points[:, 0] *= out_w / pose.width
-    points[:, 1] *= out_h / pose.height
     visible = points[:, 2] >= min_score
     if min_score == 0.0:
         visible &= points[:, 2] > 0  # a zero score means "absent", never drawable
-
-    # 3. Draw limbs, then joints on top
-    scale = max(out_w, out_h) / _OPENPOSE_REFERENCE_SIDE
-    stick = max(1, round(4 * scale))
-    radius = max(1, round(4 * scale))
+    norm = [(float(x) / pose.width, float(y) / pose.height) if ok else None
+            for (x, y, _), ok in zip(points, visible)]
     canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+    return draw_bodypose_exact(canvas, norm)
+
+
+def draw_bodypose_exact(canvas: np.ndarray, keypoints: list[tuple[float, float] | None]) -> np.ndarray:
+    """Draw an OpenPose-18 body on ``canvas`` in place, pixel for pixel as ``controlnet_aux`` 0.0.10's
+    ``open_pose.util.draw_bodypose`` does (the annotator ControlNet openpose models were trained on).
+
+    17 limbs as filled ellipses (half-length x stick width 4 px, angle truncated to whole degrees, the
+    colour at 60 % truncated to integers, no antialiasing), then the 18 joints as discs of radius 4 px
+    in the full colours, at ``int(x * W), int(y * H)``. Sizes do not scale with the image.
+
+    Args:
+        canvas (`np.ndarray`): HxWx3 ``uint8``, drawn on and returned.
+        keypoints (`list`): 18 entries in OpenPose-18 order, each ``(x, y)`` normalised to [0, 1] by the
+            canvas width and height, or ``None`` for a keypoint not to draw (nor its limbs).
+
+    Returns:
+        `np.ndarray`: ``canvas``.
+    """
+    h, w = canvas.shape[:2]
     for (a, b), color in zip(_OPENPOSE_LIMBS, _OPENPOSE_COLORS):
-        i, j = a - 1, b - 1
-        if not (visible[i] and visible[j]):
+        k1, k2 = keypoints[a - 1], keypoints[b - 1]
+        if k1 is None or k2 is None:
             continue
-        (x1, y1), (x2, y2) = points[i, :2], points[j, :2]
-        length = math.hypot(x1 - x2, y1 - y2)
-        angle = math.degrees(math.atan2(y1 - y2, x1 - x2))
-        center = (round((x1 + x2) / 2), round((y1 + y2) / 2))
-        polygon = cv2.ellipse2Poly(center, (round(length / 2), stick), round(angle), 0, 360, 1)
-        cv2.fillConvexPoly(canvas, polygon, [round(c * 0.6) for c in color], lineType=cv2.LINE_AA)
-    for index, color in enumerate(_OPENPOSE_COLORS):
-        if visible[index]:
-            x, y = points[index, :2]
-            cv2.circle(canvas, (round(x), round(y)), radius, color, thickness=-1, lineType=cv2.LINE_AA)
+        ys = np.array([k1[0], k2[0]]) * float(w)  # controlnet_aux's names: Y holds x, X holds y
+        xs = np.array([k1[1], k2[1]]) * float(h)
+        m_x, m_y = np.mean(xs), np.mean(ys)
+        length = ((xs[0] - xs[1]) ** 2 + (ys[0] - ys[1]) ** 2) ** 0.5
+        angle = math.degrees(math.atan2(xs[0] - xs[1], ys[0] - ys[1]))
+        polygon = cv2.ellipse2Poly((int(m_y), int(m_x)), (int(length / 2), _OPENPOSE_STICK), int(angle), 0, 360, 1)
+        cv2.fillConvexPoly(canvas, polygon, [int(float(c) * 0.6) for c in color])
+    for k, color in zip(keypoints, _OPENPOSE_COLORS):
+        if k is None:
+            continue
+        cv2.circle(canvas, (int(k[0] * w), int(k[1] * h)), _OPENPOSE_STICK, color, thickness=-1)
     return canvas

@@ -16,6 +16,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 import threading
 import time
 import warnings
@@ -307,13 +308,48 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
 
     def load():
         _quiet_progress_bars()
+        vkw = variant_kwargs(folder / part, dtype)
         if library == "transformers":
-            model = cls.from_pretrained(folder / part, dtype=dtype, use_safetensors=True)
+            model = cls.from_pretrained(folder / part, dtype=dtype, use_safetensors=True, **vkw)
         else:
-            model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True)
+            model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True, **vkw)
         return model.to(ctx.load_device).eval()
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
+
+
+#: Weight file names as diffusers/transformers write them, plain and fp16 variant (shards included).
+_PLAIN_WEIGHTS = re.compile(r"^(diffusion_pytorch_model|model)(-\d{5}-of-\d{5})?\.safetensors$")
+_FP16_WEIGHTS = re.compile(r"^(diffusion_pytorch_model|model)\.fp16(-\d{5}-of-\d{5})?\.safetensors$")
+
+
+def weights_variant(folder: Path, dtype: Any) -> str | None:
+    """The weights variant to read from a model folder: ``"fp16"`` or ``None`` (the plain files).
+
+    The SDXL repos ship ``*.fp16.safetensors`` beside the fp32 ``*.safetensors`` (and a download with
+    ``--include "*.fp16.safetensors"`` has only the former). The fp16 files are read when they are the
+    only weights, or when the compute dtype is not float32 (half the bytes to read and hold); the plain
+    files when the compute dtype is float32 (CPU) and they exist (no rounding).
+
+    Args:
+        folder (`Path`): the component's folder (``unet/``, ``text_encoder/``, a ControlNet repo root).
+        dtype (`torch.dtype` or `str`): the compute dtype.
+    """
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return None
+    if not any(_FP16_WEIGHTS.match(n) for n in names):
+        return None
+    if not any(_PLAIN_WEIGHTS.match(n) for n in names) or _dtype_name(dtype) != "float32":
+        return "fp16"
+    return None
+
+
+def variant_kwargs(folder: Path, dtype: Any) -> dict[str, str]:
+    """``{"variant": "fp16"}`` when `weights_variant` picks the fp16 files, else ``{}``."""
+    v = weights_variant(folder, dtype)
+    return {"variant": v} if v else {}
 
 
 def _quiet_progress_bars() -> None:
@@ -443,7 +479,8 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
             qc = _quantization_config(settings)
             quantized = qc is not None
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True,
-                                        **({"quantization_config": qc} if qc is not None else {}))
+                                        **({"quantization_config": qc} if qc is not None else {}),
+                                        **variant_kwargs(folder / part, dtype))
         model = model.to(ctx.load_device).eval()
         if loras:
             apply_loras(model, profile.family, loras, ctx, fuse=not quantized)
@@ -526,7 +563,8 @@ def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "contro
     dtype = ctx.dtype(profile)
 
     def load():
-        model = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        model = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
+                                    **variant_kwargs(folder, dtype))
         return model.to(ctx.load_device).eval()
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
@@ -535,6 +573,35 @@ def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "contro
 def load_controlnet(profile: ModelProfile, ctx: LoadContext) -> Any:
     """A ControlNet model repo, cached (see `load_standalone`)."""
     return load_standalone(profile, ctx, "controlnet")
+
+
+def is_union_controlnet(net) -> bool:
+    """Whether a loaded ControlNet takes a control mode (FLUX ``num_mode`` set; SDXL `ControlNetUnionModel`)."""
+    if type(net).__name__ == "ControlNetUnionModel":
+        return True
+    return getattr(getattr(net, "config", None), "num_mode", None) is not None
+
+
+def controlnet_component(family: str, nets: list) -> Any:
+    """The pipeline's ``controlnet`` component for the loaded ControlNets ``nets`` (at least one).
+
+    FLUX: a union ControlNet is wrapped in `FluxMultiControlNetModel` (called with one image and one
+    ``control_mode`` per control); a single non-union one (e.g. ``InstantX/FLUX.1-dev-Controlnet-Canny``)
+    is used as it is, called with one image, a float scale and no mode: wrapped, diffusers builds an empty
+    mode tensor for it and its multi-ControlNet loop never runs (``UnboundLocalError``). Several non-union
+    FLUX ControlNets are wrapped, and then need ``control_mode=[None] * n`` (see
+    `pipelines.generation.scene.GarmentScenePipeline.control_kwargs`). SDXL: several are wrapped in
+    `MultiControlNetModel`, one is used as it is.
+    """
+    import diffusers
+
+    if family == "flux":
+        if len(nets) == 1 and not is_union_controlnet(nets[0]):
+            return nets[0]
+        return diffusers.FluxMultiControlNetModel(nets)
+    if len(nets) > 1:
+        return diffusers.MultiControlNetModel(nets)
+    return nets[0]
 
 
 # -------------------------------------------------------------------------------------------- pipelines
@@ -575,8 +642,6 @@ def load_pipeline(
         `ModelNotFoundError`: a repo is not found. `InputError`: an unusable combination (the key says
         which setting). `MissingBackendError`: an optional package (torchao, gguf) is missing.
     """
-    import diffusers
-
     # 1. Resolve the profiles and the load context
     profile = get_profile(profile) if isinstance(profile, str) else profile
     base = get_profile(base) if isinstance(base, str) else base
@@ -611,12 +676,7 @@ def load_pipeline(
         if "controlnet" not in accepted:
             raise InputError(f"{cls_name} takes no ControlNet")
         nets = [load_controlnet(cn, ctx) for cn in controlnets]
-        if profile.family == "flux":
-            parts["controlnet"] = diffusers.FluxMultiControlNetModel(nets)
-        elif len(nets) > 1:
-            parts["controlnet"] = diffusers.MultiControlNetModel(nets)
-        else:
-            parts["controlnet"] = nets[0]
+        parts["controlnet"] = controlnet_component(profile.family, nets)
     for name in ("image_encoder", "feature_extractor"):
         if name in accepted and name not in parts:
             parts[name] = None

@@ -283,8 +283,12 @@ class GarmentScenePipeline:
             else:
                 images.append(Image.new("RGB", ws, 0))
                 scales.append(0.0)
-        if len(images) == 1 and self.family == "sdxl":
+        wrapped = type(self.generator.controlnet).__name__ in ("FluxMultiControlNetModel", "MultiControlNetModel")
+        if len(images) == 1 and not wrapped:  # one ControlNet used as it is (see loading.controlnet_component)
             return {"control_image": images[0], "controlnet_conditioning_scale": scales[0]}
+        if self.family == "flux":  # several non-union FLUX ControlNets: diffusers needs one (empty) mode each
+            return {"control_image": images, "controlnet_conditioning_scale": scales,
+                    "control_mode": [None] * len(images)}
         return {"control_image": images, "controlnet_conditioning_scale": scales}
 
     def _run(self, pipe, kwargs: dict[str, Any], what: str) -> np.ndarray:

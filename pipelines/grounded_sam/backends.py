@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .detection import DetectorOutput, caption_for, match_spans, phrase_spans
+from .detection import DetectorOutput, caption_for, match_spans, phrase_spans, structural_ids
 
 #: config.json ``model_type`` -> (model class, processor class) of the transformers mask models.
 MASK_MODEL_CLASSES = {
@@ -53,7 +53,7 @@ class TransformersGroundingDino:
         probs = torch.sigmoid(out.logits[0].float()).cpu().numpy()  # padded positions: sigmoid(-inf) = 0
         boxes = out.pred_boxes[0].float().cpu().numpy()
         ids = inputs["input_ids"][0].tolist()
-        spans = phrase_spans(ids)
+        spans = phrase_spans(ids, structural_ids(self.processor.tokenizer))
         tokens = self.processor.tokenizer.convert_ids_to_tokens(ids)
         decoded = [self.processor.tokenizer.decode([ids[p] for p in s]) for s in spans]
         return DetectorOutput(np.nan_to_num(probs, nan=0.0), boxes, spans, match_spans(spans, phrases, decoded),
@@ -113,13 +113,31 @@ class TransformersSamPredictor:
 
         if self._image is None:
             raise RuntimeError("call set_image() first")
-        boxes = [[float(v) for v in b] for b in np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)]
-        prompt = self.processor(images=self._image, input_boxes=[boxes], return_tensors="pt")
+        input_boxes = self.box_prompt(boxes_xyxy)
         with torch.inference_mode():
-            out = self.model(input_boxes=prompt["input_boxes"].to(self.device, self.model.dtype),
+            out = self.model(input_boxes=input_boxes.to(self.device, self.model.dtype),
                              multimask_output=False, **self._embeddings)
         low = out.pred_masks[0, :, 0].float()
         return low, out.iou_scores[0, :, 0].float().cpu().numpy()
+
+    def box_prompt(self, boxes_xyxy: np.ndarray):
+        """``(1, N, 4)`` float64 tensor: XYXY pixel boxes of the set image in the model's input frame.
+
+        What the processor's ``input_boxes`` gives, computed from the sizes `set_image` recorded instead of
+        pre-processing the whole image again for every call: SAM/SAM-HQ scale x by
+        ``reshaped_w / original_w`` and y by ``reshaped_h / original_h`` (long side 1024); SAM 2 by
+        ``target / original`` on both axes (its processor takes ``original_sizes`` without an image).
+        """
+        import torch
+
+        boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+        if self.kind == "sam2":
+            return self.processor(input_boxes=[boxes.tolist()], original_sizes=self._sizes["original_sizes"],
+                                  return_tensors="pt")["input_boxes"]
+        old_h, old_w = (float(v) for v in self._sizes["original_sizes"][0])
+        new_h, new_w = (float(v) for v in self._sizes["reshaped_input_sizes"][0])
+        scaled = boxes * np.array([new_w / old_w, new_h / old_h, new_w / old_w, new_h / old_h])
+        return torch.from_numpy(scaled)[None]
 
     def upscale(self, low_res_logits) -> np.ndarray:
         """``(K, h, w)`` low-resolution logits to ``(K, H, W)`` float32 probabilities at the image's size."""

@@ -3,9 +3,11 @@
 Everything here is pure numpy, shared by every detector backend, so that the meaning of each threshold is
 defined (and tested) once. GroundingDINO scores every (query box, prompt token) pair:
 
-- ``box_threshold`` tests **boxes**. A box's score is the highest probability it gives to any token of the
-  prompt's phrases (``[CLS]``, ``[SEP]`` and the ``.`` separators are not phrase tokens). A box is kept
-  when its score is **greater than** ``box_threshold``.
+- ``box_threshold`` tests **boxes**. A box's score is the highest probability it gives to any position of
+  the caption, structural tokens (``[CLS]``, ``[SEP]``, the ``.`` separators) included, exactly as upstream
+  GroundingDINO (``logits.sigmoid().max(dim=1)``) and transformers' ``post_process_grounded_object_detection``
+  score boxes (the models give positions past the caption probability 0). A box is kept when its score is **greater than**
+  ``box_threshold``.
 - ``text_threshold`` tests **tokens**. A phrase of the prompt is attached to a kept box when one of its
   tokens has a probability **greater than** ``text_threshold``; the box's ``label`` is the attached phrase
   with the highest token probability, ``phrases`` lists every attached phrase and ``words`` the tokens above
@@ -16,7 +18,11 @@ Consequence: with ``text_threshold <= box_threshold`` (the defaults, 0.25 <= 0.3
 best token above ``text_threshold``, so ``text_threshold`` only decides which phrases and words a box is
 attributed to; set it above ``box_threshold`` to also demand a confident phrase match. This is the original
 GroundingDINO rule (``logits.max() > box_threshold`` keeps a box, tokens ``> text_threshold`` make its phrase)
-with one deliberate difference: a box whose phrase would be empty is dropped instead of returned unlabelled.
+with one deliberate difference: a box whose phrase would be empty (e.g. one that only a ``.`` or ``[SEP]``
+position lifted above ``box_threshold``) is dropped instead of returned unlabelled.
+
+Which token ids are structural (``[CLS]``, ``[SEP]``, padding, ``.``, ``?``) is read from the detector's
+tokenizer (`structural_ids`), as upstream does with ``tokenizer.convert_tokens_to_ids``.
 """
 
 from __future__ import annotations
@@ -29,12 +35,57 @@ import numpy as np
 
 from ..errors import InputError
 
-#: bert-base-uncased ids GroundingDINO treats as structure, not words: [CLS], [SEP], ".", "?".
+#: bert-base-uncased ids GroundingDINO treats as structure, not words: [CLS], [SEP], ".", "?" (the defaults
+#: of `phrase_spans` only; the backends read the ids from their tokenizer with `structural_ids`).
 SPECIAL_TOKEN_IDS = frozenset({101, 102, 1012, 1029})
-#: Token ids that separate phrases.
+#: Token ids that separate phrases (bert-base-uncased).
 SEPARATOR_TOKEN_IDS = frozenset({1012, 1029})
-#: Padding id.
+#: Padding id (bert-base-uncased).
 PAD_TOKEN_ID = 0
+
+
+@dataclass(frozen=True)
+class StructuralIds:
+    """Token ids that are caption structure, not words.
+
+    Attributes:
+        separators (`frozenset[int]`): ids that end a phrase (``.`` and ``?``).
+        boundaries (`frozenset[int]`): ``[CLS]``, ``[SEP]`` and padding: never part of a phrase.
+    """
+
+    separators: frozenset[int]
+    boundaries: frozenset[int]
+
+
+#: bert-base-uncased's structural ids (what `structural_ids` reads from its tokenizer).
+BERT_STRUCTURAL_IDS = StructuralIds(SEPARATOR_TOKEN_IDS, frozenset({101, 102, PAD_TOKEN_ID}))
+
+
+def structural_ids(tokenizer) -> StructuralIds:
+    """The structural ids of a (BERT-style) tokenizer: its ``.``/``?`` ids and CLS/SEP/PAD ids.
+
+    As upstream GroundingDINO: ``tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", ".", "?"])``, using the
+    tokenizer's own ``cls_token_id``/``sep_token_id``/``pad_token_id`` when it has them.
+
+    Raises:
+        `InputError`: the tokenizer has no id for ``.`` (GroundingDINO captions need it).
+    """
+    def tid(token: str) -> int | None:
+        v = tokenizer.convert_tokens_to_ids(token)
+        unk = getattr(tokenizer, "unk_token_id", None)
+        return None if v is None or (unk is not None and v == unk and token != tokenizer.unk_token) else int(v)
+
+    separators = {i for i in (tid("."), tid("?")) if i is not None}
+    if tid(".") is None:
+        raise InputError("the detector's tokenizer has no token '.' (GroundingDINO separates phrases with it)",
+                         key="tokenizer")
+    boundaries = set()
+    for attr, token in (("cls_token_id", "[CLS]"), ("sep_token_id", "[SEP]"), ("pad_token_id", "[PAD]")):
+        v = getattr(tokenizer, attr, None)
+        v = int(v) if v is not None else tid(token)
+        if v is not None:
+            boundaries.add(v)
+    return StructuralIds(frozenset(separators), frozenset(boundaries))
 
 Policy = Literal["merge", "best", "largest"]
 POLICIES: tuple[str, ...] = ("merge", "best", "largest")
@@ -81,7 +132,8 @@ class Detection:
 
     Attributes:
         box (`tuple[float, float, float, float]`): XYXY in pixels of the input image, clipped to it.
-        score (`float`): the box score (highest phrase-token probability), what ``box_threshold`` tests.
+        score (`float`): the box score (highest probability over the caption's positions), what
+            ``box_threshold`` tests.
         label (`str`): the phrase the box is attributed to: of the phrases with a token above
             ``text_threshold``, the one with the highest token probability.
         phrase_index (`int`): index of ``label`` in the prompt's phrases.
@@ -191,12 +243,18 @@ def caption_for(phrases: Sequence[str]) -> str:
     return " ".join(f"{p} ." for p in phrases)
 
 
-def phrase_spans(input_ids: Sequence[int]) -> list[list[int]]:
-    """Token positions of each phrase: runs of non-special, non-padding tokens between separators."""
+def phrase_spans(input_ids: Sequence[int], structure: StructuralIds = BERT_STRUCTURAL_IDS) -> list[list[int]]:
+    """Token positions of each phrase: runs of non-structural tokens between separators.
+
+    Args:
+        input_ids (`Sequence[int]`): the caption's token ids.
+        structure (`StructuralIds`, *optional*): from `structural_ids` of the detector's tokenizer;
+            defaults to bert-base-uncased's.
+    """
     spans: list[list[int]] = []
     current: list[int] = []
     for pos, tid in enumerate(int(t) for t in input_ids):
-        if tid in SEPARATOR_TOKEN_IDS or tid in (101, 102, PAD_TOKEN_ID):
+        if tid in structure.separators or tid in structure.boundaries:
             if current:
                 spans.append(current)
                 current = []
@@ -292,7 +350,7 @@ def select_detections(raw: DetectorOutput, box_threshold: float, text_threshold:
     if not positions:
         return sel
     boxes = cxcywh_to_xyxy_pixels(raw.boxes_cxcywh, raw.image_size)
-    box_scores = probs[:, positions].max(axis=1)
+    box_scores = probs.max(axis=1)  # every position, as upstream and transformers (module docstring)
     candidates: list[Detection] = []
     for q in np.argsort(-box_scores, kind="stable"):
         q = int(q)

@@ -60,7 +60,10 @@ class GroundedSamEngine(ClassicEngine):
         self.model_root = model_root
         self.device = device
         self.dtype = dtype
-        self.detector_record, self.mask_record = resolve_models(model_root, detector, sam)
+        from .loading import default_device
+
+        self.detector_record, self.mask_record = resolve_models(model_root, detector, sam,
+                                                                device=device or default_device())
         self._pipeline = None
 
     @property
@@ -74,8 +77,8 @@ class GroundedSamEngine(ClassicEngine):
 
             self._pipeline = GroundedSam.from_models(
                 self.model_root, detector=self.detector_record.id,
-                sam=self.mask_record.id if self.mask_record.source != "file" else str(
-                    Path(self.mask_record.path) / str(self.mask_record.file)),
+                sam=self.mask_record.id if self.mask_record.source != "file" and not self.mask_record.file
+                else str(Path(self.mask_record.path) / str(self.mask_record.file)),
                 device=self.device, dtype=self.dtype)
         return self._pipeline
 

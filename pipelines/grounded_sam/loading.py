@@ -161,8 +161,34 @@ def _find_mask_model(model_id: str, model_root) -> tuple[ModelRecord | None, str
     return None, f"{model_id} found at {loc.path} but it holds none of {names}"
 
 
+#: transformers SAM repo -> the original checkpoint variant with the same weights (published by Meta).
+SAM_ORIGINAL_EQUIVALENT = {"facebook/sam-vit-huge": "vit_h", "facebook/sam-vit-large": "vit_l",
+                           "facebook/sam-vit-base": "vit_b"}
+
+
+def _faster_on_cpu(rec: ModelRecord, model_root) -> ModelRecord:
+    """On a CPU, the original ``segment_anything`` checkpoint of the same ViT when it is there, else ``rec``.
+
+    The same weights in ``segment_anything`` embed an image faster on a CPU than transformers' ``SamModel``
+    (bench/sam_backends.py: 1.33x with SDPA, 1.48x eager, on 2 cores); on a GPU transformers stays preferred.
+    """
+    variant = SAM_ORIGINAL_EQUIVALENT.get(rec.id)
+    if variant is None:
+        return rec
+    loc = find(sm.SAM_ORIGINAL_REPO, model_root)
+    ck = next((c for c in sm.SAM_ORIGINAL_CHECKPOINTS if c.variant == variant), None)
+    if loc is None or ck is None or not (loc.path / ck.weights).is_file():
+        return rec
+    try:
+        import segment_anything  # noqa: F401
+    except ImportError:
+        return rec
+    logger.info("on a CPU: %s from its segment_anything checkpoint %s (faster there)", rec.id, ck.weights)
+    return _record(sm.SAM_ORIGINAL_REPO, "mask", loc, file=ck.weights)
+
+
 def resolve_models(model_root: str | Path | None = None, detector: str | None = None,
-                   sam: str | None = None) -> tuple[ModelRecord, ModelRecord]:
+                   sam: str | None = None, *, device: str | None = None) -> tuple[ModelRecord, ModelRecord]:
     """Find the detector and the mask model to use (no loading).
 
     Args:
@@ -171,6 +197,9 @@ def resolve_models(model_root: str | Path | None = None, detector: str | None = 
             `DETECTOR_PREFERENCE` (base, tiny, then the original-format checkpoints).
         sam (`str`, *optional*): a Segment Anything repo id or a ``sam_vit_*.pth`` file; defaults to the
             first found of `MASK_PREFERENCE` (ViT-H, -L, -B, SAM-HQ, SAM 2.1, then original checkpoints).
+        device (`str`, *optional*): where the models will run. ``cpu``: an automatically chosen transformers
+            SAM is replaced by the original ``segment_anything`` checkpoint of the same ViT when that is found
+            (`_faster_on_cpu`); ``None`` (file checks only, e.g. `probe`) or a GPU: no change.
 
     Raises:
         `InputError`: a model was not found; the message lists what was looked for and where.
@@ -191,6 +220,8 @@ def resolve_models(model_root: str | Path | None = None, detector: str | None = 
         for model_id in preference:
             rec, why = finder(model_id, model_root)
             if rec is not None:
+                if role == "mask" and device == "cpu":
+                    rec = _faster_on_cpu(rec, model_root)
                 found.append(rec)
                 break
             reasons.append(why)

@@ -415,7 +415,7 @@ class OriginalGroundingDinoDetector:
         """Run the model on ``image`` (HxWx3 uint8 RGB) with ``phrases``; returns a `DetectorOutput`."""
         import torch
 
-        from .detection import DetectorOutput, caption_for, match_spans, phrase_spans
+        from .detection import DetectorOutput, caption_for, match_spans, phrase_spans, structural_ids
 
         caption = caption_for(phrases)
         with torch.inference_mode(), warnings.catch_warnings():
@@ -425,7 +425,7 @@ class OriginalGroundingDinoDetector:
         probs = torch.sigmoid(outputs["pred_logits"][0].float()).cpu().numpy()
         boxes = outputs["pred_boxes"][0].float().cpu().numpy()
         ids = self.model.tokenizer(caption)["input_ids"][: probs.shape[1]]
-        spans = phrase_spans(ids)
+        spans = phrase_spans(ids, structural_ids(self.model.tokenizer))
         tokens = self.model.tokenizer.convert_ids_to_tokens(ids)
         decoded = [self.model.tokenizer.decode([ids[p] for p in s]) for s in spans]
         return DetectorOutput(probs, boxes, spans, match_spans(spans, phrases, decoded),

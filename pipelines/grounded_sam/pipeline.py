@@ -150,7 +150,9 @@ class GroundedSam:
             original_shorter_side (`int`, *optional*): image size for groundingdino-py checkpoints
                 (default 800 like upstream; tests use less).
         """
-        det_rec, mask_rec = resolve_models(model_root, detector, sam)
+        from .loading import default_device
+
+        det_rec, mask_rec = resolve_models(model_root, detector, sam, device=device or default_device())
         for rec in (det_rec, mask_rec):
             require_backend(rec)
         return cls(load_detector(det_rec, device=device, dtype=dtype, original_shorter_side=original_shorter_side),
@@ -177,8 +179,10 @@ class GroundedSam:
             chosen = list(range(len(detections)))
         boxes = np.array([detections[i].box for i in chosen], np.float32)
         low, ious = self.mask_predictor.predict_low_res(boxes)
-        if policy == "merge":  # union = max of the logits (sigmoid is monotonic)
-            probs = self.mask_predictor.upscale(low.max(dim=0, keepdim=True).values)[0]
+        if policy == "merge":  # union of the full-size masks: upscale each, then the pixelwise max
+            probs = self.mask_predictor.upscale(low[:1])[0]
+            for k in range(1, len(chosen)):  # one full-size mask at a time (memory)
+                np.maximum(probs, self.mask_predictor.upscale(low[k:k + 1])[0], out=probs)
             return probs, chosen, [float(s) for s in ious]
         if policy == "best":
             return self.mask_predictor.upscale(low[:1])[0], chosen, [float(ious[0])]
