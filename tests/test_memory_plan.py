@@ -206,3 +206,120 @@ def test_offload_manager_moves_one_group_at_a_time():
     mods["t"](torch.zeros(1, 2))
     assert mgr._active == "text" and mgr.moves == 2
     assert mods["t"]._hf_hook.execution_device == "cpu"
+
+
+# ------------------------------------------------------------------------- the plan in the engines (tiny models)
+@pytest.fixture
+def planned(monkeypatch):
+    """Plan (and attach hooks) on the CPU as on CUDA, with a fake GPU whose free memory the test sets."""
+    from pipelines.generation import loading
+    from pipelines.generation.loading import MODEL_CACHE
+
+    budget = {"bytes": 1e12}
+    MODEL_CACHE.clear()
+    monkeypatch.setattr(loading, "_PLAN_ANY_DEVICE", True)
+    monkeypatch.setattr(memplan, "gpu_memory", lambda device: (budget["bytes"], budget["bytes"]))
+    yield budget
+    MODEL_CACHE.clear()
+
+
+def _scene_inputs():
+    import numpy as np
+
+    from pipelines.composite import seam_band
+
+    h, w = 80, 64
+    fg = np.zeros((h, w, 3), np.uint8)
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[20:60, 16:48] = 255
+    fg[alpha > 0] = 200
+    return fg, alpha, seam_band(alpha, 3, 4)
+
+
+def _params(engine):
+    import dataclasses
+
+    return dataclasses.replace(engine.scene_params(), steps=1, seam_steps=1)
+
+
+def _flux_engine():
+    from generation_helpers import fast_settings, tiny_model_root
+    from pipelines.generation.engines import FluxEngine
+
+    return FluxEngine(model_root=tiny_model_root(), settings=fast_settings())
+
+
+def test_engine_loads_within_the_plan_and_records_it(planned):
+    engine = _flux_engine()
+    scene = engine.scene_pipeline()
+    mgr = memplan.manager_for("cpu")
+    assert mgr.plan is not None and mgr.plan.level == "resident"
+    ids = {m.id for m in mgr.plan.models}
+    assert "black-forest-labs/FLUX.1-Kontext-dev/transformer" in ids  # planned for try-on before it loads
+    # every loaded model carries the plan's hook (diffusers finds the execution device from it)
+    for pipe in (scene.generator, scene.seam):
+        for name, comp in pipe.components.items():
+            if hasattr(comp, "parameters") and name != "controlnet":
+                assert comp._hf_hook.execution_device == "cpu", name
+    assert engine.memory_plan()["level"] == "resident"
+
+
+def test_out_of_memory_at_load_replans_one_level_and_retries_once(planned, monkeypatch):
+    import torch
+
+    real_attach = memplan.OffloadManager.attach
+    failed = []
+
+    def attach(self, model_id, module, group=None):
+        if model_id.endswith("FLUX.1-Fill-dev/transformer") and self.placement(model_id) == "resident" and not failed:
+            failed.append(model_id)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 23.80 GiB")
+        return real_attach(self, model_id, module, group)
+
+    monkeypatch.setattr(memplan.OffloadManager, "attach", attach)
+    engine = _flux_engine()
+    engine.scene_pipeline()
+    mgr = memplan.manager_for("cpu")
+    assert failed and mgr.plan.level == "offload-secondary"
+    assert mgr.plan.retries[0]["at"] == "load" and mgr.plan.retries[0]["from"] == "resident"
+    assert mgr.placement("black-forest-labs/FLUX.1-Fill-dev/transformer") == "model-offload"
+
+
+def test_out_of_memory_at_run_replans_every_pipeline_and_is_recorded(planned, monkeypatch):
+    import torch
+
+    engine = _flux_engine()
+    scene = engine.scene_pipeline()
+    mgr = memplan.manager_for("cpu")
+    gen_cls = type(scene.generator)
+    real_call = gen_cls.__call__
+    calls = []
+
+    import functools
+
+    @functools.wraps(real_call)
+    def call(self, *a, **kw):
+        calls.append(mgr.plan.level)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real_call(self, *a, **kw)
+
+    monkeypatch.setattr(gen_cls, "__call__", call)
+    fg, alpha, band = _scene_inputs()
+    out = scene(fg, alpha, band, prompt="a shirt", params=_params(engine), seed=1)
+    assert calls == ["resident", "offload-secondary"]
+    assert out.final.shape == fg.shape
+    # the Fill pipeline's transformer (not the one that ran out) was moved off the GPU too
+    assert mgr.placement("black-forest-labs/FLUX.1-Fill-dev/transformer") == "model-offload"
+    assert engine.memory_plan()["retries"][0]["at"] == "run"
+
+
+def test_a_budget_that_fits_nothing_resident_offloads_and_still_generates(planned):
+    planned["bytes"] = 1.0  # a byte: even layer by layer does not "fit"; the most frugal plan is used
+    engine = _flux_engine()
+    scene = engine.scene_pipeline()
+    mgr = memplan.manager_for("cpu")
+    assert mgr.plan.level == "sequential" and not mgr.plan.fits
+    fg, alpha, band = _scene_inputs()
+    out = scene(fg, alpha, band, prompt="a shirt", params=_params(engine), seed=1)
+    assert out.final.shape == fg.shape

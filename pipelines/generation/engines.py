@@ -219,6 +219,7 @@ class GenerativeEngine(ClassicEngine):
 
         settings = self.settings
         ctx = LoadContext(self.model_root, settings)
+        self._plan(ms, ctx)
         extra = {"vae": load_standalone(ms.vae, ctx, "vae")} if ms.vae is not None else {}
         generator = load_pipeline(ms.base, pipeline_class=GENERATOR_CLASSES[(self.family, bool(ms.controlnets))],
                                   controlnets=ms.controlnets, components=extra, ctx=ctx)
@@ -235,6 +236,31 @@ class GenerativeEngine(ClassicEngine):
         order = () if ms.control_modes() else tuple(
             next(c for c in cn.controls if c in CONTROL_TYPES) for cn in ms.controlnets)
         return GarmentScenePipeline(generator, seam, family=self.family, control_order=order, refiner=refiner)
+
+    def _plan(self, ms: ModelSet, ctx) -> None:
+        """Plan GPU memory for the whole model set before loading any of it (plus FLUX.1 Kontext for
+        try-on SKUs when found), so the first model loaded already knows what must fit beside it."""
+        from . import loading
+        from .memplan import manager_for, min_level_for, plan_models, tryon_extras
+
+        if not (ctx.device.startswith("cuda") or loading._PLAN_ANY_DEVICE):
+            return
+        ms_paths = ModelSet(**{**ms.__dict__, "paths": dict(ms.paths or {})})
+        models = plan_models(ms_paths, settings=self.settings, device=ctx.device,
+                             extra=tryon_extras(ms_paths, self.model_root))
+        side = self.settings.work_side or 1024
+        manager_for(ctx.device).ensure(models, family=self.family, min_level=min_level_for(self.settings),
+                                       megapixels=side * side / 1e6)
+
+    def memory_plan(self) -> dict[str, Any] | None:
+        """The device's memory plan in short (level, peak, placements, out-of-memory retries), or ``None``."""
+        from .loading import LoadContext
+
+        try:
+            mgr = LoadContext(self.model_root, self.settings).manager
+        except InputError:
+            return None
+        return mgr.plan.summary() if mgr is not None and mgr.plan is not None else None
 
     @staticmethod
     def _lora(ms: ModelSet):
@@ -321,6 +347,9 @@ class GenerativeEngine(ClassicEngine):
         record = {"mode": mode, "engine": self.family, "model_set": which, "base": ms.base.id,
                   "controlnets": [p.id for p in ms.controlnets], "seam_model": ms.seam.id if ms.seam else ms.base.id,
                   "loras": [[p.name, s] for p, s in ms.loras], **out.record}
+        plan = self.memory_plan()
+        if plan is not None:
+            record["memory_plan"] = plan
         work = {"generated.png": ("generated", out.generated, False),
                 "generation-mask.png": ("generation-mask", out.generation_mask, True)}
         for name, image in out.controls.items():

@@ -51,6 +51,8 @@ warnings.filterwarnings("ignore", message=".*FluxPosEmbed.*", category=FutureWar
 
 #: Components that are models (moved to a device, cast to a dtype); the rest are tokenizers/schedulers.
 DENOISERS = ("transformer", "unet")
+#: Tests set this to plan (and attach offload hooks) on a CPU device as on CUDA.
+_PLAN_ANY_DEVICE = False
 
 
 # ------------------------------------------------------------------------------------------------ cache
@@ -147,6 +149,9 @@ class ModelCache:
             self.loads.clear()
             self.load_seconds.clear()
             self.hits = 0
+        from .memplan import clear_managers
+
+        clear_managers()  # the plans' hooks and placements refer to the models just dropped
         _empty_cuda_cache()
 
 
@@ -259,6 +264,25 @@ class LoadContext:
         return "cpu" if self.offload else self.device
 
     @property
+    def manager(self):
+        """The device's `memplan.OffloadManager` when it holds a memory plan (CUDA), else ``None``."""
+        if not self.device.startswith("cuda") and not _PLAN_ANY_DEVICE:
+            return None
+        from .memplan import manager_for
+
+        mgr = manager_for(self.device)
+        return mgr if mgr.plan is not None else None
+
+    def place(self, model_id: str, model):
+        """Put a freshly loaded model where the memory plan says (``model_id``: ``repo/part`` or the repo
+        id), or on `load_device` without a plan; returns it in eval mode."""
+        mgr = self.manager
+        if mgr is None:
+            return model.to(self.load_device).eval()
+        mgr.attach(model_id, model)
+        return model.eval()
+
+    @property
     def device_key(self) -> str:
         return f"{self.device}+{self.settings.offload}-offload" if self.offload else self.device
 
@@ -311,7 +335,7 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
             model = cls.from_pretrained(folder / part, dtype=dtype, use_safetensors=True)
         else:
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True)
-        return model.to(ctx.load_device).eval()
+        return ctx.place(f"{profile.id}/{part}", model)
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
 
@@ -444,7 +468,7 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
             quantized = qc is not None
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True,
                                         **({"quantization_config": qc} if qc is not None else {}))
-        model = model.to(ctx.load_device).eval()
+        model = ctx.place(f"{profile.id}/{part}", model)
         if loras:
             apply_loras(model, profile.family, loras, ctx, fuse=not quantized)
         apply_speedups(model, settings)
@@ -527,7 +551,7 @@ def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "contro
 
     def load():
         model = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
-        return model.to(ctx.load_device).eval()
+        return ctx.place(profile.id, model)
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
 
@@ -539,6 +563,69 @@ def load_controlnet(profile: ModelProfile, ctx: LoadContext) -> Any:
 
 # -------------------------------------------------------------------------------------------- pipelines
 def load_pipeline(
+    profile: ModelProfile | str,
+    *,
+    model_root: str | Path | None = None,
+    settings: GenerationSettings | None = None,
+    pipeline_class: str | None = None,
+    base: ModelProfile | str | None = None,
+    controlnets: list[ModelProfile] | tuple[ModelProfile, ...] = (),
+    components: dict[str, Any] | None = None,
+    ctx: LoadContext | None = None,
+) -> Any:
+    """Assemble a diffusers pipeline from cached components, within the device's memory plan.
+
+    On CUDA the pipeline's models are first added to the device's memory plan (`plan_pipeline`), so each
+    is loaded straight to where the plan puts it. An out-of-memory error while loading moves every loaded
+    model off the GPU, re-plans one level more frugal and retries once (recorded in the plan's
+    ``retries``); a second one raises `GenerationOOMError`. The arguments are `build_pipeline`'s.
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    base = get_profile(base) if isinstance(base, str) else base
+    ctx = ctx or LoadContext(model_root, settings or GenerationSettings())
+    kwargs = dict(pipeline_class=pipeline_class, base=base, controlnets=controlnets, components=components, ctx=ctx)
+    plan_pipeline(profile, base, tuple(controlnets), ctx)
+    from .oom import GenerationOOMError, _oom_types
+
+    error = None
+    try:
+        return build_pipeline(profile, **kwargs)
+    except _oom_types() as exc:
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"  # the traceback (and half-loaded model) is dropped here
+    mgr = ctx.manager
+    if mgr is None or not mgr.replan_more_frugal("load", f"loading {profile.id}: {error}"):
+        raise GenerationOOMError(f"out of GPU memory while loading {profile.id} ({error}); the memory plan is "
+                                 "already the most frugal: use a quantized transformer (VITRINE_GEN_QUANTIZE=fp8 "
+                                 "or nf4, VITRINE_GEN_GGUF) or free GPU memory")
+    try:
+        return build_pipeline(profile, **kwargs)
+    except _oom_types() as exc:
+        raise GenerationOOMError(f"out of GPU memory while loading {profile.id} even after re-planning "
+                                 f"{mgr.plan.retries[-1]['from']!r} -> {mgr.plan.level!r}: {str(exc)[:200]}") from None
+
+
+def plan_pipeline(profile: ModelProfile, base: ModelProfile | None, controlnets: tuple, ctx: LoadContext) -> None:
+    """Add a pipeline's models (sized from their weight headers) to the device's memory plan (CUDA only)."""
+    if not (ctx.device.startswith("cuda") or _PLAN_ANY_DEVICE):
+        return
+    from .memplan import manager_for, min_level_for, plan_models
+    from .modelset import ModelSet
+
+    paths = {profile.name: model_path(profile, ctx.model_root)}
+    if base is not None:
+        paths[base.name] = model_path(base, ctx.model_root)
+    for cn in controlnets:
+        paths[cn.name] = model_path(cn, ctx.model_root)
+    secondary = base is not None and base is not profile
+    ms = ModelSet(family=profile.family, base=base if secondary else profile, controlnets=controlnets,
+                  paths=paths)
+    models = plan_models(ms, settings=ctx.settings, device=ctx.device, extra=(profile,) if secondary else ())
+    if secondary:  # the base's own denoiser is not part of this pipeline: only what it shares with it
+        models = [m for m in models if m.shared_by != ["base"]]
+    manager_for(ctx.device).ensure(models, family=profile.family, min_level=min_level_for(ctx.settings))
+
+
+def build_pipeline(
     profile: ModelProfile | str,
     *,
     model_root: str | Path | None = None,
@@ -682,7 +769,7 @@ def prepare_for_call(pipe) -> None:
     pipeline's offload hooks when another pipeline sharing its models installed its own since.
     """
     ctx: LoadContext | None = getattr(pipe, "_vitrine_ctx", None)
-    if ctx is None or not ctx.offload:
+    if ctx is None or not ctx.offload or ctx.manager is not None:  # a memory plan's hooks move the models
         return
     with _offload_lock:
         if _offload_owner.get(ctx.device) is pipe:
@@ -695,12 +782,17 @@ def prepare_for_call(pipe) -> None:
 
 
 def enable_offload_now(pipe) -> bool:
-    """Switch a pipeline that runs fully on a GPU to model CPU offload (the OOM fallback).
+    """The run-time out-of-memory fallback: with a memory plan, every model of the process is re-placed one
+    level more frugal (`memplan.OffloadManager.replan_more_frugal`, recorded in the plan's ``retries``);
+    without one, this pipeline switches to model CPU offload.
 
     Returns:
         `bool`: whether offload was enabled now (``False`` when already offloading or not on CUDA).
     """
     ctx: LoadContext | None = getattr(pipe, "_vitrine_ctx", None)
+    mgr = ctx.manager if ctx is not None else None
+    if mgr is not None:  # re-plan every model of the process one level more frugal, not only this pipeline's
+        return mgr.replan_more_frugal("run", f"{type(pipe).__name__} call")
     if ctx is None or ctx.offload or not ctx.device.startswith("cuda"):
         return False
     pipe.enable_model_cpu_offload(device=ctx.device)

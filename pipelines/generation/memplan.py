@@ -634,11 +634,78 @@ class OffloadManager:
         self.device = device
         self.offload_device = offload_device
         self.plan: MemoryPlan | None = None
+        self.budget: float | None = None
+        self.total: float | None = None
+        self.family = "flux"
+        self.megapixels = 1.0
+        self._universe: dict[str, PlanModel] = {}  # every model planned for, placement ignored
         self._models: dict[str, Any] = {}  # plan model id -> module
         self._groups: dict[str, list[Any]] = {}
         self._active: str | None = None
         self._lock = threading.RLock()
         self.moves = 0
+
+    # -- planning ------------------------------------------------------------------------------------
+    def ensure(self, models: list[PlanModel], *, family: str, min_level: str = "resident",
+               megapixels: float = 1.0) -> MemoryPlan | None:
+        """Plan for ``models`` too (with those already planned for) and re-place what is loaded.
+
+        The budget is the device's free memory the first time (`gpu_memory`); a re-plan is never less
+        frugal than the current plan (after an out-of-memory retry the batch stays frugal). Returns the
+        plan, or ``None`` when the device reports no memory (not CUDA): models then go where the settings say.
+        """
+        with self._lock:
+            added = [m for m in models if m.id not in self._universe]
+            if not added and self.plan is not None:
+                return self.plan
+            if self.budget is None:
+                mem = gpu_memory(self.device)
+                if mem is None:
+                    return None
+                self.budget, self.total = mem
+                self.family, self.megapixels = family, megapixels
+            for m in added:
+                self._universe[m.id] = m
+            floor = min_level
+            if self.plan is not None and self.plan.level in LEVELS and LEVELS.index(self.plan.level) > LEVELS.index(floor):
+                floor = self.plan.level
+            self.megapixels = max(self.megapixels, megapixels)
+            plan = make_plan(list(self._universe.values()), family=self.family, budget_bytes=self.budget,
+                             total_bytes=self.total, device=self.device, min_level=floor, megapixels=self.megapixels)
+            if self.plan is not None:
+                plan.retries = list(self.plan.retries)
+            logger.info("memory plan %r for %d models: estimated peak %.1f GB of %.1f GB", plan.level,
+                        len(plan.models), plan.peak_gb, plan.budget_gb or 0)
+            self.apply(plan)
+            return plan
+
+    def evict_all(self) -> None:
+        """Move every attached model off the GPU and free the CUDA cache (before an out-of-memory retry)."""
+        import gc
+
+        with self._lock:
+            for module in self._models.values():
+                if not getattr(module, "_vitrine_sequential", False):
+                    module.to(self.offload_device)
+            self._active = None
+            gc.collect()
+            _empty_cuda_cache()
+
+    def replan_more_frugal(self, where: str, error: str = "") -> bool:
+        """Out of memory ``where`` (``load``/``run``): free everything, re-place every model one level more
+        frugal, record it in ``plan.retries``; returns ``False`` when the plan is already the most frugal."""
+        with self._lock:
+            if self.plan is None:
+                return False
+            new = more_frugal(self.plan, list(self._universe.values()))
+            if new is None:
+                return False
+            new.retries.append({"at": where, "from": self.plan.level, "to": new.level, "error": error[:300]})
+            logger.warning("out of GPU memory at %s: re-planned %r -> %r (estimated peak %.1f GB)", where,
+                           self.plan.level, new.level, new.peak_gb)
+            self.evict_all()
+            self.apply(new)
+            return True
 
     def placement(self, model_id: str) -> str:
         """The planned placement of ``model_id`` (``model-offload`` for models the plan does not list)."""
@@ -661,8 +728,10 @@ class OffloadManager:
                 group = m.group if m is not None else f"own:{model_id}"
             for g in self._groups.values():
                 g[:] = [x for x in g if x is not module]
-            remove_hook_from_module(module, recurse=True)
             self._models[model_id] = module
+            if getattr(module, "_vitrine_sequential", False):
+                return  # streamed layer by layer already (the most frugal placement: nothing to change)
+            remove_hook_from_module(module, recurse=True)
             if place == "resident":
                 module.to(self.device)
                 add_hook_to_module(module, _GroupHook(self, None))
@@ -671,6 +740,7 @@ class OffloadManager:
 
                 module.to(self.offload_device)
                 cpu_offload(module, execution_device=self.device)
+                module._vitrine_sequential = True
             else:
                 module.to(self.offload_device)
                 self._groups.setdefault(group, []).append(module)
@@ -699,18 +769,21 @@ class OffloadManager:
             items = list(self._models.items())
             # models leaving the GPU first, so the ones staying have room
             for mid, module in items:
-                if self.placement(mid) != "resident":
+                if self.placement(mid) != "resident" and not getattr(module, "_vitrine_sequential", False):
                     module.to(self.offload_device)
             _empty_cuda_cache()
             for mid, module in items:
                 self.attach(mid, module)
 
     def clear(self) -> None:
-        """Forget every model (after `MODEL_CACHE.clear`)."""
+        """Forget every model and the plan (after `MODEL_CACHE.clear`)."""
         with self._lock:
             self._models.clear()
             self._groups.clear()
+            self._universe.clear()
             self._active = None
+            self.plan = None
+            self.budget = self.total = None
 
 
 def _empty_cuda_cache() -> None:
@@ -732,6 +805,13 @@ def manager_for(device: str) -> OffloadManager:
         if device not in _MANAGERS:
             _MANAGERS[device] = OffloadManager(device)
         return _MANAGERS[device]
+
+
+def clear_managers() -> None:
+    """Forget every device's plan and models (`MODEL_CACHE.clear` calls it)."""
+    with _MANAGERS_LOCK:
+        for mgr in _MANAGERS.values():
+            mgr.clear()
 
 
 def plan_to_text(plan: MemoryPlan) -> str:
