@@ -228,14 +228,53 @@ def read_model_index(folder: Path) -> dict[str, Any]:
         raise InputError(f"cannot read model_index.json: {exc}", path=path) from None
 
 
+#: diffusers and transformers import their classes lazily, on first attribute access; two threads doing
+#: that at once can see a half-initialised module ("cannot import name 'CLIPTextModel'", "cannot import
+#: name 'FluxLoraLoaderMixin'"). Every class lookup goes through this lock.
+_IMPORT_LOCK = threading.RLock()
+
+
 def _import_class(library: str, name: str):
     if library not in ("diffusers", "transformers"):
         raise InputError(f"component library {library!r} is not supported (expected diffusers or transformers)")
-    module = importlib.import_module(library)
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise InputError(f"{library} has no class {name!r}; is the installed {library} too old?") from None
+    with _IMPORT_LOCK:
+        module = importlib.import_module(library)
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            raise InputError(f"{library} has no class {name!r}; is the installed {library} too old?") from None
+
+
+def preload_classes(folders: list[Path] | tuple[Path, ...] = (), names: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """Import, under one lock, every class the pipelines in ``folders`` (their ``model_index.json`` and
+    ``config.json``) and ``names`` (``(library, class)``) need, so later threads only look them up.
+
+    Engines call it at construction (finding: try-on Fill and Kontext SKUs loading in parallel threads
+    raced in diffusers' lazy imports). Returns the classes imported; unknown ones are skipped.
+    """
+    wanted = list(names)
+    for folder in folders:
+        for fname in ("model_index.json", "config.json"):
+            try:
+                data = json.loads((Path(folder) / fname).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if fname == "model_index.json" and data.get("_class_name"):
+                wanted.append(("diffusers", data["_class_name"]))
+            elif fname == "config.json" and data.get("_class_name"):
+                wanted.append(("diffusers", data["_class_name"]))
+            for entry in data.values() if fname == "model_index.json" else ():
+                if isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] in ("diffusers", "transformers"):
+                    wanted.append((entry[0], entry[1]))
+    done = []
+    with _IMPORT_LOCK:
+        for library, name in dict.fromkeys(wanted):
+            try:
+                _import_class(library, name)
+                done.append(f"{library}.{name}")
+            except InputError:
+                continue
+    return done
 
 
 # ------------------------------------------------------------------------------------------- components
@@ -507,23 +546,21 @@ def apply_loras(model, family: str, loras: list[tuple[ModelProfile, float]], ctx
         fuse (`bool`, *optional*, defaults to `True`): fuse into the weights and drop the LoRA layers
             (no per-step cost); otherwise keep them as active adapters.
     """
-    import diffusers
-
     names, scales = [], []
     for lp, scale in loras:
         folder = model_path(lp, ctx.model_root)
         name = lp.name.replace("/", "--").replace(":", "--").replace(".", "_")
         if family == "flux":
-            out = diffusers.FluxPipeline.lora_state_dict(str(folder), weight_name=lp.weight_name,
+            out = _import_class("diffusers", "FluxPipeline").lora_state_dict(str(folder), weight_name=lp.weight_name,
                                                          return_alphas=True, local_files_only=True)
             state_dict, alphas = out[0], out[1]
-            diffusers.FluxPipeline.load_lora_into_transformer(state_dict, network_alphas=alphas,
+            _import_class("diffusers", "FluxPipeline").load_lora_into_transformer(state_dict, network_alphas=alphas,
                                                               transformer=model, adapter_name=name)
         else:
-            out = diffusers.StableDiffusionXLPipeline.lora_state_dict(
+            out = _import_class("diffusers", "StableDiffusionXLPipeline").lora_state_dict(
                 str(folder), weight_name=lp.weight_name, unet_config=model.config, local_files_only=True)
             state_dict, alphas = out[0], out[1]
-            diffusers.StableDiffusionXLPipeline.load_lora_into_unet(state_dict, alphas, unet=model,
+            _import_class("diffusers", "StableDiffusionXLPipeline").load_lora_into_unet(state_dict, alphas, unet=model,
                                                                     adapter_name=name)
         names.append(name)
         scales.append(float(scale))
@@ -662,8 +699,6 @@ def build_pipeline(
         `ModelNotFoundError`: a repo is not found. `InputError`: an unusable combination (the key says
         which setting). `MissingBackendError`: an optional package (torchao, gguf) is missing.
     """
-    import diffusers
-
     # 1. Resolve the profiles and the load context
     profile = get_profile(profile) if isinstance(profile, str) else profile
     base = get_profile(base) if isinstance(base, str) else base
@@ -699,9 +734,9 @@ def build_pipeline(
             raise InputError(f"{cls_name} takes no ControlNet")
         nets = [load_controlnet(cn, ctx) for cn in controlnets]
         if profile.family == "flux":
-            parts["controlnet"] = diffusers.FluxMultiControlNetModel(nets)
+            parts["controlnet"] = _import_class("diffusers", "FluxMultiControlNetModel")(nets)
         elif len(nets) > 1:
-            parts["controlnet"] = diffusers.MultiControlNetModel(nets)
+            parts["controlnet"] = _import_class("diffusers", "MultiControlNetModel")(nets)
         else:
             parts["controlnet"] = nets[0]
     for name in ("image_encoder", "feature_extractor"):
