@@ -106,7 +106,7 @@ def test_real_flux_sizes_from_the_headers(real_root):
     # T5, CLIP and VAE are counted once for the three FLUX pipelines
     assert set(m[f"{FLUX_DEV}/text_encoder_2"].shared_by) == {"base", "fill", "kontext"}
     assert "black-forest-labs/FLUX.1-Fill-dev/text_encoder_2" not in m
-    assert {f"black-forest-labs/FLUX.1-Fill-dev/transformer", "black-forest-labs/FLUX.1-Kontext-dev/transformer"} <= set(m)
+    assert {"black-forest-labs/FLUX.1-Fill-dev/transformer", "black-forest-labs/FLUX.1-Kontext-dev/transformer"} <= set(m)
 
 
 @pytest.mark.parametrize(("gb", "level"), [(80, "offload-secondary"), (48, "offload-all"), (24, "sequential"),
