@@ -194,7 +194,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for spec in all_models():
         loc = find(spec.id, args.model_root)
-        rows.append({"id": spec.id, "family": spec.family, "licence": spec.licence, "commercial": spec.commercial,
+        rows.append({"id": spec.id, "key": spec.key, "family": spec.family, "licence": spec.licence, "commercial": spec.commercial,
                      "found": str(loc.path) if loc else None, "source": loc.source if loc else None,
                      "description": spec.description})
     if args.json:
@@ -205,7 +205,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for r in rows:
         where = f"{r['source']}: {r['found']}" if r["found"] else "not found"
         use = "commercial use ok" if r["commercial"] else "NON-COMMERCIAL"
-        print(f"{r['id']:<48} {r['family']:<16} {r['licence']:<28} {use:<18} {where}")
+        print(f"{r['key']:<48} {r['family']:<16} {r['licence']:<28} {use:<18} {where}")
     return EXIT_OK
 
 

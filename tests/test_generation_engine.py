@@ -329,3 +329,35 @@ print(len(errors), errors[:1])
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout
+
+
+def test_sdxl_union_controlnet_is_picked_when_the_single_ones_are_missing(root, products, tmp_path):
+    """xinsir/controlnet-union-sdxl-1.0 was registered but never used."""
+    import torch
+    from diffusers import ControlNetUnionModel
+
+    from pipelines.generation.engines import SdxlEngine
+    from pipelines.generation.modelset import resolve_model_set
+    from pipelines.models.tiny_generation import _sdxl_block_kwargs
+
+    models = link_model_root(root, tmp_path / "models", without=("xinsir/controlnet-openpose-sdxl-1.0",
+                                                                 "xinsir/controlnet-canny-sdxl-1.0"))
+    torch.manual_seed(3)
+    union = ControlNetUnionModel(in_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                 conditioning_embedding_out_channels=(16, 32), num_trans_channel=32, num_trans_head=2, num_proj_channel=32,
+                                 **_sdxl_block_kwargs(64, 6))
+    union.save_pretrained(models / "xinsir" / "controlnet-union-sdxl-1.0")
+    ms = resolve_model_set("sdxl", models, fast_settings())
+    assert [p.id for p in ms.controlnets] == ["xinsir/controlnet-union-sdxl-1.0"]
+    assert ms.control_modes()["openpose"] == 0 and ms.control_modes()["canny"] == 3
+    engine = SdxlEngine(model_root=models, settings=fast_settings())
+    scene = engine.scene_pipeline()
+    assert type(scene.generator).__name__ == "StableDiffusionXLControlNetUnionInpaintPipeline"
+    assert isinstance(scene.generator.controlnet, ControlNetUnionModel)
+    r = process_sku(load_product(products / "dress", root=products), tmp_path / "cat", engine, OPTIONS)
+    assert r.status == "ok", r.error
+    g = next(o for o in read_manifest(Path(r.manifest))["outputs"] if o["kind"] == "lifestyle")["generation"]
+    assert g["controlnets"] == ["xinsir/controlnet-union-sdxl-1.0"] and "openpose" in g["controls"]
+    # both singles found: they are preferred (registration order)
+    assert [p.id for p in resolve_model_set("sdxl", root, fast_settings()).controlnets] == [
+        "xinsir/controlnet-openpose-sdxl-1.0", "xinsir/controlnet-canny-sdxl-1.0"]

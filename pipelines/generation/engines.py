@@ -52,6 +52,17 @@ GENERATOR_CLASSES = {
     ("sdxl", True): "StableDiffusionXLControlNetInpaintPipeline",
     ("sdxl", False): "StableDiffusionXLInpaintPipeline",
 }
+#: The SDXL pipeline for one union ControlNet (``ControlNetUnionModel``: images + control modes).
+SDXL_UNION_GENERATOR = "StableDiffusionXLControlNetUnionInpaintPipeline"
+
+
+def generator_class(family: str, ms: ModelSet) -> str:
+    """The diffusers pipeline class that generates scenes with ``ms``'s ControlNets."""
+    if family == "sdxl" and ms.control_modes():
+        return SDXL_UNION_GENERATOR
+    return GENERATOR_CLASSES[(family, bool(ms.controlnets))]
+
+
 #: Denoiser weights larger than this count as a full-size model (impractical on a CPU).
 FULL_SIZE_BYTES = 1 << 30
 
@@ -131,6 +142,7 @@ class GenerativeEngine(ClassicEngine):
         if self.commercial_set is not None:
             folders += list((self.commercial_set.paths or {}).values())
         names = [("diffusers", c) for (fam, _), c in GENERATOR_CLASSES.items() if fam == self.family]
+        names += [("diffusers", SDXL_UNION_GENERATOR), ("diffusers", "ControlNetUnionModel")] if self.family == "sdxl" else []
         if self.family == "flux":
             names += [("diffusers", c) for c in ("FluxMultiControlNetModel", "FluxFillPipeline", "FluxKontextPipeline",
                                                  "FluxPipeline")]
@@ -180,7 +192,7 @@ class GenerativeEngine(ClassicEngine):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         ms = self.model_set
-        gen = GENERATOR_CLASSES[(self.family, bool(ms.controlnets))]
+        gen = generator_class(self.family, ms)
         controls = ", ".join(f"{c}: {cn.id}" for c, cn in ms.controlnet_for().items()) or "none (unconstrained)"
         d["name"] = self.family
         if self.segmenter is not None:
@@ -243,7 +255,7 @@ class GenerativeEngine(ClassicEngine):
         ctx = LoadContext(self.model_root, settings)
         self._plan(ms, ctx)
         extra = {"vae": load_standalone(ms.vae, ctx, "vae")} if ms.vae is not None else {}
-        generator = load_pipeline(ms.base, pipeline_class=GENERATOR_CLASSES[(self.family, bool(ms.controlnets))],
+        generator = load_pipeline(ms.base, pipeline_class=generator_class(self.family, ms),
                                   controlnets=ms.controlnets, components=extra, ctx=ctx)
         if ms.seam is not None:
             seam = load_pipeline(ms.seam, base=ms.base, components=extra, ctx=ctx)

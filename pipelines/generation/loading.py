@@ -583,7 +583,10 @@ def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "contro
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read the model config: {exc}", path=folder / "config.json") from None
     default = "AutoencoderKL" if part == "vae" else "ControlNetModel"
-    cls = _import_class("diffusers", config.get("_class_name", default))
+    cls_name = config.get("_class_name", default)
+    if part == "controlnet" and profile.family == "sdxl" and profile.control_modes:
+        cls_name = "ControlNetUnionModel"  # the union architecture, whatever class name its config carries
+    cls = _import_class("diffusers", cls_name)
     dtype = ctx.dtype(profile)
 
     def load():
@@ -699,6 +702,8 @@ def build_pipeline(
         `ModelNotFoundError`: a repo is not found. `InputError`: an unusable combination (the key says
         which setting). `MissingBackendError`: an optional package (torchao, gguf) is missing.
     """
+    import diffusers
+
     # 1. Resolve the profiles and the load context
     profile = get_profile(profile) if isinstance(profile, str) else profile
     base = get_profile(base) if isinstance(base, str) else base
@@ -734,9 +739,9 @@ def build_pipeline(
             raise InputError(f"{cls_name} takes no ControlNet")
         nets = [load_controlnet(cn, ctx) for cn in controlnets]
         if profile.family == "flux":
-            parts["controlnet"] = _import_class("diffusers", "FluxMultiControlNetModel")(nets)
+            parts["controlnet"] = diffusers.FluxMultiControlNetModel(nets)
         elif len(nets) > 1:
-            parts["controlnet"] = _import_class("diffusers", "MultiControlNetModel")(nets)
+            parts["controlnet"] = diffusers.MultiControlNetModel(nets)
         else:
             parts["controlnet"] = nets[0]
     for name in ("image_encoder", "feature_extractor"):

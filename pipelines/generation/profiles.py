@@ -140,6 +140,7 @@ def register_profile(profile: ModelProfile) -> ModelProfile:
         revision=profile.revision,
         description=profile.description,
         alternatives=profile.alternatives,
+        key=profile.name,
     ))
     _PROFILES[profile.name] = profile
     return profile
