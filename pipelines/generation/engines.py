@@ -123,6 +123,11 @@ class GenerativeEngine(ClassicEngine):
             if ms is not None:
                 check_step_settings(self.scene_params(ms), ms, self.settings)
         self._preload_classes()
+        from .determinism import configure_determinism
+        from .loading import resolve_device
+
+        # before any model or CUDA matmul: cuBLAS reads its workspace setting when it starts
+        self.determinism = configure_determinism(resolve_device(self.settings.device))
         self._scenes: dict[str, GarmentScenePipeline] = {}
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time per engine (shared models, schedulers)
@@ -388,6 +393,7 @@ class GenerativeEngine(ClassicEngine):
                   "controlnets": [p.id for p in ms.controlnets], "seam_model": ms.seam.id if ms.seam else ms.base.id,
                   "loras": [[p.name, s] for p, s in ms.loras], **out.record}
         record["timesteps_used"] = timesteps_used  # what the generator's scheduler actually ran
+        record["determinism"] = getattr(self, "determinism", None)
         plan = self.memory_plan()
         if plan is not None:
             record["memory_plan"] = plan

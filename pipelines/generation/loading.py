@@ -406,10 +406,36 @@ def _torchao_config(mode: str):
     raise InputError(f"unknown quantization {mode!r}; expected fp8 or int8", key="VITRINE_GEN_QUANTIZE")
 
 
-def _quantization_config(settings: GenerationSettings):
-    """diffusers' `TorchAoConfig` for the settings' quantization of the denoiser at load, or ``None``."""
+def nf4_config(compute_dtype):
+    """diffusers' `BitsAndBytesConfig` for 4-bit NormalFloat weights (``VITRINE_GEN_QUANTIZE=nf4``): nf4 with
+    double quantization (about 0.56 bytes per weight), computing in ``compute_dtype``.
+
+    Raises:
+        `MissingBackendError`: bitsandbytes is not installed (the message says what to install).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MissingBackendError(
+            "bitsandbytes (nf4)",
+            "pip install 'bitsandbytes>=0.43.2' (4-bit weights need an NVIDIA GPU), or unset VITRINE_GEN_QUANTIZE "
+            "(VITRINE_GEN_QUANTIZE=fp8/int8 uses torchao; VITRINE_GEN_GGUF a GGUF file)",
+        )
+    from diffusers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _quantization_config(settings: GenerationSettings, dtype=None):
+    """diffusers' quantization config for the settings' quantization of the denoiser at load, or ``None``:
+    `TorchAoConfig` for ``fp8``/``int8``, `BitsAndBytesConfig` (`nf4_config`) for ``nf4``."""
     if settings.quantize is None:
         return None
+    if settings.quantize == "nf4":
+        import torch
+
+        return nf4_config(dtype if dtype is not None else torch.bfloat16)
     aoconfig = _torchao_config(settings.quantize)
     from diffusers import TorchAoConfig
 
@@ -503,7 +529,7 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
             model = cls.from_single_file(str(path), config=str(folder), subfolder=part, torch_dtype=dtype,
                                          local_files_only=True)
         else:
-            qc = _quantization_config(settings)
+            qc = _quantization_config(settings, dtype)
             quantized = qc is not None
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True,
                                         **({"quantization_config": qc} if qc is not None else {}))
