@@ -52,6 +52,8 @@ def test_nf4_config_is_4bit_normalfloat_with_the_compute_dtype(monkeypatch):
 
     import importlib.metadata
 
+    from diffusers import BitsAndBytesConfig  # noqa: F401  (imported before bitsandbytes is faked below)
+
     # pretend bitsandbytes is installed (diffusers' config checks its version; the weights are not loaded here)
     real, real_version = importlib.util.find_spec, importlib.metadata.version
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes" else real(name, *a))
