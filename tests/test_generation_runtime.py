@@ -63,3 +63,34 @@ def test_nf4_config_is_4bit_normalfloat_with_the_compute_dtype(monkeypatch):
     assert type(qc).__name__ == "BitsAndBytesConfig"
     assert qc.load_in_4bit and not qc.load_in_8bit and qc.bnb_4bit_quant_type == "nf4"
     assert qc.bnb_4bit_use_double_quant and qc.bnb_4bit_compute_dtype == torch.float16
+
+
+def test_generated_scene_is_upscaled_at_most_1_2x_and_records_its_sizes():
+    import dataclasses
+
+    import numpy as np
+
+    from generation_helpers import fast_settings, tiny_model_root
+    from pipelines.composite import seam_band
+    from pipelines.generation.engines import SdxlEngine
+    from pipelines.generation.scene import MAX_UPSCALE
+
+    engine = SdxlEngine(model_root=tiny_model_root(), settings=fast_settings())
+    scene = engine.scene_pipeline()
+    h, w = 240, 192  # the tiny models' native area is 32², so the old 1-megapixel rule upscaled 6x
+    fg = np.zeros((h, w, 3), np.uint8)
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[80:160, 60:130] = 255
+    fg[alpha > 0] = (30, 60, 200)
+    band = seam_band(alpha, 3, 4)
+    out = scene(fg, alpha, band, prompt="a bag", params=dataclasses.replace(engine.scene_params(), steps=1,
+                                                                           seam_steps=2), seed=3)
+    r = out.record
+    assert r["upscale"] <= MAX_UPSCALE and r["seam_upscale"] <= MAX_UPSCALE
+    assert tuple(reversed(out.generated.shape[:2])) == tuple(r["work_size"])
+    x0, y0, x1, y1 = r["seam_crop"]
+    ys, xs = np.nonzero(band)
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    assert (x1 - x0) * (y1 - y0) < w * h  # the seam works on the band's surroundings, not the whole frame
+    changed = np.any(out.final != out.composite, axis=2)
+    assert not changed[band == 0].any()  # outside the band: the composite's pixels, bit for bit
