@@ -576,7 +576,11 @@ def apply_loras(model, family: str, loras: list[tuple[ModelProfile, float]], ctx
     for lp, scale in loras:
         folder = model_path(lp, ctx.model_root)
         name = lp.name.replace("/", "--").replace(":", "--").replace(".", "_")
-        if family == "flux":
+        if family == "qwen":  # Qwen-Image (e.g. the Lightning few-step LoRAs)
+            qwen = _import_class("diffusers", "QwenImagePipeline")
+            state_dict = qwen.lora_state_dict(str(folder), weight_name=lp.weight_name, local_files_only=True)
+            qwen.load_lora_into_transformer(state_dict, transformer=model, adapter_name=name)
+        elif family == "flux":
             out = _import_class("diffusers", "FluxPipeline").lora_state_dict(str(folder), weight_name=lp.weight_name,
                                                          return_alphas=True, local_files_only=True)
             state_dict, alphas = out[0], out[1]
