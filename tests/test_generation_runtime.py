@@ -75,7 +75,7 @@ def test_generated_scene_is_upscaled_at_most_1_2x_and_records_its_sizes():
     from pipelines.generation.engines import SdxlEngine
     from pipelines.generation.scene import MAX_UPSCALE
 
-    engine = SdxlEngine(model_root=tiny_model_root(), settings=fast_settings())
+    engine = SdxlEngine(model_root=tiny_model_root(), settings=fast_settings(work_side=None))
     scene = engine.scene_pipeline()
     h, w = 240, 192  # the tiny models' native area is 32², so the old 1-megapixel rule upscaled 6x
     fg = np.zeros((h, w, 3), np.uint8)
