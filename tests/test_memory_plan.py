@@ -28,6 +28,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*FluxPosEmbed:FutureWarning")
 
 FLUX_DEV = "black-forest-labs/FLUX.1-dev"
 SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+#: Plans at 1024² working size (VITRINE_GEN_WORK_SIDE=1024); the native-resolution default is tested apart.
+AT_1MP = GenerationSettings(work_side=1024)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def test_real_flux_sizes_from_the_headers(real_root):
 @pytest.mark.parametrize(("gb", "level"), [(80, "offload-secondary"), (48, "offload-all"), (24, "sequential"),
                                            (16, "sequential")])
 def test_flux_plans_for_common_gpus(real_root, gb, level):
-    plan = plan_for_engine("flux", real_root, gpu_memory_gb=gb, settings=GenerationSettings())
+    plan = plan_for_engine("flux", real_root, gpu_memory_gb=gb, settings=AT_1MP)
     assert plan.level == level
     assert plan.fits and plan.peak_gb <= gb
     total = sum(m.bytes for m in plan.models) / GB
@@ -130,7 +132,7 @@ def test_flux_plans_for_common_gpus(real_root, gb, level):
 
 @pytest.mark.parametrize(("gb", "level"), [(80, "resident"), (48, "resident"), (24, "resident"), (16, "offload-all")])
 def test_sdxl_plans_for_common_gpus(real_root, gb, level):
-    plan = plan_for_engine("sdxl", real_root, gpu_memory_gb=gb, settings=GenerationSettings())
+    plan = plan_for_engine("sdxl", real_root, gpu_memory_gb=gb, settings=AT_1MP)
     assert plan.level == level and plan.fits
     m = _by_id(plan)
     # fp16 compute: the fp16 variants' size, not the fp32 files' (2.57 B parameters -> 5.14 GB)
@@ -141,12 +143,23 @@ def test_sdxl_plans_for_common_gpus(real_root, gb, level):
 def test_the_offload_setting_is_a_floor_and_quantization_is_sized(real_root):
     plan = plan_for_engine("sdxl", real_root, gpu_memory_gb=80, settings=GenerationSettings(offload="model"))
     assert plan.level == "offload-all"
-    q = plan_for_engine("flux", real_root, gpu_memory_gb=24, settings=GenerationSettings(quantize="fp8"))
-    plain = plan_for_engine("flux", real_root, gpu_memory_gb=24, settings=GenerationSettings())
+    q = plan_for_engine("flux", real_root, gpu_memory_gb=24, settings=AT_1MP.replace(quantize="fp8"))
+    plain = plan_for_engine("flux", real_root, gpu_memory_gb=24, settings=AT_1MP)
     t = f"{FLUX_DEV}/transformer"
     assert _by_id(q)[t].quantized == "fp8" and _by_id(q)[t].bytes == pytest.approx(_by_id(plain)[t].bytes / 2, rel=1e-6)
     assert q.level == "offload-all"  # fits model offload once quantized; the plain plan must stream layers
     assert any("VITRINE_GEN_QUANTIZE=fp8" in n for n in plain.notes)
+
+
+def test_native_resolution_plans_count_its_activations(real_root):
+    """The default working size of a 1600x2000 output (1344x1680, 2.26 MP) needs more activation memory:
+    FLUX.1-dev with Fill, Kontext and a union ControlNet does not fit 16 GB even layer by layer."""
+    native = plan_for_engine("flux", real_root, gpu_memory_gb=16, settings=GenerationSettings())
+    at_1mp = plan_for_engine("flux", real_root, gpu_memory_gb=16, settings=AT_1MP)
+    assert native.activations_gb == pytest.approx(3.0 * 1344 * 1680 / 1e6 + 1.0, abs=0.01)
+    assert native.level == "sequential" and not native.fits and at_1mp.fits
+    assert any("does not fit" in n and "VITRINE_GEN_WORK_SIDE" in n for n in native.notes)
+    assert plan_for_engine("flux", real_root, gpu_memory_gb=24, settings=GenerationSettings()).fits
 
 
 def test_more_frugal_goes_one_level_and_stops(real_root):

@@ -284,16 +284,15 @@ class GenerativeEngine(ClassicEngine):
         """Plan GPU memory for the whole model set before loading any of it (plus FLUX.1 Kontext for
         try-on SKUs when found), so the first model loaded already knows what must fit beside it."""
         from . import loading
-        from .memplan import manager_for, min_level_for, plan_models, tryon_extras
+        from .memplan import manager_for, min_level_for, plan_models, tryon_extras, work_megapixels
 
         if not (ctx.device.startswith("cuda") or loading._PLAN_ANY_DEVICE):
             return
         ms_paths = ModelSet(**{**ms.__dict__, "paths": dict(ms.paths or {})})
         models = plan_models(ms_paths, settings=self.settings, device=ctx.device,
                              extra=tryon_extras(ms_paths, self.model_root))
-        side = self.settings.work_side or 1024
         manager_for(ctx.device).ensure(models, family=self.family, min_level=min_level_for(self.settings),
-                                       megapixels=side * side / 1e6)
+                                       megapixels=work_megapixels(self.settings))
 
     def memory_plan(self) -> dict[str, Any] | None:
         """The device's memory plan in short (level, peak, placements, out-of-memory retries), or ``None``."""

@@ -546,6 +546,21 @@ def plan_for(model_set, settings, *, device: str, gpu_memory_gb: float | None = 
                      min_level=min_level_for(settings), megapixels=megapixels)
 
 
+#: The catalog's default lifestyle size (`pipelines.catalog.RenderOptions.lifestyle_size`).
+DEFAULT_OUTPUT_SIZE = (1600, 2000)
+
+
+def work_megapixels(settings, output_size: tuple[int, int] = DEFAULT_OUTPUT_SIZE) -> float:
+    """Megapixels one generated image works at: ``VITRINE_GEN_WORK_SIDE``² when set, else the native-resolution
+    working size of ``output_size`` (`scene.native_work_size` at 1024: 1344x1680 = 2.26 MP for 1600x2000)."""
+    if settings.work_side:
+        return settings.work_side ** 2 / 1e6
+    from .scene import native_work_size
+
+    w, h = native_work_size(output_size, 1024, 16)
+    return w * h / 1e6
+
+
 def tryon_extras(model_set, model_root) -> tuple:
     """FLUX.1 Kontext-dev (try-on and edits) when found for a FLUX model set: added to its paths and
     returned as an extra pipeline for `plan_models` (a batch with a Kontext SKU loads a third transformer)."""
@@ -589,9 +604,8 @@ def plan_for_engine(engine: str = "auto", model_root=None, *, gpu_memory_gb: flo
     if model_set is None:
         raise first_error  # type: ignore[misc]
     device = resolve_device(settings.device) if gpu_memory_gb is None else "cuda"
-    side = settings.work_side or 1024
     return plan_for(model_set, settings, device=device, gpu_memory_gb=gpu_memory_gb,
-                    extra=tryon_extras(model_set, model_root), megapixels=side * side / 1e6)
+                    extra=tryon_extras(model_set, model_root), megapixels=work_megapixels(settings))
 
 
 # ----------------------------------------------------------------------------------------- applying it
