@@ -94,3 +94,16 @@ def test_generated_scene_is_upscaled_at_most_1_2x_and_records_its_sizes():
     assert (x1 - x0) * (y1 - y0) < w * h  # the seam works on the band's surroundings, not the whole frame
     changed = np.any(out.final != out.composite, axis=2)
     assert not changed[band == 0].any()  # outside the band: the composite's pixels, bit for bit
+
+
+def test_settings_that_cannot_run_here_fail_at_engine_start():
+    from generation_helpers import fast_settings, tiny_model_root
+    from pipelines.errors import InputError
+    from pipelines.generation.engines import FluxEngine
+
+    with pytest.raises(InputError) as exc:  # offload without CUDA: before any model is loaded
+        FluxEngine(model_root=tiny_model_root(), settings=fast_settings(offload="model"))
+    assert exc.value.key == "VITRINE_GEN_OFFLOAD"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(MissingBackendError, match="bitsandbytes"):
+            FluxEngine(model_root=tiny_model_root(), settings=fast_settings(quantize="nf4"))

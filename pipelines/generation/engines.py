@@ -128,6 +128,7 @@ class GenerativeEngine(ClassicEngine):
 
         # before any model or CUDA matmul: cuBLAS reads its workspace setting when it starts
         self.determinism = configure_determinism(resolve_device(self.settings.device))
+        self._check_backends()
         self._scenes: dict[str, GarmentScenePipeline] = {}
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time per engine (shared models, schedulers)
@@ -137,6 +138,22 @@ class GenerativeEngine(ClassicEngine):
     @property
     def name(self) -> str:  # type: ignore[override]
         return self.family
+
+    def _check_backends(self) -> None:
+        """Fail at start, not at the first generated output: offload without CUDA, a quantization or
+        GGUF setting whose package is missing (`InputError` / `MissingBackendError` naming the setting)."""
+        from .loading import LoadContext, _quantization_config
+
+        LoadContext(self.model_root, self.settings)  # offload needs CUDA
+        if self.settings.quantize:
+            _quantization_config(self.settings)
+        if self.settings.gguf:
+            import importlib.util
+
+            from ..errors import MissingBackendError
+
+            if importlib.util.find_spec("gguf") is None:
+                raise MissingBackendError("GGUF", "pip install 'gguf>=0.10', or unset VITRINE_GEN_GGUF")
 
     def _preload_classes(self) -> None:
         """Import every diffusers/transformers class this engine (and try-on/Kontext) may use, now, in
