@@ -254,7 +254,8 @@ def test_explicit_engine_without_models_is_an_input_error(tmp_path):
 @pytest.mark.parametrize("engine", ["flux", "sdxl"])
 def test_cli_run_writes_a_complete_verified_catalog(engine, root, tmp_path):
     """``vitrine samples`` + ``vitrine run --engine ENGINE --model-root TINY`` + ``vitrine verify``."""
-    env = dict(os.environ, VITRINE_GEN_STEPS="2", VITRINE_GEN_SEAM_STEPS="2", VITRINE_GEN_DEVICE="cpu")
+    env = dict(os.environ, VITRINE_GEN_STEPS="2", VITRINE_GEN_SEAM_STEPS="2", VITRINE_GEN_DEVICE="cpu",
+               VITRINE_GEN_WORK_SIDE="32")  # the tiny models' native side (see generation_helpers.FAST_ENV)
     products, catalog = tmp_path / "products", tmp_path / "catalog"
     cli = [sys.executable, "-m", "flows.cli"]
     repo = Path(__file__).resolve().parents[1]
