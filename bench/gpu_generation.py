@@ -22,6 +22,10 @@ Usage (on the GPU machine, from the repository root):
     python bench/gpu_generation.py --family both --json bench/results/gpu_generation.json
     python bench/gpu_generation.py --family flux --configs default,vitrine --runs 5
     python bench/gpu_generation.py --tiny --device cpu --configs default,fuse_qkv   # smoke test, any machine
+    python bench/gpu_generation.py --plan-only   # the memory planner's plans for 16/24/48/80 GB, any machine
+
+Each run prints the planner's estimated peak beside the measured peak (``torch.cuda.max_memory_allocated``),
+and the plans per GPU size of the full-size models (the models of one FLUX.1 or SDXL pipeline).
 """
 
 from __future__ import annotations
@@ -127,6 +131,50 @@ def build(family: str, tiny: bool, device: str):
     return StableDiffusionXLPipeline(**sdxl_components(tiny, dtype, device), image_encoder=None, feature_extractor=None)
 
 
+def plan_models_of(pipe, family: str):
+    """`memplan.PlanModel`s of a built pipeline's models (bytes from their parameters and buffers)."""
+    import torch
+
+    from pipelines.generation.memplan import PlanModel
+
+    out = []
+    for name, comp in pipe.components.items():
+        if not isinstance(comp, torch.nn.Module):
+            continue
+        tensors = list(comp.parameters()) + list(comp.buffers())
+        nbytes = sum(t.numel() * t.element_size() for t in tensors)
+        biggest = max((t.numel() * t.element_size() for t in tensors), default=0)
+        role = "denoiser" if name in ("transformer", "unet") else ("vae" if name == "vae" else "text")
+        group = f"denoiser:{family}" if role == "denoiser" else role
+        out.append(PlanModel(id=name, role=role, pipeline="base", bytes=nbytes, group=group,
+                             max_tensor_bytes=biggest, source="built model"))
+    return out
+
+
+def plan_table(family: str, models, budgets_gb=(16, 24, 48, 80), megapixels: float = 1.0) -> list[dict]:
+    """The memory planner's level and estimated peak for each GPU size (and every level's peak)."""
+    from pipelines.generation.memplan import GB, LEVELS, activation_bytes, make_plan, peak_bytes, placements_for
+
+    act = activation_bytes(family, megapixels)
+    rows = []
+    for gb in budgets_gb:
+        plan = make_plan(models, family=family, budget_bytes=gb * GB, total_bytes=gb * GB, megapixels=megapixels)
+        rows.append({"family": family, "gpu_gb": gb, "level": plan.level, "peak_gb": plan.peak_gb, "fits": plan.fits})
+    levels = {lv: round(peak_bytes(placements_for(models, lv), act) / GB, 2) for lv in LEVELS}
+    for r in rows:
+        r["peak_by_level_gb"] = levels
+    return rows
+
+
+def print_plans(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"plan  {r['family']:5} {r['gpu_gb']:>3} GB: {r['level']:<17} estimated peak {r['peak_gb']:6.2f} GB"
+              f"{'' if r['fits'] else '  (does not fit)'}", flush=True)
+    for family in dict.fromkeys(r["family"] for r in rows):
+        levels = next(r for r in rows if r["family"] == family)["peak_by_level_gb"]
+        print(f"      {family} peak per level: " + ", ".join(f"{k} {v} GB" for k, v in levels.items()))
+
+
 def configure(pipe, family: str, config: str, cache_threshold: float, device: str) -> list[str]:
     """Apply a configuration's speed-ups to the (fresh) pipeline with Vitrine's helpers."""
     from pipelines.generation.loading import apply_speedups, quantize_model
@@ -179,7 +227,13 @@ def run_config(family: str, config: str, args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times = [once(1 + i) for i in range(args.runs)]
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    result = {"family": family, "config": config, "applied": applied, "size": size, "steps": steps,
+    from pipelines.generation.memplan import GB, activation_bytes, make_plan
+
+    models = plan_models_of(pipe, family)
+    resident = make_plan(models, family=family, budget_bytes=1e15, total_bytes=None, megapixels=size * size / 1e6)
+    result = {
+        "planned_peak_gb": resident.peak_gb,  # the planner's estimate for this (resident) run, beside the measured peak
+        "planned_activations_gb": round(activation_bytes(family, size * size / 1e6) / GB, 2),"family": family, "config": config, "applied": applied, "size": size, "steps": steps,
               "s_per_image": round(sorted(times)[len(times) // 2], 3), "min_s": round(min(times), 3),
               "warmup_s": [round(w, 2) for w in warm], "peak_gib": round(peak, 2) if peak else None,
               "device": torch.cuda.get_device_name() if device.startswith("cuda") else device}
@@ -198,9 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny configs at 32 px: a smoke test of this script")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--plan-only", action="store_true",
+                    help="print the memory planner's plans for 16/24/48/80 GB GPUs of the full-size models (built on "
+                         "the meta device: no memory, no GPU) and exit")
     args = ap.parse_args(argv)
 
     import torch
+
+    families = ["flux", "sdxl"] if args.family == "both" else [args.family]
+    if args.plan_only:
+        plans = []
+        for family in families:
+            pipe = build(family, False, "meta")
+            plans += plan_table(family, plan_models_of(pipe, family), megapixels=args.size * args.size / 1e6)
+        print_plans(plans)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(plans, indent=2))
+        return 0
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench/gpu_generation.py needs a CUDA GPU (or --tiny --device cpu for a smoke test)", file=sys.stderr)
@@ -209,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(configs) - set(CONFIGS))
     if unknown:
         ap.error(f"unknown configs {unknown}; expected {', '.join(CONFIGS)}")
-    families = ["flux", "sdxl"] if args.family == "both" else [args.family]
     results = []
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        print(f"GPU {torch.cuda.get_device_name()}: {free / 1e9:.1f} of {total / 1e9:.1f} GB free", flush=True)
     for family in families:
         for config in configs:
             r = run_config(family, config, args)
@@ -219,8 +290,12 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.empty_cache()
             results.append(r)
             peak = f"{r['peak_gib']:.1f} GiB" if r["peak_gib"] else "-"
-            print(f"{family:5} {config:9} {r['s_per_image']:7.3f} s/image (min {r['min_s']:.3f}) peak {peak:>9}  "
+            print(f"{family:5} {config:9} {r['s_per_image']:7.3f} s/image (min {r['min_s']:.3f}) peak {peak:>9} "
+                  f"(planner: {r['planned_peak_gb']:.1f} GB)  "
                   f"{r['size']}px {r['steps']} steps on {r['device']}  [{', '.join(r['applied']) or 'none'}]", flush=True)
+        if not args.tiny:
+            print_plans(plan_table(family, plan_models_of(build(family, False, "meta"), family),
+                                   megapixels=args.size * args.size / 1e6))
         base = next((r for r in results if r["family"] == family and r["config"] == "default"), None)
         for r in results:
             if base and r["family"] == family and r is not base:

@@ -326,13 +326,15 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if getattr(args, "plan", False):
+        return cmd_models_plan(args)
     from pipelines.models.location import find
     from pipelines.models.registry import all_models
 
     rows = []
     for spec in all_models():
         loc = find(spec.id, args.model_root)
-        rows.append({"id": spec.id, "family": spec.family, "licence": spec.licence, "commercial": spec.commercial,
+        rows.append({"id": spec.id, "key": spec.key, "family": spec.family, "licence": spec.licence, "commercial": spec.commercial,
                      "found": str(loc.path) if loc else None, "source": loc.source if loc else None,
                      "description": spec.description})
     if args.json:
@@ -343,7 +345,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     for r in rows:
         where = f"{r['source']}: {r['found']}" if r["found"] else "not found"
         use = "commercial use ok" if r["commercial"] else "NON-COMMERCIAL"
-        print(f"{r['id']:<48} {r['family']:<16} {r['licence']:<28} {use:<18} {where}")
+        print(f"{r['key']:<48} {r['family']:<16} {r['licence']:<28} {use:<18} {where}")
+    return EXIT_OK
+
+
+def cmd_models_plan(args: argparse.Namespace) -> int:
+    """``vitrine models --plan``: the GPU memory plan of an engine's models (sizes from weight headers)."""
+    from pipelines.errors import VitrineError
+    from pipelines.generation.memplan import plan_for_engine, plan_to_text
+
+    try:
+        plan = plan_for_engine(args.engine, args.model_root, gpu_memory_gb=args.gpu_memory)
+    except VitrineError as exc:
+        return _error(str(exc))
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        print(plan_to_text(plan))
     return EXIT_OK
 
 
@@ -457,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list known models, where each was found, and its licence")
     m.add_argument("--model-root", default=None, metavar="DIR")
     m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.add_argument("--plan", action="store_true",
+                   help="print the GPU memory plan of an engine's models (which stay on the GPU, which are offloaded)")
+    m.add_argument("--engine", default="auto", choices=("auto", "flux", "sdxl"), help="with --plan: whose models")
+    m.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
+                   help="with --plan: plan for a GPU with this much memory (default: this machine's free GPU memory)")
     m.set_defaults(func=cmd_models)
 
     dev = sub.add_parser("dev", help="developer tools")

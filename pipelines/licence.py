@@ -102,7 +102,8 @@ def licence_of(model: Any) -> LicenceInfo:
     """
     mid = _model_id(model)
     registry._load_families()
-    spec = registry.get(mid)
+    name = getattr(model, "name", None)  # a ModelProfile's registry key: one repo can hold several models
+    spec = registry.get(name if isinstance(name, str) and name.startswith(mid + ":") else mid)
     if spec is not None:
         return LicenceInfo(mid, spec.licence, bool(spec.commercial), "registry", tuple(spec.alternatives))
     if DEV_LICENSED_PATTERN.search(mid):

@@ -140,7 +140,8 @@ def test_cli_run_tryon_and_edit_through_prefect(prefect_harness, tmp_path, astro
     root = str(tiny_flux_root())
     import os
 
-    env = {"VITRINE_GEN_STEPS": "2", "VITRINE_GEN_SEAM_STEPS": "2", "VITRINE_GEN_DEVICE": "cpu"}
+    env = {"VITRINE_GEN_STEPS": "2", "VITRINE_GEN_SEAM_STEPS": "2", "VITRINE_GEN_DEVICE": "cpu",
+           "VITRINE_GEN_WORK_SIDE": "32"}  # the tiny models' native side
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

@@ -260,3 +260,33 @@ def test_oom_succeeds_after_offload():
 
     images = call_with_oom_fallback(pipe, {"prompt": "p3"}, enable_offload=enable)
     assert images.shape == (1, 4, 4, 3) and pipe.calls == [1, 1]
+
+
+@pytest.mark.parametrize("size", [(1600, 2000), (2000, 2000), (1024, 1024), (512, 640), (3000, 1000), (4000, 5000)])
+@pytest.mark.parametrize(("side", "multiple"), [(1024, 16), (1024, 8), (64, 16)])
+def test_native_work_size_upscales_at_most_1_2(size, side, multiple):
+    from pipelines.generation.scene import MAX_UPSCALE, MAX_WORK_PIXELS, native_work_size, upscale_factor
+
+    ws = native_work_size(size, side, multiple)
+    assert ws[0] % multiple == 0 and ws[1] % multiple == 0
+    if size[0] * size[1] / MAX_UPSCALE**2 <= MAX_WORK_PIXELS:
+        assert upscale_factor(size, ws) <= MAX_UPSCALE + 1e-9
+    else:  # beyond 2048² the upscale is larger, and recorded
+        assert ws[0] * ws[1] <= MAX_WORK_PIXELS * 1.05
+    if size[0] * size[1] <= side * side:  # small outputs: generated at the native area and scaled down
+        assert ws[0] * ws[1] >= 0.8 * side * side
+    assert abs(ws[0] / ws[1] - size[0] / size[1]) < 0.05 * size[0] / size[1] + multiple / ws[1]
+
+
+def test_seam_crop_pads_the_band_and_stays_inside():
+    from pipelines.generation.scene import seam_crop
+
+    band = np.zeros((200, 100), np.uint8)
+    band[50:150, 20:60] = 255
+    x0, y0, x1, y1 = seam_crop(band)
+    assert (x0, y0, x1, y1) == (4, 34, 76, 166)  # 12.5% of the longer side (100 px) is below the 16 px minimum
+    band2 = np.zeros((400, 400), np.uint8)
+    band2[100:300, 100:200] = 255
+    assert seam_crop(band2) == (75, 75, 225, 325)  # 12.5% of 200 px
+    band[0:5, 95:100] = 255
+    assert seam_crop(band)[2] == 100 and seam_crop(band)[1] == 0

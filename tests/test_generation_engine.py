@@ -254,7 +254,8 @@ def test_explicit_engine_without_models_is_an_input_error(tmp_path):
 @pytest.mark.parametrize("engine", ["flux", "sdxl"])
 def test_cli_run_writes_a_complete_verified_catalog(engine, root, tmp_path):
     """``vitrine samples`` + ``vitrine run --engine ENGINE --model-root TINY`` + ``vitrine verify``."""
-    env = dict(os.environ, VITRINE_GEN_STEPS="2", VITRINE_GEN_SEAM_STEPS="2", VITRINE_GEN_DEVICE="cpu")
+    env = dict(os.environ, VITRINE_GEN_STEPS="2", VITRINE_GEN_SEAM_STEPS="2", VITRINE_GEN_DEVICE="cpu",
+               VITRINE_GEN_WORK_SIDE="32")  # the tiny models' native side (see generation_helpers.FAST_ENV)
     products, catalog = tmp_path / "products", tmp_path / "catalog"
     cli = [sys.executable, "-m", "flows.cli"]
     repo = Path(__file__).resolve().parents[1]
@@ -269,3 +270,95 @@ def test_cli_run_writes_a_complete_verified_catalog(engine, root, tmp_path):
         m = json.loads((sku_dir / "manifest.json").read_text())
         assert m["engine"]["name"] == engine
         assert any(o.get("generation") for o in m["outputs"])
+
+
+def test_one_seam_step_at_sdxl_strength_is_refused_at_start_naming_the_setting(root):
+    from pipelines.errors import InputError
+    from pipelines.generation.engines import FluxEngine, SdxlEngine
+
+    with pytest.raises(InputError, match=r"int\(1 x strength 0.99\) = 0") as exc:
+        SdxlEngine(model_root=root, settings=fast_settings(seam_steps=1))
+    assert exc.value.key == "VITRINE_GEN_SEAM_STEPS" and "VITRINE_GEN_SEAM_STEPS >= 2" in str(exc.value)
+    with pytest.raises(InputError, match="VITRINE_GEN_SEAM_STEPS >= 3") as exc:
+        SdxlEngine(model_root=root, settings=fast_settings(seam_steps=2, seam_strength=0.4))  # int(2 x 0.4) = 0
+    assert exc.value.key == "VITRINE_GEN_SEAM_STEPS"
+    SdxlEngine(model_root=root, settings=fast_settings(seam_steps=2))  # int(2 x 0.99) = 1 step: fine
+    FluxEngine(model_root=root, settings=fast_settings(seam_steps=1))  # FLUX pipelines round up to one step
+
+
+def test_dmd2_timesteps_reach_an_sdxl_controlnet_pipeline_and_are_recorded(root, products, tmp_path):
+    """StableDiffusionXLControlNetInpaintPipeline takes no ``timesteps``: the scheduler is pinned to DMD2's."""
+    import inspect
+
+    from pipelines.generation.engines import SdxlEngine
+
+    models = link_model_root(root, tmp_path / "models")
+    (models / "tianweiy" / "DMD2").mkdir(parents=True)
+    (models / "tianweiy" / "DMD2" / "dmd2_sdxl_4step_lora_fp16.safetensors").symlink_to(
+        root / "ByteDance" / "SDXL-Lightning" / "sdxl_lightning_4step_lora.safetensors")  # same SDXL LoRA format
+    engine = SdxlEngine(model_root=models, settings=fast_settings(steps=None, loras=("tianweiy/DMD2",)))
+    scene = engine.scene_pipeline()
+    assert "timesteps" not in inspect.signature(scene.generator.__call__).parameters
+    r = process_sku(load_product(products / "tote", root=products), tmp_path / "cat", engine, OPTIONS)
+    assert r.status == "ok", r.error
+    g = next(o for o in read_manifest(Path(r.manifest))["outputs"] if o["kind"] == "lifestyle")["generation"]
+    assert g["params"]["timesteps"] == [999, 749, 499, 249]
+    assert g["timesteps_used"] == [999, 749, 499, 249]  # what the scheduler ran, not only what was asked
+
+
+def test_parallel_threads_import_pipeline_classes_without_a_race():
+    """diffusers' lazy imports raced when try-on Fill and Kontext SKUs loaded in parallel threads."""
+    code = """
+import threading
+from pipelines.generation.loading import _import_class
+pairs = [("diffusers", "FluxFillPipeline"), ("diffusers", "FluxKontextPipeline"), ("transformers", "CLIPTextModel"),
+         ("transformers", "T5EncoderModel"), ("diffusers", "FluxControlNetInpaintPipeline"),
+         ("diffusers", "FluxInpaintPipeline")]
+barrier, errors = threading.Barrier(len(pairs)), []
+def work(lib, name):
+    barrier.wait()
+    try:
+        _import_class(lib, name)
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=work, args=p) for p in pairs]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(errors), errors[:1])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout
+
+
+def test_sdxl_union_controlnet_is_picked_when_the_single_ones_are_missing(root, products, tmp_path):
+    """xinsir/controlnet-union-sdxl-1.0 was registered but never used."""
+    import torch
+    from diffusers import ControlNetUnionModel
+
+    from pipelines.generation.engines import SdxlEngine
+    from pipelines.generation.modelset import resolve_model_set
+    from pipelines.models.tiny_generation import _sdxl_block_kwargs
+
+    models = link_model_root(root, tmp_path / "models", without=("xinsir/controlnet-openpose-sdxl-1.0",
+                                                                 "xinsir/controlnet-canny-sdxl-1.0"))
+    torch.manual_seed(3)
+    union = ControlNetUnionModel(in_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                 conditioning_embedding_out_channels=(16, 32), num_trans_channel=32, num_trans_head=2, num_proj_channel=32,
+                                 **_sdxl_block_kwargs(64, 6))
+    union.save_pretrained(models / "xinsir" / "controlnet-union-sdxl-1.0")
+    ms = resolve_model_set("sdxl", models, fast_settings())
+    assert [p.id for p in ms.controlnets] == ["xinsir/controlnet-union-sdxl-1.0"]
+    assert ms.control_modes()["openpose"] == 0 and ms.control_modes()["canny"] == 3
+    engine = SdxlEngine(model_root=models, settings=fast_settings())
+    scene = engine.scene_pipeline()
+    assert type(scene.generator).__name__ == "StableDiffusionXLControlNetUnionInpaintPipeline"
+    assert isinstance(scene.generator.controlnet, ControlNetUnionModel)
+    r = process_sku(load_product(products / "dress", root=products), tmp_path / "cat", engine, OPTIONS)
+    assert r.status == "ok", r.error
+    g = next(o for o in read_manifest(Path(r.manifest))["outputs"] if o["kind"] == "lifestyle")["generation"]
+    assert g["controlnets"] == ["xinsir/controlnet-union-sdxl-1.0"] and "openpose" in g["controls"]
+    # both singles found: they are preferred (registration order)
+    assert [p.id for p in resolve_model_set("sdxl", root, fast_settings()).controlnets] == [
+        "xinsir/controlnet-openpose-sdxl-1.0", "xinsir/controlnet-canny-sdxl-1.0"]

@@ -144,3 +144,18 @@ def test_batch_commercial_flag_reaches_every_sku(tmp_path, drawn_products):
     (look / "product.yaml").write_text("tryon:\n  method: kontext\n", encoding="utf-8")
     r = process_sku(load_product(look), tmp_path / "c", get_engine("classic"), opts)
     assert r.status == "failed" and "the batch (--commercial)" in r.error and "SDXL" in r.error
+
+
+def test_one_repo_with_two_models_keeps_both_licences():
+    """ByteDance/Hyper-SD holds a FLUX and an SDXL LoRA with different licences: two registry entries."""
+    from pipelines.generation.profiles import get_profile
+    from pipelines.licence import licence_of
+    from pipelines.models import registry
+
+    specs = {s.key: s for s in registry.all_models() if s.id == "ByteDance/Hyper-SD"}
+    assert set(specs) == {"ByteDance/Hyper-SD:flux-8step", "ByteDance/Hyper-SD:sdxl-8step"}
+    assert specs["ByteDance/Hyper-SD:flux-8step"].family == "flux-lora"
+    assert specs["ByteDance/Hyper-SD:sdxl-8step"].family == "sdxl-lora"
+    flux = licence_of(get_profile("ByteDance/Hyper-SD:flux-8step"))
+    sdxl = licence_of(get_profile("ByteDance/Hyper-SD:sdxl-8step"))
+    assert flux.licence == "FLUX.1-dev-Non-Commercial" and sdxl.licence.startswith("Hyper-SD")

@@ -220,8 +220,6 @@ def test_sdxl_from_an_fp16_only_download(sdxl_root, products, tmp_path):
     _render(engine, products, tmp_path / "catalog")
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13 finding 4 (h6-gen-plan validates the seam steps at start); "
-                                        "until then diffusers fails mid-batch with 'the number of pipelinesteps is 0'")
 def test_sdxl_with_one_seam_step_runs_or_is_refused_at_start(sdxl_root, products, tmp_path):
     """SDXL's seam runs at strength 0.99: one step is int(1 * 0.99) = 0 steps in diffusers. Either it runs, or
     the setting is refused before anything is generated, naming it."""

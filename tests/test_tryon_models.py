@@ -71,3 +71,20 @@ def test_generative_methods_are_deterministic_per_seed(pipe, scene):
     # garment_pixels="generated" keeps the model's garment: nothing preserved, fidelity says how far it is
     assert not a.preserve.any() and a.record["garment_pixels"] == "generated"
     assert a.record["fidelity"] == a.record["model_fidelity"]
+
+
+def test_fill_canvas_holds_only_the_region_around_the_change(pipe, scene):
+    """The try-on Fill canvas was [garment | person] at a full megapixel per panel whatever changed; now
+    the person panel is a crop around the region, at its own resolution (at most 1.2x up)."""
+    rgb, alpha, pose, grgb, gmask, worn = scene
+    out = pipe(rgb, alpha, grgb, gmask, worn_mask=worn, pose=pose, method="fill", seed=1,
+               params=TryOnParams(steps=2))
+    d = out.record["method_details"]
+    x0, y0, x1, y1 = d["crop"]
+    ys, xs = np.nonzero(out.region)
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    assert (x1 - x0) * (y1 - y0) < rgb.shape[0] * rgb.shape[1]
+    assert d["upscale"] <= 1.2
+    assert d["canvas_size"] == [2 * d["work_size"][0], d["work_size"][1]]
+    changed = np.any(out.final != rgb, axis=2)
+    assert not changed[out.region == 0].any()

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FAST = {"device": "cpu", "steps": 2, "seam_steps": 2}
+FAST = {"device": "cpu", "steps": 2, "seam_steps": 2, "work_side": 32}  # 32: the tiny models' native side
 
 
 @functools.lru_cache(maxsize=1)

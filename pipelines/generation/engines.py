@@ -52,6 +52,17 @@ GENERATOR_CLASSES = {
     ("sdxl", True): "StableDiffusionXLControlNetInpaintPipeline",
     ("sdxl", False): "StableDiffusionXLInpaintPipeline",
 }
+#: The SDXL pipeline for one union ControlNet (``ControlNetUnionModel``: images + control modes).
+SDXL_UNION_GENERATOR = "StableDiffusionXLControlNetUnionInpaintPipeline"
+
+
+def generator_class(family: str, ms: ModelSet) -> str:
+    """The diffusers pipeline class that generates scenes with ``ms``'s ControlNets."""
+    if family == "sdxl" and ms.control_modes():
+        return SDXL_UNION_GENERATOR
+    return GENERATOR_CLASSES[(family, bool(ms.controlnets))]
+
+
 #: Denoiser weights larger than this count as a full-size model (impractical on a CPU).
 FULL_SIZE_BYTES = 1 << 30
 
@@ -108,6 +119,16 @@ class GenerativeEngine(ClassicEngine):
         self.settings = settings if settings is not None else GenerationSettings.from_env()
         self.model_set = model_set or resolve_model_set(self.family, self.model_root, self.settings)
         self.commercial_set, self.commercial_reason = self._resolve_commercial()
+        for ms in (self.model_set, self.commercial_set):
+            if ms is not None:
+                check_step_settings(self.scene_params(ms), ms, self.settings)
+        self._preload_classes()
+        from .determinism import configure_determinism
+        from .loading import resolve_device
+
+        # before any model or CUDA matmul: cuBLAS reads its workspace setting when it starts
+        self.determinism = configure_determinism(resolve_device(self.settings.device))
+        self._check_backends()
         self._scenes: dict[str, GarmentScenePipeline] = {}
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generation at a time per engine (shared models, schedulers)
@@ -117,6 +138,41 @@ class GenerativeEngine(ClassicEngine):
     @property
     def name(self) -> str:  # type: ignore[override]
         return self.family
+
+    def _check_backends(self) -> None:
+        """Fail at start, not at the first generated output: offload without CUDA, a quantization or
+        GGUF setting whose package is missing (`InputError` / `MissingBackendError` naming the setting)."""
+        from .loading import LoadContext, _quantization_config
+
+        LoadContext(self.model_root, self.settings)  # offload needs CUDA
+        if self.settings.quantize:
+            _quantization_config(self.settings)
+        if self.settings.gguf:
+            import importlib.util
+
+            from ..errors import MissingBackendError
+
+            if importlib.util.find_spec("gguf") is None:
+                raise MissingBackendError("GGUF", "pip install 'gguf>=0.10', or unset VITRINE_GEN_GGUF")
+
+    def _preload_classes(self) -> None:
+        """Import every diffusers/transformers class this engine (and try-on/Kontext) may use, now, in
+        one thread: their lazy imports race when SKUs load pipelines in parallel threads."""
+        from .loading import preload_classes
+
+        folders = list((self.model_set.paths or {}).values())
+        if self.commercial_set is not None:
+            folders += list((self.commercial_set.paths or {}).values())
+        names = [("diffusers", c) for (fam, _), c in GENERATOR_CLASSES.items() if fam == self.family]
+        names += [("diffusers", SDXL_UNION_GENERATOR), ("diffusers", "ControlNetUnionModel")] if self.family == "sdxl" else []
+        if self.family == "flux":
+            names += [("diffusers", c) for c in ("FluxMultiControlNetModel", "FluxFillPipeline", "FluxKontextPipeline",
+                                                 "FluxPipeline")]
+        else:
+            names += [("diffusers", c) for c in ("MultiControlNetModel", "StableDiffusionXLPipeline",
+                                                 "StableDiffusionXLImg2ImgPipeline")]
+        names += [("diffusers", p.scheduler["class"]) for p, _ in self.model_set.loras if p.scheduler]
+        preload_classes(folders, tuple(names))
 
     def find_subject(self, image, product):
         """Segment with grounded-sam when its models are found (recorded in the manifest), else classic."""
@@ -158,7 +214,7 @@ class GenerativeEngine(ClassicEngine):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         ms = self.model_set
-        gen = GENERATOR_CLASSES[(self.family, bool(ms.controlnets))]
+        gen = generator_class(self.family, ms)
         controls = ", ".join(f"{c}: {cn.id}" for c, cn in ms.controlnet_for().items()) or "none (unconstrained)"
         d["name"] = self.family
         if self.segmenter is not None:
@@ -219,8 +275,9 @@ class GenerativeEngine(ClassicEngine):
 
         settings = self.settings
         ctx = LoadContext(self.model_root, settings)
+        self._plan(ms, ctx)
         extra = {"vae": load_standalone(ms.vae, ctx, "vae")} if ms.vae is not None else {}
-        generator = load_pipeline(ms.base, pipeline_class=GENERATOR_CLASSES[(self.family, bool(ms.controlnets))],
+        generator = load_pipeline(ms.base, pipeline_class=generator_class(self.family, ms),
                                   controlnets=ms.controlnets, components=extra, ctx=ctx)
         if ms.seam is not None:
             seam = load_pipeline(ms.seam, base=ms.base, components=extra, ctx=ctx)
@@ -232,9 +289,37 @@ class GenerativeEngine(ClassicEngine):
         if lora is not None and lora.scheduler:
             for pipe in ([generator] if ms.seam is not None else [generator, seam]):
                 set_scheduler(pipe, lora.scheduler)
+                if lora.timesteps and not _accepts_timesteps(pipe):
+                    # e.g. SDXL ControlNet inpainting has no `timesteps` argument: the scheduler is pinned to
+                    # the distill's timesteps instead of silently running its own (DMD2: 999/749/499/249)
+                    pin_timesteps(pipe.scheduler, lora.timesteps)
         order = () if ms.control_modes() else tuple(
             next(c for c in cn.controls if c in CONTROL_TYPES) for cn in ms.controlnets)
         return GarmentScenePipeline(generator, seam, family=self.family, control_order=order, refiner=refiner)
+
+    def _plan(self, ms: ModelSet, ctx) -> None:
+        """Plan GPU memory for the whole model set before loading any of it (plus FLUX.1 Kontext for
+        try-on SKUs when found), so the first model loaded already knows what must fit beside it."""
+        from . import loading
+        from .memplan import manager_for, min_level_for, plan_models, tryon_extras, work_megapixels
+
+        if not (ctx.device.startswith("cuda") or loading._PLAN_ANY_DEVICE):
+            return
+        ms_paths = ModelSet(**{**ms.__dict__, "paths": dict(ms.paths or {})})
+        models = plan_models(ms_paths, settings=self.settings, device=ctx.device,
+                             extra=tryon_extras(ms_paths, self.model_root))
+        manager_for(ctx.device).ensure(models, family=self.family, min_level=min_level_for(self.settings),
+                                       megapixels=work_megapixels(self.settings))
+
+    def memory_plan(self) -> dict[str, Any] | None:
+        """The device's memory plan in short (level, peak, placements, out-of-memory retries), or ``None``."""
+        from .loading import LoadContext
+
+        try:
+            mgr = LoadContext(self.model_root, self.settings).manager
+        except InputError:
+            return None
+        return mgr.plan.summary() if mgr is not None and mgr.plan is not None else None
 
     @staticmethod
     def _lora(ms: ModelSet):
@@ -318,14 +403,80 @@ class GenerativeEngine(ClassicEngine):
         with self._run_lock:
             out = scene(foreground, alpha, band, prompt=prompt, params=params, seed=request.seed,
                         negative_prompt=negative, pose=pose, shadow=request.contact_shadow and mode == "scene")
+            used = getattr(scene.generator.scheduler, "timesteps", None)
+            timesteps_used = [int(t) for t in used] if used is not None and len(used) <= 200 else None
         record = {"mode": mode, "engine": self.family, "model_set": which, "base": ms.base.id,
                   "controlnets": [p.id for p in ms.controlnets], "seam_model": ms.seam.id if ms.seam else ms.base.id,
                   "loras": [[p.name, s] for p, s in ms.loras], **out.record}
+        record["timesteps_used"] = timesteps_used  # what the generator's scheduler actually ran
+        record["determinism"] = getattr(self, "determinism", None)
+        plan = self.memory_plan()
+        if plan is not None:
+            record["memory_plan"] = plan
         work = {"generated.png": ("generated", out.generated, False),
                 "generation-mask.png": ("generation-mask", out.generation_mask, True)}
         for name, image in out.controls.items():
             work[f"generation-control-{name}.png"] = (f"generation-control-{name}", image, False)
         return Composed(composite=out.composite, final=out.final, record=record, work=work)
+
+
+def _accepts_timesteps(pipe) -> bool:
+    import inspect
+
+    return "timesteps" in inspect.signature(pipe.__call__).parameters
+
+
+def pin_timesteps(scheduler, timesteps) -> None:
+    """Make ``scheduler.set_timesteps`` always set exactly ``timesteps`` (for pipelines whose call takes no
+    ``timesteps``); the scheduler must accept ``set_timesteps(timesteps=...)`` (LCM, Euler, DDPM...).
+
+    Raises:
+        `InputError`: the scheduler cannot take explicit timesteps.
+    """
+    import inspect
+
+    original = scheduler.set_timesteps
+    if "timesteps" not in inspect.signature(original).parameters:
+        raise InputError(f"{type(scheduler).__name__} cannot take explicit timesteps {list(timesteps)}",
+                         key="VITRINE_GEN_LORAS")
+    fixed = [int(t) for t in timesteps]
+
+    def set_timesteps(num_inference_steps=None, device=None, **kwargs):
+        kwargs.pop("timesteps", None)
+        return original(device=device, timesteps=list(fixed), **kwargs)
+
+    scheduler.set_timesteps = set_timesteps
+    scheduler._vitrine_pinned_timesteps = fixed
+
+
+def check_step_settings(params, ms: ModelSet, settings: GenerationSettings) -> None:
+    """Refuse step/strength combinations that leave an inpainting call with no denoising step, at start.
+
+    SDXL's inpainting pipelines run ``int(steps * strength)`` steps (FLUX's round up to at least one): a
+    seam of 1 step at SDXL inpainting's strength 0.99 would crash every SKU mid-batch with "the number
+    of pipeline steps is 0".
+
+    Raises:
+        `InputError`: naming the setting to change (``VITRINE_GEN_SEAM_STEPS`` / ``..._SEAM_STRENGTH``).
+    """
+    import math
+
+    if ms.family != "sdxl":
+        return
+    checks = [("seam", params.seam_steps, params.seam_strength, ms.seam.id if ms.seam else ms.base.id),
+              ("scene", params.steps, params.strength, ms.base.id)]
+    for what, steps, strength, model in checks:
+        if int(steps * strength) >= 1:
+            continue
+        need = math.ceil(round(1 / strength, 9))
+        if what == "seam":
+            key = "VITRINE_GEN_SEAM_STEPS"
+            fix = f"set VITRINE_GEN_SEAM_STEPS >= {need} or VITRINE_GEN_SEAM_STRENGTH=1"
+        else:
+            key, fix = "VITRINE_GEN_STEPS", f"set VITRINE_GEN_STEPS >= {need}"
+        raise InputError(f"{what} inpainting with {model} would run int({steps} x strength {strength}) = "
+                         f"{int(steps * strength)} denoising steps (SDXL pipelines run int(steps x strength)): {fix}",
+                         key=key)
 
 
 def set_scheduler(pipe, spec: dict[str, Any]) -> None:

@@ -52,6 +52,8 @@ warnings.filterwarnings("ignore", message=".*FluxPosEmbed.*", category=FutureWar
 
 #: Components that are models (moved to a device, cast to a dtype); the rest are tokenizers/schedulers.
 DENOISERS = ("transformer", "unet")
+#: Tests set this to plan (and attach offload hooks) on a CPU device as on CUDA.
+_PLAN_ANY_DEVICE = False
 
 
 # ------------------------------------------------------------------------------------------------ cache
@@ -148,6 +150,9 @@ class ModelCache:
             self.loads.clear()
             self.load_seconds.clear()
             self.hits = 0
+        from .memplan import clear_managers
+
+        clear_managers()  # the plans' hooks and placements refer to the models just dropped
         _empty_cuda_cache()
 
 
@@ -224,14 +229,53 @@ def read_model_index(folder: Path) -> dict[str, Any]:
         raise InputError(f"cannot read model_index.json: {exc}", path=path) from None
 
 
+#: diffusers and transformers import their classes lazily, on first attribute access; two threads doing
+#: that at once can see a half-initialised module ("cannot import name 'CLIPTextModel'", "cannot import
+#: name 'FluxLoraLoaderMixin'"). Every class lookup goes through this lock.
+_IMPORT_LOCK = threading.RLock()
+
+
 def _import_class(library: str, name: str):
     if library not in ("diffusers", "transformers"):
         raise InputError(f"component library {library!r} is not supported (expected diffusers or transformers)")
-    module = importlib.import_module(library)
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise InputError(f"{library} has no class {name!r}; is the installed {library} too old?") from None
+    with _IMPORT_LOCK:
+        module = importlib.import_module(library)
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            raise InputError(f"{library} has no class {name!r}; is the installed {library} too old?") from None
+
+
+def preload_classes(folders: list[Path] | tuple[Path, ...] = (), names: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """Import, under one lock, every class the pipelines in ``folders`` (their ``model_index.json`` and
+    ``config.json``) and ``names`` (``(library, class)``) need, so later threads only look them up.
+
+    Engines call it at construction (finding: try-on Fill and Kontext SKUs loading in parallel threads
+    raced in diffusers' lazy imports). Returns the classes imported; unknown ones are skipped.
+    """
+    wanted = list(names)
+    for folder in folders:
+        for fname in ("model_index.json", "config.json"):
+            try:
+                data = json.loads((Path(folder) / fname).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if fname == "model_index.json" and data.get("_class_name"):
+                wanted.append(("diffusers", data["_class_name"]))
+            elif fname == "config.json" and data.get("_class_name"):
+                wanted.append(("diffusers", data["_class_name"]))
+            for entry in data.values() if fname == "model_index.json" else ():
+                if isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] in ("diffusers", "transformers"):
+                    wanted.append((entry[0], entry[1]))
+    done = []
+    with _IMPORT_LOCK:
+        for library, name in dict.fromkeys(wanted):
+            try:
+                _import_class(library, name)
+                done.append(f"{library}.{name}")
+            except InputError:
+                continue
+    return done
 
 
 # ------------------------------------------------------------------------------------------- components
@@ -258,6 +302,25 @@ class LoadContext:
     def load_device(self) -> str:
         """Where weights are put at load: the CPU when offloading (hooks move them), else the device."""
         return "cpu" if self.offload else self.device
+
+    @property
+    def manager(self):
+        """The device's `memplan.OffloadManager` when it holds a memory plan (CUDA), else ``None``."""
+        if not self.device.startswith("cuda") and not _PLAN_ANY_DEVICE:
+            return None
+        from .memplan import manager_for
+
+        mgr = manager_for(self.device)
+        return mgr if mgr.plan is not None else None
+
+    def place(self, model_id: str, model):
+        """Put a freshly loaded model where the memory plan says (``model_id``: ``repo/part`` or the repo
+        id), or on `load_device` without a plan; returns it in eval mode."""
+        mgr = self.manager
+        if mgr is None:
+            return model.to(self.load_device).eval()
+        mgr.attach(model_id, model)
+        return model.eval()
 
     @property
     def device_key(self) -> str:
@@ -313,7 +376,7 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
             model = cls.from_pretrained(folder / part, dtype=dtype, use_safetensors=True, **vkw)
         else:
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True, **vkw)
-        return model.to(ctx.load_device).eval()
+        return ctx.place(f"{profile.id}/{part}", model)
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
 
@@ -379,10 +442,36 @@ def _torchao_config(mode: str):
     raise InputError(f"unknown quantization {mode!r}; expected fp8 or int8", key="VITRINE_GEN_QUANTIZE")
 
 
-def _quantization_config(settings: GenerationSettings):
-    """diffusers' `TorchAoConfig` for the settings' quantization of the denoiser at load, or ``None``."""
+def nf4_config(compute_dtype):
+    """diffusers' `BitsAndBytesConfig` for 4-bit NormalFloat weights (``VITRINE_GEN_QUANTIZE=nf4``): nf4 with
+    double quantization (about 0.56 bytes per weight), computing in ``compute_dtype``.
+
+    Raises:
+        `MissingBackendError`: bitsandbytes is not installed (the message says what to install).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MissingBackendError(
+            "bitsandbytes (nf4)",
+            "pip install 'bitsandbytes>=0.43.2' (4-bit weights need an NVIDIA GPU), or unset VITRINE_GEN_QUANTIZE "
+            "(VITRINE_GEN_QUANTIZE=fp8/int8 uses torchao; VITRINE_GEN_GGUF a GGUF file)",
+        )
+    from diffusers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _quantization_config(settings: GenerationSettings, dtype=None):
+    """diffusers' quantization config for the settings' quantization of the denoiser at load, or ``None``:
+    `TorchAoConfig` for ``fp8``/``int8``, `BitsAndBytesConfig` (`nf4_config`) for ``nf4``."""
     if settings.quantize is None:
         return None
+    if settings.quantize == "nf4":
+        import torch
+
+        return nf4_config(dtype if dtype is not None else torch.bfloat16)
     aoconfig = _torchao_config(settings.quantize)
     from diffusers import TorchAoConfig
 
@@ -476,12 +565,12 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
             model = cls.from_single_file(str(path), config=str(folder), subfolder=part, torch_dtype=dtype,
                                          local_files_only=True)
         else:
-            qc = _quantization_config(settings)
+            qc = _quantization_config(settings, dtype)
             quantized = qc is not None
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True,
                                         **({"quantization_config": qc} if qc is not None else {}),
                                         **variant_kwargs(folder / part, dtype))
-        model = model.to(ctx.load_device).eval()
+        model = ctx.place(f"{profile.id}/{part}", model)
         if loras:
             apply_loras(model, profile.family, loras, ctx, fuse=not quantized)
         apply_speedups(model, settings)
@@ -520,23 +609,25 @@ def apply_loras(model, family: str, loras: list[tuple[ModelProfile, float]], ctx
         fuse (`bool`, *optional*, defaults to `True`): fuse into the weights and drop the LoRA layers
             (no per-step cost); otherwise keep them as active adapters.
     """
-    import diffusers
-
     names, scales = [], []
     for lp, scale in loras:
         folder = model_path(lp, ctx.model_root)
         name = lp.name.replace("/", "--").replace(":", "--").replace(".", "_")
-        if family == "flux":
-            out = diffusers.FluxPipeline.lora_state_dict(str(folder), weight_name=lp.weight_name,
+        if family == "qwen":  # Qwen-Image (e.g. the Lightning few-step LoRAs)
+            qwen = _import_class("diffusers", "QwenImagePipeline")
+            state_dict = qwen.lora_state_dict(str(folder), weight_name=lp.weight_name, local_files_only=True)
+            qwen.load_lora_into_transformer(state_dict, transformer=model, adapter_name=name)
+        elif family == "flux":
+            out = _import_class("diffusers", "FluxPipeline").lora_state_dict(str(folder), weight_name=lp.weight_name,
                                                          return_alphas=True, local_files_only=True)
             state_dict, alphas = out[0], out[1]
-            diffusers.FluxPipeline.load_lora_into_transformer(state_dict, network_alphas=alphas,
+            _import_class("diffusers", "FluxPipeline").load_lora_into_transformer(state_dict, network_alphas=alphas,
                                                               transformer=model, adapter_name=name)
         else:
-            out = diffusers.StableDiffusionXLPipeline.lora_state_dict(
+            out = _import_class("diffusers", "StableDiffusionXLPipeline").lora_state_dict(
                 str(folder), weight_name=lp.weight_name, unet_config=model.config, local_files_only=True)
             state_dict, alphas = out[0], out[1]
-            diffusers.StableDiffusionXLPipeline.load_lora_into_unet(state_dict, alphas, unet=model,
+            _import_class("diffusers", "StableDiffusionXLPipeline").load_lora_into_unet(state_dict, alphas, unet=model,
                                                                     adapter_name=name)
         names.append(name)
         scales.append(float(scale))
@@ -559,13 +650,16 @@ def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "contro
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read the model config: {exc}", path=folder / "config.json") from None
     default = "AutoencoderKL" if part == "vae" else "ControlNetModel"
-    cls = _import_class("diffusers", config.get("_class_name", default))
+    cls_name = config.get("_class_name", default)
+    if part == "controlnet" and profile.family == "sdxl" and profile.control_modes:
+        cls_name = "ControlNetUnionModel"  # the union architecture, whatever class name its config carries
+    cls = _import_class("diffusers", cls_name)
     dtype = ctx.dtype(profile)
 
     def load():
         model = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                     **variant_kwargs(folder, dtype))
-        return model.to(ctx.load_device).eval()
+        return ctx.place(profile.id, model)
 
     return MODEL_CACHE.get(ctx.key(profile, part), load)
 
@@ -606,6 +700,69 @@ def controlnet_component(family: str, nets: list) -> Any:
 
 # -------------------------------------------------------------------------------------------- pipelines
 def load_pipeline(
+    profile: ModelProfile | str,
+    *,
+    model_root: str | Path | None = None,
+    settings: GenerationSettings | None = None,
+    pipeline_class: str | None = None,
+    base: ModelProfile | str | None = None,
+    controlnets: list[ModelProfile] | tuple[ModelProfile, ...] = (),
+    components: dict[str, Any] | None = None,
+    ctx: LoadContext | None = None,
+) -> Any:
+    """Assemble a diffusers pipeline from cached components, within the device's memory plan.
+
+    On CUDA the pipeline's models are first added to the device's memory plan (`plan_pipeline`), so each
+    is loaded straight to where the plan puts it. An out-of-memory error while loading moves every loaded
+    model off the GPU, re-plans one level more frugal and retries once (recorded in the plan's
+    ``retries``); a second one raises `GenerationOOMError`. The arguments are `build_pipeline`'s.
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    base = get_profile(base) if isinstance(base, str) else base
+    ctx = ctx or LoadContext(model_root, settings or GenerationSettings())
+    kwargs = dict(pipeline_class=pipeline_class, base=base, controlnets=controlnets, components=components, ctx=ctx)
+    plan_pipeline(profile, base, tuple(controlnets), ctx)
+    from .oom import GenerationOOMError, _oom_types
+
+    error = None
+    try:
+        return build_pipeline(profile, **kwargs)
+    except _oom_types() as exc:
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"  # the traceback (and half-loaded model) is dropped here
+    mgr = ctx.manager
+    if mgr is None or not mgr.replan_more_frugal("load", f"loading {profile.id}: {error}"):
+        raise GenerationOOMError(f"out of GPU memory while loading {profile.id} ({error}); the memory plan is "
+                                 "already the most frugal: use a quantized transformer (VITRINE_GEN_QUANTIZE=fp8 "
+                                 "or nf4, VITRINE_GEN_GGUF) or free GPU memory")
+    try:
+        return build_pipeline(profile, **kwargs)
+    except _oom_types() as exc:
+        raise GenerationOOMError(f"out of GPU memory while loading {profile.id} even after re-planning "
+                                 f"{mgr.plan.retries[-1]['from']!r} -> {mgr.plan.level!r}: {str(exc)[:200]}") from None
+
+
+def plan_pipeline(profile: ModelProfile, base: ModelProfile | None, controlnets: tuple, ctx: LoadContext) -> None:
+    """Add a pipeline's models (sized from their weight headers) to the device's memory plan (CUDA only)."""
+    if not (ctx.device.startswith("cuda") or _PLAN_ANY_DEVICE):
+        return
+    from .memplan import manager_for, min_level_for, plan_models
+    from .modelset import ModelSet
+
+    paths = {profile.name: model_path(profile, ctx.model_root)}
+    if base is not None:
+        paths[base.name] = model_path(base, ctx.model_root)
+    for cn in controlnets:
+        paths[cn.name] = model_path(cn, ctx.model_root)
+    secondary = base is not None and base is not profile
+    ms = ModelSet(family=profile.family, base=base if secondary else profile, controlnets=controlnets,
+                  paths=paths)
+    models = plan_models(ms, settings=ctx.settings, device=ctx.device, extra=(profile,) if secondary else ())
+    if secondary:  # the base's own denoiser is not part of this pipeline: only what it shares with it
+        models = [m for m in models if m.shared_by != ["base"]]
+    manager_for(ctx.device).ensure(models, family=profile.family, min_level=min_level_for(ctx.settings))
+
+
+def build_pipeline(
     profile: ModelProfile | str,
     *,
     model_root: str | Path | None = None,
@@ -742,7 +899,7 @@ def prepare_for_call(pipe) -> None:
     pipeline's offload hooks when another pipeline sharing its models installed its own since.
     """
     ctx: LoadContext | None = getattr(pipe, "_vitrine_ctx", None)
-    if ctx is None or not ctx.offload:
+    if ctx is None or not ctx.offload or ctx.manager is not None:  # a memory plan's hooks move the models
         return
     with _offload_lock:
         if _offload_owner.get(ctx.device) is pipe:
@@ -755,12 +912,17 @@ def prepare_for_call(pipe) -> None:
 
 
 def enable_offload_now(pipe) -> bool:
-    """Switch a pipeline that runs fully on a GPU to model CPU offload (the OOM fallback).
+    """The run-time out-of-memory fallback: with a memory plan, every model of the process is re-placed one
+    level more frugal (`memplan.OffloadManager.replan_more_frugal`, recorded in the plan's ``retries``);
+    without one, this pipeline switches to model CPU offload.
 
     Returns:
         `bool`: whether offload was enabled now (``False`` when already offloading or not on CUDA).
     """
     ctx: LoadContext | None = getattr(pipe, "_vitrine_ctx", None)
+    mgr = ctx.manager if ctx is not None else None
+    if mgr is not None:  # re-plan every model of the process one level more frugal, not only this pipeline's
+        return mgr.replan_more_frugal("run", f"{type(pipe).__name__} call")
     if ctx is None or ctx.offload or not ctx.device.startswith("cuda"):
         return False
     pipe.enable_model_cpu_offload(device=ctx.device)

@@ -98,7 +98,8 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
 
     Order of preference is registration order (`pipelines.models.generation_models`): for FLUX the
     dev base, a union ControlNet (pose + canny in one), FLUX Fill for seams; for SDXL the base, the
-    xinsir openpose + canny ControlNets, the SDXL inpainting model for seams.
+    xinsir openpose + canny ControlNets (or, when they are not both found, the xinsir union ControlNet),
+    the SDXL inpainting model for seams.
 
     Args:
         family (`str`): ``flux`` or ``sdxl``.
@@ -166,6 +167,14 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
             if single is not None and single[0] not in controlnets:
                 controlnets.append(single[0])
                 paths[single[0].name] = single[1]
+        covered = {c for p in controlnets for c in p.controls}
+        if union is not None and not all(c in covered for c in CONTROL_TYPES):
+            # SDXL: the single-control models when they cover pose and edges, else the union model
+            # (xinsir/controlnet-union-sdxl-1.0: ControlNetUnionModel, one model for both)
+            for p in controlnets:
+                paths.pop(p.name, None)
+            controlnets = [union[0]]
+            paths[union[0].name] = union[1]
 
     # 3. Seam inpainting model
     seam = None

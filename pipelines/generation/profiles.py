@@ -27,7 +27,7 @@ from typing import Any
 from ..models import registry
 
 ROLES = ("base", "fill", "inpaint", "kontext", "control", "controlnet", "refiner", "lora", "gguf", "vae")
-FAMILIES = ("flux", "sdxl")
+FAMILIES = ("flux", "sdxl", "qwen")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ModelProfile:
 
     Attributes:
         id (`str`): Hugging Face repo id ``org/name`` (also the folder under ``--model-root``).
-        family (`str`): ``flux`` or ``sdxl``: the base architecture this model belongs to.
+        family (`str`): ``flux``, ``sdxl`` or ``qwen`` (Qwen-Image): the base architecture this model belongs to.
         role (`str`): one of `ROLES` (see the module docstring).
         licence (`str`): the licence published with the weights.
         commercial (`bool`): whether that licence allows commercial use.
@@ -140,6 +140,7 @@ def register_profile(profile: ModelProfile) -> ModelProfile:
         revision=profile.revision,
         description=profile.description,
         alternatives=profile.alternatives,
+        key=profile.name,
     ))
     _PROFILES[profile.name] = profile
     return profile

@@ -3,14 +3,19 @@
 `GarmentScenePipeline` is the generative compose step of the ``flux`` and ``sdxl`` engines:
 
 1. the kept subject (a garment placed on a pose template, a person, a product) is scaled to the
-   model's working resolution; everything outside it is the region to generate;
+   working resolution: the output's own, down to `MAX_UPSCALE` (1.2x) smaller for outputs above the
+   model's native area (`native_work_size`); everything outside it is the region to generate;
 2. control images are drawn at that resolution: the OpenPose skeleton (template or the person's own
    pose) and the Canny edges of the kept subject, both given to a (multi/union) ControlNet;
 3. an inpainting pipeline generates outside the subject mask (the subject's pixels condition it);
-4. the result is upscaled to the output size, a contact shadow is added if asked, and the *original*
-   subject pixels are alpha-composited over it (bit-exact where alpha is 255);
-5. the seam band is inpainted (FLUX Fill / SDXL inpainting / the base model) and only the band's pixels
-   are pasted back, feathered inside the band. Pixels outside the band are the composite's, bit for bit.
+4. the result is resized to the output size (at most 1.2x up), a contact shadow is added if asked, and
+   the *original* subject pixels are alpha-composited over it (bit-exact where alpha is 255);
+5. the seam band is inpainted (FLUX Fill / SDXL inpainting / the base model) on a crop around the band
+   at output resolution (`seam_crop`, again at most 1.2x up) and only the band's pixels are pasted back,
+   feathered inside the band. Pixels outside the band are the composite's, bit for bit.
+
+The manifest records the working sizes and upscale factors (``work_size``, ``upscale``, ``seam_crop``,
+``seam_work_size``, ``seam_upscale``).
 
 The components are passed in (any diffusers pipelines with the inpainting calling convention), so tests
 run it on tiny random models and production on real ones.
@@ -121,6 +126,50 @@ def work_size(size: tuple[int, int], side: int, multiple: int) -> tuple[int, int
     ww = math.sqrt(side * side * aspect)
     hh = ww / aspect
     return (max(multiple, int(round(ww / multiple)) * multiple), max(multiple, int(round(hh / multiple)) * multiple))
+
+
+#: No generated pixel is upscaled more than this to the output size (native-resolution outputs).
+MAX_UPSCALE = 1.2
+#: The largest working area (2048²): beyond it (outputs over ~6 MP) the upscale exceeds `MAX_UPSCALE`,
+#: and the manifest's ``upscale`` says by how much.
+MAX_WORK_PIXELS = 2048 * 2048
+
+
+def native_work_size(size: tuple[int, int], side: int, multiple: int, *, max_upscale: float = MAX_UPSCALE,
+                     max_pixels: int = MAX_WORK_PIXELS) -> tuple[int, int]:
+    """The working size for an output of ``size`` such that it is upscaled at most ``max_upscale``×.
+
+    Outputs up to the model's native area (``side``²) are generated at the native area (and scaled
+    down, which loses nothing); larger ones at ``area / max_upscale²`` (at least the native area, at most
+    ``max_pixels``), aspect kept, both sides multiples of ``multiple``.
+
+    Returns:
+        `tuple[int, int]`: (width, height).
+    """
+    w, h = size
+    area = max(side * side, min(max_pixels, w * h / (max_upscale * max_upscale)))
+    ws = work_size(size, max(1, int(math.sqrt(area))), multiple)
+    # rounding down to the multiple may leave the upscale just above the limit: round up instead
+    if w * h > side * side and max(w / ws[0], h / ws[1]) > max_upscale and w * h / (max_upscale ** 2) <= max_pixels:
+        ws = (int(math.ceil(w / max_upscale / multiple)) * multiple, int(math.ceil(h / max_upscale / multiple)) * multiple)
+    return ws
+
+
+def upscale_factor(size: tuple[int, int], ws: tuple[int, int]) -> float:
+    """How much a ``ws`` image is enlarged to ``size`` (the larger of the two axes; < 1 = reduced)."""
+    return round(max(size[0] / ws[0], size[1] / ws[1]), 4)
+
+
+def seam_crop(band: np.ndarray, pad_fraction: float = 0.125, min_pad: int = 16) -> tuple[int, int, int, int]:
+    """XYXY box around the seam band's pixels, padded by ``pad_fraction`` of its longer side (at least
+    ``min_pad`` px) for context, clipped to the image. The seam runs on this crop at output resolution."""
+    ys, xs = np.nonzero(band)
+    h, w = band.shape
+    if len(ys) == 0:
+        return 0, 0, w, h
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    pad = max(min_pad, int(round(pad_fraction * max(x1 - x0, y1 - y0))))
+    return max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
 
 
 def native_side(pipe) -> int:
@@ -242,9 +291,15 @@ class GarmentScenePipeline:
             raise InputError(f"seed must be a non-negative integer, got {seed}", key="seed")
 
     def prepare_work(self, foreground: np.ndarray, alpha: np.ndarray, side: int | None):
-        """Working size, the subject at that size over neutral grey, and the generation mask."""
+        """Working size, the subject at that size over neutral grey, and the generation mask.
+
+        Without ``side`` the working size keeps the output's resolution up to `MAX_UPSCALE`
+        (`native_work_size`); with it, the area of ``side``² (``VITRINE_GEN_WORK_SIDE``)."""
         h, w = alpha.shape
-        ws = work_size((w, h), side or native_side(self.generator), size_multiple(self.generator))
+        if side:
+            ws = work_size((w, h), side, size_multiple(self.generator))
+        else:
+            ws = native_work_size((w, h), native_side(self.generator), size_multiple(self.generator))
         fg_w = _resize(foreground, ws)
         alpha_w = _resize(alpha, ws)
         keep_w = np.where(alpha_w >= 128, 255, 0).astype(np.uint8)
@@ -323,11 +378,25 @@ class GarmentScenePipeline:
         out = self._run(self.refiner, _call_kwargs(self.refiner, kwargs), "refining the scene")
         return out if out.shape == image_w.shape else _resize(out, ws)
 
+    def seam_work(self, band: np.ndarray, side: int | None) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+        """The seam's crop box (`seam_crop`, output pixels) and the working size it is inpainted at: the
+        crop's own resolution up to `MAX_UPSCALE` (or the area of ``side``² when given)."""
+        box = seam_crop(band)
+        cw, ch = box[2] - box[0], box[3] - box[1]
+        if side:
+            return box, work_size((cw, ch), side, size_multiple(self.seam))
+        return box, native_work_size((cw, ch), native_side(self.seam), size_multiple(self.seam))
+
     def seam_kwargs(self, composite, band, ws, prompt, negative_prompt, seed, params: SceneParams) -> dict[str, Any]:
-        """The exact arguments of the seam call: the composite and the (dilated) band at the working size."""
-        image_w = _resize(composite, ws)
-        band_w = cv2.dilate(np.where(_resize(band, ws, Image.Resampling.BOX) > 0, 255, 0).astype(np.uint8),
+        """The exact arguments of the seam call: the crop around the band (`seam_work`) of the composite
+        and the (dilated) band, at the seam's working size (``ws`` is not used: kept for callers)."""
+        box, sws = self.seam_work(band, params.work_side)
+        x0, y0, x1, y1 = box
+        image_w = _resize(np.ascontiguousarray(composite[y0:y1, x0:x1]), sws)
+        band_c = np.ascontiguousarray(band[y0:y1, x0:x1])
+        band_w = cv2.dilate(np.where(_resize(band_c, sws, Image.Resampling.BOX) > 0, 255, 0).astype(np.uint8),
                             np.ones((3, 3), np.uint8))
+        ws = sws
         kwargs = dict(
             prompt=prompt, negative_prompt=negative_prompt if self.family == "sdxl" else None,
             image=Image.fromarray(image_w), mask_image=Image.fromarray(band_w), width=ws[0], height=ws[1],
@@ -337,11 +406,15 @@ class GarmentScenePipeline:
         return _call_kwargs(self.seam, kwargs)
 
     def inpaint_band(self, composite, band, ws, prompt, negative_prompt, seed, params: SceneParams) -> np.ndarray:
-        """Inpaint the seam band at the working size; returns the output-size inpainted image."""
-        h, w = band.shape
+        """Inpaint the crop around the seam band; returns the output-size image: the composite with the
+        crop replaced by the inpainted crop (only its band pixels are pasted by the caller)."""
+        box, _ = self.seam_work(band, params.work_side)
+        x0, y0, x1, y1 = box
         out = self._run(self.seam, self.seam_kwargs(composite, band, ws, prompt, negative_prompt, seed, params),
                         "inpainting the seam band")
-        return _resize(out, (w, h))
+        full = composite.copy()
+        full[y0:y1, x0:x1] = out if out.shape[:2] == (y1 - y0, x1 - x0) else _resize(out, (x1 - x0, y1 - y0))
+        return full
 
     # -- call -----------------------------------------------------------------------------------------
     def __call__(
@@ -412,12 +485,18 @@ class GarmentScenePipeline:
         timings["seam_s"] = round(time.perf_counter() - t, 4)
 
         # 7. Record
+        seam_box, seam_ws = self.seam_work(band, params.work_side) if self.seam is not None else (None, None)
         record = {
             "prompt": prompt,
             "negative_prompt": negative_prompt if self.family == "sdxl" else None,
             "seed": int(seed),
             "work_size": list(ws),
             "output_size": [w, h],
+            "upscale": upscale_factor((w, h), ws),  # output pixels per generated pixel (<= MAX_UPSCALE)
+            "seam_crop": list(seam_box) if seam_box is not None else None,
+            "seam_work_size": list(seam_ws) if seam_ws is not None else None,
+            "seam_upscale": (upscale_factor((seam_box[2] - seam_box[0], seam_box[3] - seam_box[1]), seam_ws)
+                             if seam_box is not None else None),
             "params": params.to_json(),
             "controls": sorted(controls),
             "contact_shadow": bool(shadow),

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import InputError
 
 OFFLOAD_MODES = ("none", "model", "sequential")
-QUANTIZE_MODES = ("fp8", "int8")
+QUANTIZE_MODES = ("fp8", "int8", "nf4")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ENV_PREFIX = "VITRINE_GEN_"
 
@@ -44,7 +44,8 @@ class GenerationSettings:
         gguf (`str`, *optional*): a GGUF profile name: load the base's transformer from that file.
         single_file (`bool`, *optional*, defaults to `False`): load the base's denoiser from its single
             ``.safetensors`` file (``ModelProfile.single_file``) instead of the diffusers folder.
-        quantize (`str`, *optional*): ``fp8`` or ``int8`` weight quantization of the denoiser (needs torchao).
+        quantize (`str`, *optional*): ``fp8`` or ``int8`` weight quantization of the denoiser (needs torchao),
+            or ``nf4`` (4-bit NormalFloat, needs bitsandbytes and a CUDA GPU).
         offload (`str`, *optional*, defaults to ``"none"``): ``model`` (whole models move to the GPU when
             used) or ``sequential`` (layer by layer; slowest, least memory) CPU offload; GPU only.
         compile (`bool`, *optional*, defaults to `False`): regional ``torch.compile`` of the repeated blocks.
@@ -100,7 +101,7 @@ class GenerationSettings:
         if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
             bad("quantize", f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
         if self.quantize is not None and self.gguf is not None:
-            bad("quantize", "choose either quantize (torchao) or gguf, not both")
+            bad("quantize", "choose either quantize (torchao/bitsandbytes) or gguf, not both")
         if self.cache_threshold is not None and not 0 < self.cache_threshold < 1:
             bad("cache_threshold", f"cache_threshold must be in (0, 1), got {self.cache_threshold}")
         if self.work_side is not None and not 16 <= self.work_side <= 4096:

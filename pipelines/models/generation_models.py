@@ -12,9 +12,14 @@ refuses a non-commercial model for a SKU whose ``product.yaml`` says ``commercia
 - SDXL base, refiner and the diffusers SDXL inpainting model: CreativeML OpenRAIL++-M (commercial use
   allowed, with use restrictions); xinsir SDXL ControlNets: Apache-2.0; SDXL-Lightning: OpenRAIL++;
   DMD2: CC BY-NC 4.0 (non-commercial).
+- Qwen-Image (Qwen/Qwen-Image, a 20B MMDiT with a Qwen2.5-VL text encoder) and the Qwen-Image-Lightning
+  LoRAs (lightx2v): Apache-2.0 (commercial use allowed). Loaded with diffusers' ``QwenImagePipeline``
+  through `pipelines.generation.loading.load_pipeline`; no engine generates with it yet.
 """
 
 from __future__ import annotations
+
+import math
 
 from ..generation.profiles import ModelProfile, register_profile
 
@@ -190,3 +195,25 @@ register_profile(ModelProfile(
     dtype="float16", base_models=(SDXL_BASE,), required_files=("config.json",),
     description="SDXL VAE that does not overflow in float16 (used instead of the base's VAE when found)",
 ))
+
+# -- Qwen-Image (text-to-image; Apache-2.0) --------------------------------------------------------------
+QWEN_IMAGE = "Qwen/Qwen-Image"
+#: The scheduler the Qwen-Image-Lightning model card gives (exponential time shift, shift log 3, no CFG).
+QWEN_LIGHTNING_SCHEDULER = {
+    "class": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": math.log(3),
+    "max_image_seq_len": 8192, "max_shift": math.log(3), "shift": 1.0, "time_shift_type": "exponential",
+    "use_dynamic_shifting": True,
+}
+register_profile(ModelProfile(
+    id=QWEN_IMAGE, family="qwen", role="base", licence="Apache-2.0", commercial=True, pipeline="QwenImagePipeline",
+    steps=50, guidance=4.0, max_sequence_length=512,
+    description="Qwen-Image text-to-image (20B MMDiT, Qwen2.5-VL text encoder); guidance = true_cfg_scale",
+))
+for _steps in (8, 4):
+    register_profile(ModelProfile(
+        id="lightx2v/Qwen-Image-Lightning", name=f"lightx2v/Qwen-Image-Lightning:{_steps}step", family="qwen",
+        role="lora", licence="Apache-2.0", commercial=True,
+        weight_name=f"Qwen-Image-Lightning-{_steps}steps-V1.0.safetensors", steps=_steps, guidance=1.0,
+        scheduler=QWEN_LIGHTNING_SCHEDULER, base_models=(QWEN_IMAGE,),
+        description=f"Qwen-Image-Lightning {_steps}-step distill LoRA (FlowMatch Euler, exponential shift, no CFG)",
+    ))

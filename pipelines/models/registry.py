@@ -26,6 +26,8 @@ class ModelSpec:
             (e.g. ``model_index.json`` for diffusers pipelines, ``config.json`` for transformers).
         description (`str`): one line for ``vitrine models``.
         alternatives (`tuple[str, ...]`): commercial alternatives to name when this one is refused.
+        key (`str`, *optional*): the registry key when one repo holds several models with their own
+            licences (``ByteDance/Hyper-SD:flux-8step`` and ``ByteDance/Hyper-SD:sdxl-8step``); defaults to ``id``.
     """
 
     id: str
@@ -36,6 +38,11 @@ class ModelSpec:
     revision: str | None = None
     description: str = ""
     alternatives: tuple[str, ...] = field(default_factory=tuple)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.id)
 
     @property
     def org(self) -> str:
@@ -53,19 +60,23 @@ def register(spec: ModelSpec) -> ModelSpec:
     """Add (or replace) a model in the registry; returns it."""
     if spec.id.count("/") != 1 or not all(spec.id.split("/")):
         raise ValueError(f"model id must look like 'org/name', got {spec.id!r}")
-    _REGISTRY[spec.id] = spec
+    _REGISTRY[spec.key] = spec
     return spec
 
 
 def get(model_id: str) -> ModelSpec | None:
-    """The registered spec of ``model_id``, or ``None``."""
-    return _REGISTRY.get(model_id)
+    """The registered spec of ``model_id`` (a registry key such as ``org/name:variant``, or a repo id:
+    then the first model registered from that repo), or ``None``."""
+    spec = _REGISTRY.get(model_id)
+    if spec is not None:
+        return spec
+    return next((s for s in _REGISTRY.values() if s.id == model_id), None)
 
 
 def all_models() -> list[ModelSpec]:
     """Every registered model, sorted by family then id."""
     _load_families()
-    return sorted(_REGISTRY.values(), key=lambda s: (s.family, s.id))
+    return sorted(_REGISTRY.values(), key=lambda s: (s.family, s.id, s.key))
 
 
 def _load_families() -> None:

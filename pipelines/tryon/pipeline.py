@@ -30,6 +30,7 @@ Models are passed in: tests pass tiny random pipelines, production the real ones
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -377,13 +378,22 @@ class TryOnPipeline:
         Returns:
             `tuple`: (HxWx3 uint8 person-size result, record with the working sizes).
         """
-        from ..generation.scene import native_side, size_multiple, work_size
+        from ..generation.scene import native_side, native_work_size, seam_crop, size_multiple, upscale_factor, work_size
 
         pipe = self.fill
         h, w = region.shape
-        ws = work_size((w, h), params.work_side or native_side(pipe), size_multiple(pipe))
-        person_w = _resize(person, ws)
-        region_w = np.where(_resize(region, ws, Image.Resampling.BOX) > 0, 255, 0).astype(np.uint8)
+        # Only the region around what changes goes on the canvas, at its own resolution (at most 1.2x up);
+        # each panel is at least 3/4 of the native area (CatVTON-Flux: 768x1024 per panel), not a full megapixel.
+        box = seam_crop(region)
+        cx0, cy0, cx1, cy1 = box
+        cw, ch = cx1 - cx0, cy1 - cy0
+        if params.work_side:
+            ws = work_size((cw, ch), params.work_side, size_multiple(pipe))
+        else:
+            ws = native_work_size((cw, ch), int(native_side(pipe) * math.sqrt(0.75)), size_multiple(pipe))
+        person_w = _resize(np.ascontiguousarray(person[cy0:cy1, cx0:cx1]), ws)
+        region_w = np.where(_resize(np.ascontiguousarray(region[cy0:cy1, cx0:cx1]), ws, Image.Resampling.BOX) > 0,
+                            255, 0).astype(np.uint8)
         garment_w = fit_on_white(panel, ws)
         canvas = np.concatenate([garment_w, person_w], axis=1)
         mask = np.concatenate([np.zeros_like(region_w), region_w], axis=1)
@@ -395,8 +405,10 @@ class TryOnPipeline:
             kwargs["max_sequence_length"] = params.max_sequence_length
         out = _run(pipe, kwargs, "in-context try-on (FLUX.1 Fill)")
         right = np.ascontiguousarray(out[:, ws[0]:2 * ws[0]])
-        return _resize(right, (w, h)), {"work_size": list(ws), "canvas_size": [2 * ws[0], ws[1]],
-                                        "layout": "garment | person"}
+        full = person.copy()  # outside the crop: the person photo (the caller pastes the region only)
+        full[cy0:cy1, cx0:cx1] = _resize(right, (cw, ch))
+        return full, {"work_size": list(ws), "canvas_size": [2 * ws[0], ws[1]], "layout": "garment | person",
+                      "crop": [int(v) for v in box], "upscale": upscale_factor((cw, ch), ws)}
 
     def kontext_reference(self, person: np.ndarray, panel: np.ndarray, prompt: str, seed: int,
                           params: TryOnParams) -> tuple[np.ndarray, dict[str, Any]]:

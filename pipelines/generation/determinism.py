@@ -1,0 +1,58 @@
+"""Deterministic GPU kernels for generation, so a re-render of the same SKU gives the same bytes.
+
+Review carries an approved output over to a re-render only when its bytes did not change; on CUDA that
+needs PyTorch's deterministic algorithms, cuDNN without autotuning, and a fixed cuBLAS workspace
+(``CUBLAS_WORKSPACE_CONFIG``, read when cuBLAS initialises: it must be set before the first CUDA matmul).
+`configure_determinism` sets them once per process on CUDA; what was set is recorded with each output.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+#: The cuBLAS workspace setting PyTorch documents for deterministic results.
+CUBLAS_WORKSPACE = ":4096:8"
+_lock = threading.Lock()
+_state: dict[str, Any] | None = None
+
+
+def configure_determinism(device: str, *, force: bool = False) -> dict[str, Any]:
+    """On a CUDA ``device``: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (an op without a
+    deterministic kernel warns instead of failing the SKU), ``cudnn.deterministic = True``,
+    ``cudnn.benchmark = False`` and ``CUBLAS_WORKSPACE_CONFIG`` (unless already set). Other devices run
+    deterministically already and are left alone.
+
+    Args:
+        device (`str`): the generation device (``cuda``, ``cuda:N``, ``cpu``, ``mps``).
+        force (`bool`, *optional*, defaults to `False`): apply even when ``device`` is not CUDA (tests).
+
+    Returns:
+        `dict`: ``{"applied", "deterministic_algorithms", "cudnn_deterministic", "cudnn_benchmark",
+        "cublas_workspace_config", "cuda_initialised_before"}`` for the manifest
+        (``cuda_initialised_before``: cuBLAS may have started before the workspace setting).
+    """
+    global _state
+    import torch
+
+    with _lock:
+        if not (device.startswith("cuda") or force):
+            return {"applied": False, "reason": f"{device}: deterministic without extra settings"}
+        if _state is not None and not force:
+            return dict(_state)
+        before = bool(torch.cuda.is_available() and torch.cuda.is_initialized())
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        _state = {
+            "applied": True,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            "cuda_initialised_before": before,
+        }
+        return dict(_state)
