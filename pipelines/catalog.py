@@ -76,7 +76,7 @@ class RenderOptions:
             ``prompts.person``, so one model identity is reused across the batch.
         commercial (`bool`, defaults to `False`): the whole batch is for commercial use: every SKU is treated
             as ``commercial: true`` (non-commercial models are refused; `pipelines.licence`).
-        max_upscale (`float`, defaults to 6.0): a SKU fails, naming the photo and its size, when an output
+        max_upscale (`float`, defaults to 8.0): a SKU fails, naming the photo and its size, when an output
             would enlarge its photo more than this; above 2x the output is flagged ``upscaled``
             (`pipelines.quality_flags`).
     """
@@ -94,7 +94,7 @@ class RenderOptions:
     png_compress_level: int = 1
     identity: dict[str, Any] | None = None
     commercial: bool = False
-    max_upscale: float = 6.0
+    max_upscale: float = 8.0
 
     def __post_init__(self) -> None:
         if not self.max_upscale >= 1.0:

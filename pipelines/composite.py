@@ -153,6 +153,26 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     return cv2.dilate(mask, k)
 
 
+def _tiny(a: np.ndarray) -> bool:
+    """True for arrays OpenCV's Python bindings may take for a scalar (a side under 8 px: e.g. a 1x1 or 4x1
+    mask comes back 4x1); such arrays take the NumPy path, which gives the same result."""
+    return a.ndim < 2 or a.shape[0] < 8 or a.shape[1] < 8
+
+
+def _equals(a: np.ndarray, value: int) -> np.ndarray:
+    """HxW uint8 0/255: 255 where ``a == value`` (``cv2.compare`` with a NumPy fallback for tiny arrays)."""
+    if _tiny(a):
+        return np.where(a == value, 255, 0).astype(np.uint8)
+    return cv2.compare(a, value, cv2.CMP_EQ)
+
+
+def _at_least(a: np.ndarray, value: int) -> np.ndarray:
+    """HxW uint8 0/255: 255 where ``a >= value``."""
+    if _tiny(a):
+        return np.where(a >= value, 255, 0).astype(np.uint8)
+    return cv2.compare(a, value, cv2.CMP_GE)
+
+
 def preserve_mask(alpha_layer: np.ndarray, erode_px: int) -> np.ndarray:
     """The region whose pixels must come from the input unchanged: fully opaque alpha, eroded.
 
@@ -163,7 +183,7 @@ def preserve_mask(alpha_layer: np.ndarray, erode_px: int) -> np.ndarray:
     Returns:
         `np.ndarray`: HxW uint8 0/255.
     """
-    opaque = cv2.compare(np.ascontiguousarray(alpha_layer), 255, cv2.CMP_EQ)  # 255 where alpha == 255, else 0
+    opaque = _equals(np.ascontiguousarray(alpha_layer), 255)  # 255 where alpha == 255, else 0
     return erode(opaque, erode_px)
 
 
@@ -181,10 +201,12 @@ def seam_band(alpha_layer: np.ndarray, inner_px: int, outer_px: int) -> np.ndarr
         `np.ndarray`: HxW uint8 0/255.
     """
     a = np.ascontiguousarray(alpha_layer)
-    hard = cv2.compare(a, 128, cv2.CMP_GE)  # 0/255, as np.where(alpha >= 128, 255, 0)
-    opaque = cv2.compare(a, 255, cv2.CMP_EQ)
+    hard = _at_least(a, 128)  # 0/255, as np.where(alpha >= 128, 255, 0)
+    opaque = _equals(a, 255)
     outer = dilate(hard, outer_px)
     inner = erode(opaque, inner_px)
+    if _tiny(a):
+        return (outer & ~inner).astype(np.uint8)
     return cv2.bitwise_and(outer, cv2.bitwise_not(inner))
 
 
@@ -209,8 +231,12 @@ def alpha_composite(background: np.ndarray, foreground: np.ndarray, alpha: np.nd
     # frame); opaque ones are copied, transparent ones kept: bit-identical to the full-frame computation.
     alpha = np.ascontiguousarray(alpha)
     out = np.ascontiguousarray(background).copy()
-    cv2.copyTo(np.ascontiguousarray(foreground), cv2.compare(alpha, 255, cv2.CMP_EQ), out)
-    idx = np.flatnonzero(cv2.inRange(alpha, 1, 254))
+    if _tiny(alpha):
+        out[alpha == 255] = foreground[alpha == 255]
+        idx = np.flatnonzero((alpha >= 1) & (alpha <= 254))
+    else:
+        cv2.copyTo(np.ascontiguousarray(foreground), cv2.compare(alpha, 255, cv2.CMP_EQ), out)
+        idx = np.flatnonzero(cv2.inRange(alpha, 1, 254))
     if len(idx):
         a = alpha.reshape(-1)[idx].astype(np.uint16)[:, None]
         f = foreground.reshape(-1, 3)[idx].astype(np.uint16)
@@ -239,7 +265,10 @@ def check_preserved(output: np.ndarray, layer: np.ndarray, keep: np.ndarray) -> 
 def channel_max_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """HxW uint8: the largest absolute difference over the channels of two HxWxC uint8 images (exact;
     element-wise maxima of the channel planes, much faster than a reduction over the last axis)."""
-    diff = cv2.absdiff(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    if _tiny(a):
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).astype(np.uint8)
+    else:
+        diff = cv2.absdiff(np.ascontiguousarray(a), np.ascontiguousarray(b))
     if diff.ndim == 2:
         return diff
     out = diff[:, :, 0].copy()

@@ -17,7 +17,7 @@ The checks:
 - **halo** (`halo_score`): a bright or dark fringe along the alpha edge, brighter (darker) than both the
   subject just inside and the new background just outside.
 - **upscale** (`upscale_check`): the placement enlarges the photo more than ``UPSCALE_FLAG`` (2x);
-  `refuse_upscale` raises above the render's ``max_upscale`` (default 6x).
+  `refuse_upscale` raises above the render's ``max_upscale`` (default 8x).
 - **floor shadow** (`floor_contact`, `shadow_present`): a contact shadow drawn under a subject that does
   not stand on the floor (a torso cropped at the waist, a subject cut by the frame's bottom edge).
 - **fill** (`fill_check`): the product's share of the canvas outside the allowed range.
@@ -40,8 +40,9 @@ HALO_SIDE = 768
 #: Placements enlarging the photo by more than this are flagged ``upscaled``.
 UPSCALE_FLAG = 2.0
 #: Default refusal limit for the enlargement of a photo (``RenderOptions.max_upscale``): a 192x256 photo
-#: filling a 2000 px main image (8.5x) is refused; the 512 px test products (4.8x) are not.
-MAX_UPSCALE = 6.0
+#: filling a 2000 px main image (8.5x) is refused; the 384 px built-in samples (6.4x) and the 512 px test
+#: products (4.8x) are not (both are flagged `upscaled`).
+MAX_UPSCALE = 8.0
 #: COCO-17 indices of the ankles.
 _ANKLES = (15, 16)
 

@@ -274,7 +274,7 @@ def tee_product(tmp_path, drawn_products):
 
     d = tmp_path / "products" / "tee"
     d.mkdir(parents=True)
-    save_image(d / "front.png", drawn_products["tee"][0][::2, ::2].copy())
+    save_image(d / "front.png", drawn_products["tee"][0])  # 512 px: the 2000 px main within the upscale limit
     (d / "product.yaml").write_text("backgrounds: [white]\n")
     return load_product(d, root=d.parent)
 

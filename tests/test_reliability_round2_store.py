@@ -587,9 +587,24 @@ def test_the_batch_flow_cleans_stale_staging_at_start(prefect_harness, tmp_path)
     from flows.catalog_batch import catalog_batch
 
     products, catalog = tmp_path / "p", tmp_path / "c"
-    make_products(products, 1)
+    make_products(products, 1, size=512)  # the flow's 2000 px main: within the upscale limit
     stale = catalog / STAGING_DIR / "gone-sku.4242.deadbeef"
     stale.mkdir(parents=True)
     (stale / "main.png").write_bytes(b"x" * 100)
     result = catalog_batch(str(products), str(catalog), engine="classic")
+    assert result["counts"]["ok"] == 1 and not stale.exists()
+
+
+def test_the_local_batch_cleans_stale_staging_and_refuses_overlap(tmp_path):
+    """`vitrine run` without Prefect (flows.local_batch) does what the flow does at batch start."""
+    from flows.local_batch import run_local_batch
+
+    products, catalog = tmp_path / "p", tmp_path / "c"
+    make_products(products, 1, size=512)
+    stale = catalog / STAGING_DIR / "gone-sku.4242.deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "main.png").write_bytes(b"x" * 100)
+    with pytest.raises(InputError):
+        run_local_batch(str(products), str(products / "sku-00"), engine="classic")
+    result = run_local_batch(str(products), str(catalog), engine="classic")
     assert result["counts"]["ok"] == 1 and not stale.exists()
