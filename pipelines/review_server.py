@@ -263,7 +263,9 @@ class ReviewHandler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(token.encode(), self.server.token.encode()):
             raise RequestError(HTTPStatus.FORBIDDEN, "missing or wrong X-Vitrine-Token; reload the page")
 
-    def _read_json(self) -> dict[str, Any]:
+    def _post_body(self, max_bytes: int) -> Any:
+        """The JSON body of a POST, after the CSRF rules (`_check_post_auth`): ``application/json``, a
+        ``Content-Length`` of at most ``max_bytes``, UTF-8 JSON; a `RequestError` otherwise."""
         self._check_post_auth()
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
@@ -272,14 +274,17 @@ class ReviewHandler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or "")
         except ValueError:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required") from None
-        if length < 0 or length > MAX_BODY:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
+        if length < 0 or length > max_bytes:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {max_bytes} bytes")
         try:
-            body = json.loads(self.rfile.read(length).decode("utf-8"))
+            return json.loads(self.rfile.read(length).decode("utf-8"))
         except TimeoutError:
             raise RequestError(HTTPStatus.REQUEST_TIMEOUT, "the body did not arrive in time") from None
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
+
+    def _read_json(self) -> dict[str, Any]:
+        body = self._post_body(MAX_BODY)
         if not isinstance(body, dict):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
         unknown = set(body) - {"sku", "output", "action", "note", "instruction", "expected_sha256"}
@@ -360,20 +365,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
         """``POST /api/mask``: ``{"sku", "mask_png": base64 PNG}`` -> the override in the products folder."""
         from .mask_edit import save_mask_override
 
-        self._check_post_auth()
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
-        try:
-            length = int(self.headers.get("Content-Length") or "")
-        except ValueError:
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required") from None
-        if length < 0 or length > MAX_MASK_BODY:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_MASK_BODY} bytes")
-        try:
-            body = json.loads(self.rfile.read(length).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is not JSON") from None
+        body = self._post_body(MAX_MASK_BODY)
         if not isinstance(body, dict) or set(body) - {"sku", "mask_png"}:
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object with sku and mask_png")
         if not isinstance(body.get("sku"), str) or not isinstance(body.get("mask_png"), str):

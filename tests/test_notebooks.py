@@ -121,16 +121,25 @@ def my_photos(tmp_path_factory, astronaut_rgb, drawn_products):
     return d
 
 
-def _run(path_stem: str, params: str, workdir: Path):
+def _run(path_stem: str, params: str, workdir: Path, static: bool = True):
+    """Execute a notebook with injected parameters; ``static``: controls degrade to plain output (headless)."""
     import nbformat
-
-    if "VITRINE_NOTEBOOK_STATIC" not in os.environ and not os.environ.get("VITRINE_TEST_WIDGETS"):
-        os.environ["VITRINE_NOTEBOOK_STATIC"] = "1"
 
     nb = nbformat.read(next(p for p in NOTEBOOKS if p.stem.startswith(path_stem)), as_version=4)
     _inject(nb, params)
     workdir.mkdir()
-    _client(nb, workdir).execute()
+    before = os.environ.get("VITRINE_NOTEBOOK_STATIC")
+    if static:  # the kernel inherits this process's environment when it starts
+        os.environ["VITRINE_NOTEBOOK_STATIC"] = "1"
+    else:
+        os.environ.pop("VITRINE_NOTEBOOK_STATIC", None)
+    try:
+        _client(nb, workdir).execute()
+    finally:
+        if before is None:
+            os.environ.pop("VITRINE_NOTEBOOK_STATIC", None)
+        else:
+            os.environ["VITRINE_NOTEBOOK_STATIC"] = before
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not list(workdir.iterdir())
     return nb
@@ -174,8 +183,7 @@ def test_end_to_end_renders_your_product_folder(my_photos, tmp_path):
 def test_controls_become_widgets_when_ipywidgets_is_there(tmp_path, monkeypatch):
     """With the ``notebooks`` extra the interactive cells show ipywidgets (and still run headless)."""
     pytest.importorskip("ipywidgets")
-    monkeypatch.delenv("VITRINE_NOTEBOOK_STATIC", raising=False)
-    nb = _run("01_", "samples = ['tee-navy']\nprompts = ['garment']", tmp_path / "work")
+    nb = _run("01_", "samples = ['tee-navy']\nprompts = ['garment']", tmp_path / "work", static=False)
     views = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert views, "the controls cell displays a widget"

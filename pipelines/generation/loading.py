@@ -161,12 +161,9 @@ MODEL_CACHE = ModelCache()
 
 
 def _empty_cuda_cache() -> None:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    from .memplan import empty_cuda_cache
+
+    empty_cuda_cache()
 
 
 # ------------------------------------------------------------------------------------------- device/dtype

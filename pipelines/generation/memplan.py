@@ -703,7 +703,7 @@ class OffloadManager:
                     module.to(self.offload_device)
             self._active = None
             gc.collect()
-            _empty_cuda_cache()
+            empty_cuda_cache()
 
     def replan_more_frugal(self, where: str, error: str = "") -> bool:
         """Out of memory ``where`` (``load``/``run``): free everything, re-place every model one level more
@@ -768,7 +768,7 @@ class OffloadManager:
             if self._active is not None:
                 for m in self._groups.get(self._active, []):
                     m.to(self.offload_device)
-                _empty_cuda_cache()
+                empty_cuda_cache()
             for m in self._groups.get(group, []):
                 m.to(self.device)
             self._active = group
@@ -785,7 +785,7 @@ class OffloadManager:
             for mid, module in items:
                 if self.placement(mid) != "resident" and not getattr(module, "_vitrine_sequential", False):
                     module.to(self.offload_device)
-            _empty_cuda_cache()
+            empty_cuda_cache()
             for mid, module in items:
                 self.attach(mid, module)
 
@@ -800,7 +800,8 @@ class OffloadManager:
             self.budget = self.total = None
 
 
-def _empty_cuda_cache() -> None:
+def empty_cuda_cache() -> None:
+    """Release PyTorch's cached CUDA blocks (no-op without CUDA or torch)."""
     try:
         import torch
     except ImportError:  # pragma: no cover
