@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vitrine demo --catalog catalog --products products-demo
 
 test: $(STAMP) browser-deps
-	$(VENV)/bin/python -m pytest -m "not gpu and not realarch" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 # Real-architecture tier (docs/generation.md): builds ~9.5 GB of models in a temp dir, minutes on a CPU.
 test-realarch: $(STAMP)
@@ -39,7 +39,7 @@ browser-deps:
 	fi
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -m "not gpu and not slow and not distributed and not browser and not notebooks" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not gpu and not slow and not distributed and not browser and not notebooks and not realarch" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipelines flows bench tests

@@ -2,9 +2,9 @@
 end on random models written from the published configs at real width and minimal depth, in the real repo
 layouts (`pipelines.models.realarch`, ``vitrine dev real-arch-models DIR``).
 
-Not in ``make test`` (see docs/generation.md, "Real-architecture tier"); run it with
-``make test-realarch`` or ``python -m pytest -m realarch tests/test_realarch.py``. The models are built once per
-session into a temporary folder (about 9.5 GB), or taken from ``$VITRINE_REALARCH_MODELS`` when it names a folder
+Part of ``make test`` (and so of CI); on its own: ``make test-realarch`` or
+``python -m pytest -m realarch tests/test_realarch.py``. The models are built once per
+session into a temporary folder (about 12 GB, removed afterwards), or taken from ``$VITRINE_REALARCH_MODELS`` when it names a folder
 ``vitrine dev real-arch-models`` already wrote. Generation runs on the CPU in bfloat16 at a 128 px working side
 with 1-2 steps; each test clears the model cache so one process stays under ~6 GB.
 """
@@ -12,6 +12,7 @@ with 1-2 steps; each test clears the model cache so one process stays under ~6 G
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +44,26 @@ def _options():
     return RenderOptions(canvas=256, lifestyle_size=(192, 240))
 
 
+#: Disk the session folder needs (the models take about 12 GB; hard links share FLUX's encoders and VAE).
+NEEDED_FREE_BYTES = 16 * 10**9
+
+
 @pytest.fixture(scope="session")
-def real_root(tmp_path_factory) -> Path:
-    """Where the real-architecture models are: ``$VITRINE_REALARCH_MODELS`` or a session folder."""
+def real_root(tmp_path_factory):
+    """Where the real-architecture models are: ``$VITRINE_REALARCH_MODELS``, or a session folder that is
+    removed when the session ends (12 GB must not pile up in pytest's kept temp folders). Skips, saying
+    why, when the disk has less than `NEEDED_FREE_BYTES` free."""
     given = os.environ.get("VITRINE_REALARCH_MODELS")
     if given:
-        return Path(given)
-    return tmp_path_factory.mktemp("realarch-models")
+        yield Path(given)
+        return
+    root = tmp_path_factory.mktemp("realarch-models")
+    free = shutil.disk_usage(root).free
+    if free < NEEDED_FREE_BYTES:
+        pytest.skip(f"the real-architecture models need ~12 GB of disk, {free / 1e9:.1f} GB free under {root}; "
+                    "build them elsewhere with `vitrine dev real-arch-models DIR` and set VITRINE_REALARCH_MODELS")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _family(root: Path, family: str, marker_repo: str) -> Path:
