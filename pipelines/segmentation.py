@@ -99,6 +99,15 @@ def classic_target(prompt: str) -> str:
     )
 
 
+def _check_inputs(image: np.ndarray, threshold: float) -> None:
+    """The checks both `segment_image` and `segment_image_detailed` make: an HxWx3 uint8 image, a threshold in
+    [0, 1]."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"expected an HxWx3 uint8 RGB image, got shape {getattr(image, 'shape', None)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1], got {threshold}", key="threshold")
+
+
 def segment_image(
     image: np.ndarray,
     prompt: str,
@@ -122,10 +131,7 @@ def segment_image(
     Returns:
         `np.ndarray`: HxW uint8 mask, 0 or 255, the image's exact size. All zeros when nothing is found.
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"expected an HxWx3 uint8 RGB image, got shape {getattr(image, 'shape', None)}")
-    if not 0.0 <= threshold <= 1.0:
-        raise InputError(f"threshold must be in [0, 1], got {threshold}", key="threshold")
+    _check_inputs(image, threshold)
     entry, _why = resolve_segmenter(engine, model_root)
     return entry.segment(image, prompt, model_root=model_root, threshold=threshold, **options)
 
@@ -204,8 +210,7 @@ def segment_image_detailed(
     Returns:
         `tuple[np.ndarray, dict]`: HxW uint8 0/255 mask and the report.
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise InputError(f"threshold must be in [0, 1], got {threshold}", key="threshold")
+    _check_inputs(image, threshold)
     entry, why = resolve_segmenter(engine, model_root)
     if entry.name == "grounded-sam":
         from .grounded_sam.segmenter import OPTIONS, segment_detailed

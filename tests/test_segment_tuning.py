@@ -146,3 +146,14 @@ def test_cli_classic_garment_on_a_person_is_a_clear_error(astronaut_rgb, tmp_pat
                         str(tmp_path / "m.png")], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 2 and not (tmp_path / "m.png").exists()
     assert "cannot isolate 'upper garment'" in r.stderr and "--engine grounded-sam" in r.stderr
+
+
+def test_detailed_segmentation_checks_its_inputs_as_the_plain_call_does():
+    from pipelines.errors import InputError
+    from pipelines.segmentation import segment_image, segment_image_detailed
+
+    for call in (segment_image, segment_image_detailed):
+        with pytest.raises(InputError, match="HxWx3 uint8"):
+            call(np.zeros((8, 8), np.float32), "person")
+        with pytest.raises(InputError, match="threshold"):
+            call(np.zeros((8, 8, 3), np.uint8), "person", threshold=1.5)
