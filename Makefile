@@ -27,7 +27,7 @@ test: $(STAMP) browser-deps
 
 # Real-architecture tier (docs/generation.md): builds ~9.5 GB of models in a temp dir, minutes on a CPU.
 test-realarch: $(STAMP)
-	$(VENV)/bin/python -m pytest -m realarch tests/test_realarch.py $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m realarch tests/generation/test_realarch.py $(PYTEST_ARGS)
 
 # Browser tests drive Debian's Chromium (never a downloaded browser). Installed when missing and root.
 browser-deps:

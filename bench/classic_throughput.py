@@ -1,7 +1,7 @@
 """SKUs per minute through the classic engine on this machine, at 1024 px inputs.
 
 Builds N sample SKUs (code-drawn products and package photos, resized to 1024 px on the longer
-side), renders them with ``pipelines.catalog.process_sku`` in W worker processes (the batch flow's
+side), renders them with ``pipelines.catalog.store.process_sku`` in W worker processes (the batch flow's
 unit of work, without Prefect's start-up), and prints per-stage timings and throughput. A second
 pass over the same catalog measures the skip path (unchanged SKUs).
 
@@ -55,8 +55,8 @@ def make_products(root: Path, n: int, size: int) -> None:
 
 def _work(args):
     products, catalog, skus = args
-    from pipelines.catalog import process_sku
-    from pipelines.engine import get_engine
+    from pipelines.catalog.store import process_sku
+    from pipelines.engines.base import get_engine
     from pipelines.product import load_product
 
     engine = get_engine("classic")
@@ -78,7 +78,7 @@ def measure_floor(products: Path, catalog: Path, skus: list[str]) -> list[dict[s
     PNG level, masks and work images as written, JPEG/WebP exports) again: the floor no pipeline beats."""
     import io
 
-    from pipelines.catalog import RenderOptions
+    from pipelines.catalog.store import RenderOptions
 
     level = RenderOptions().png_compress_level
     rows = []

@@ -26,15 +26,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    from pipelines.classic.backgrounds import apply_shadow, make_background
-    from pipelines.classic.inpaint import inpaint_seam
-    from pipelines.composite import alpha_composite, check_preserved, fit_placement, preserve_mask, render_layer, seam_band
-    from pipelines.engine import contact_shadow_map
+    from pipelines.compositing.backgrounds import apply_shadow, make_background
+    from pipelines.compositing.seam import inpaint_seam
+    from pipelines.compositing.composite import alpha_composite, check_preserved, fit_placement, preserve_mask, render_layer, seam_band
+    from pipelines.engines.base import contact_shadow_map
     from pipelines.imageio import save_image, save_mask
     from pipelines.samples import draw_tee
 
-    try:  # the catalog's seam-only check (as pipelines.catalog._render counts it)
-        from pipelines.composite import count_changed
+    try:  # the catalog's seam-only check (as pipelines.catalog.store._render counts it)
+        from pipelines.compositing.composite import count_changed
     except ImportError:  # an older checkout
 
         def count_changed(a, b, where):

@@ -19,11 +19,11 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
-from pipelines.engine import get_engine
+from pipelines.engines.base import get_engine
 from pipelines.imageio import load_image
 from pipelines.product import ProductSpec
-from pipelines.quality import iou
-from pipelines.quality_flags import _holes, cutout_sanity
+from pipelines.quality.checks import iou
+from pipelines.quality.flags import _holes, cutout_sanity
 
 
 def main() -> int:

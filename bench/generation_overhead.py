@@ -46,8 +46,8 @@ import numpy as np  # noqa: E402
 
 def garments(n: int, size: tuple[int, int]):
     """``n`` drawn garments placed on a standing template: (fg, alpha, band, pose) at ``size``."""
-    from pipelines.composite import render_layer, seam_band
-    from pipelines.generation.templates import on_model_placement, template_pose
+    from pipelines.compositing.composite import render_layer, seam_band
+    from pipelines.controls.templates import on_model_placement, template_pose
     from pipelines.samples import draw_dress, draw_tee
 
     out = []
@@ -64,7 +64,7 @@ def garments(n: int, size: tuple[int, int]):
 
 def bench_family(family: str, model_root: Path, images: int, repeats: int, steps: int | None,
                  catalog_size: tuple[int, int]) -> dict:
-    from pipelines.generation.engines import FluxEngine, SdxlEngine
+    from pipelines.engines.generative import FluxEngine, SdxlEngine
     from pipelines.generation.loading import MODEL_CACHE
     from pipelines.generation.scene import _generator, _to_uint8
     from pipelines.generation.settings import GenerationSettings
@@ -130,13 +130,13 @@ def bench_family(family: str, model_root: Path, images: int, repeats: int, steps
 
             fg = np.asarray(Image.fromarray(fg).resize(size, Image.Resampling.LANCZOS))
             alpha = np.asarray(Image.fromarray(alpha).resize(size, Image.Resampling.LANCZOS))
-            from pipelines.composite import seam_band
+            from pipelines.compositing.composite import seam_band
 
             band = seam_band(alpha, 3, 4)
             k = pose.keypoints.copy()
             k[:, 0] *= size[0] / pose.width
             k[:, 1] *= size[1] / pose.height
-            from pipelines.classic.pose import PoseResult
+            from pipelines.controls.pose import PoseResult
 
             pose = PoseResult(width=size[0], height=size[1], keypoints=k)
         t = clock()
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     root = args.model_root
     if root is None:
-        from pipelines.models.tiny import build_tiny_models
+        from pipelines.dev_models.tiny import build_tiny_models
 
         root = Path(tempfile.mkdtemp(prefix="vitrine-bench-tiny-"))
         t = time.perf_counter()

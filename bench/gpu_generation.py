@@ -51,7 +51,7 @@ def flux_components(tiny: bool, dtype, device):
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from pipelines.models.tiny_generation import flux_shared, flux_transformer, make_clip_tokenizer, make_t5_tokenizer
+    from pipelines.dev_models.tiny_generation import flux_shared, flux_transformer, make_clip_tokenizer, make_t5_tokenizer
 
     if tiny:
         parts = flux_shared()
@@ -89,7 +89,7 @@ def sdxl_components(tiny: bool, dtype, device):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from pipelines.models.tiny_generation import make_clip_tokenizer, sdxl_shared, sdxl_unet
+    from pipelines.dev_models.tiny_generation import make_clip_tokenizer, sdxl_shared, sdxl_unet
 
     if tiny:
         parts = sdxl_shared()

@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.pairs) % 2:
         parser.error("give ANNOTATIONS IMAGES_DIR pairs")
 
-    from pipelines.classic.person import get_person_segmenter
-    from pipelines.classic.pose import get_pose_estimator
+    from pipelines.segmentation.person import get_person_segmenter
+    from pipelines.controls.pose import get_pose_estimator
 
     thresholds = sorted(args.thresholds)
     hits = {t: np.zeros(17) for t in thresholds}

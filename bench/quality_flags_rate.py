@@ -1,4 +1,4 @@
-"""Flag rate of the quality flags (pipelines/quality_flags.py) over a folder of product photos.
+"""Flag rate of the quality flags (pipelines/quality/flags.py) over a folder of product photos.
 
 Each image becomes a one-photo SKU rendered by the classic engine (backgrounds white + studio); the
 script prints, per flag, how many photos and outputs it fired on, and each photo's flags.
@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines.catalog import process_sku
-from pipelines.engine import get_engine
-from pipelines.manifest import read_manifest
+from pipelines.catalog.store import process_sku
+from pipelines.engines.base import get_engine
+from pipelines.catalog.manifest import read_manifest
 from pipelines.product import discover_products
 from pipelines.samples import build_sample_products
 

@@ -4,7 +4,7 @@ Usage::
 
     python bench/reliability.py [--trials 30] [--quick] [--out bench/results/reliability.json]
 
-Runs tests/test_reliability_inputs.py, test_reliability_crash.py, test_reliability_concurrency.py,
+Runs tests/reliability/test_reliability_inputs.py, test_reliability_crash.py, test_reliability_concurrency.py,
 test_security.py, test_properties.py and test_reliability_round2_store.py with pytest (the ``slow`` ones too, unless ``--quick``). The
 tests write their figures to the JSON file named by ``$VITRINE_RELIABILITY_FIGURES``; this script sets
 it, then prints the summary that docs/reliability.md reports and exits with pytest's status. Nothing
@@ -25,12 +25,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_FILES = [
-    "tests/test_reliability_inputs.py",
-    "tests/test_reliability_crash.py",
-    "tests/test_reliability_concurrency.py",
-    "tests/test_security.py",
-    "tests/test_properties.py",
-    "tests/test_reliability_round2_store.py",  # issue 14: the store's findings
+    "tests/reliability/test_reliability_inputs.py",
+    "tests/reliability/test_reliability_crash.py",
+    "tests/reliability/test_reliability_concurrency.py",
+    "tests/reliability/test_security.py",
+    "tests/core/test_properties.py",
+    "tests/reliability/test_reliability_round2_store.py",  # issue 14: the store's findings
 ]
 
 
@@ -71,7 +71,7 @@ def summarise(figures: dict) -> list[str]:
 
 
 def _round2_lines(figures: dict) -> list[str]:
-    """Issue 14's store findings (tests/test_reliability_round2_store.py)."""
+    """Issue 14's store findings (tests/reliability/test_reliability_round2_store.py)."""
     lines = []
     if c := figures.get("round2_overlap"):
         lines.append(f"- Overlapping products/catalog layouts refused: {c['layouts_refused']}, files lost {c['files_lost']}.")

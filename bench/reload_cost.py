@@ -37,7 +37,7 @@ def _child_classic() -> dict:
     import flows.catalog_batch as cb  # noqa: F401  (Prefect + the pipelines, as a flow-run process does)
 
     t_import = time.perf_counter() - t0
-    from pipelines.catalog import process_sku
+    from pipelines.catalog.store import process_sku
     from pipelines.imageio import save_image
     from pipelines.product import load_product
     from pipelines.samples import astronaut, draw_tee
@@ -153,7 +153,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as models:
         try:
             from pipelines.models.generation_models import FLUX_SCHNELL
-            from pipelines.models.tiny import build_tiny_models
+            from pipelines.dev_models.tiny import build_tiny_models
 
             build_tiny_models(models, ["flux"])
             model_dir = str(Path(models) / FLUX_SCHNELL)

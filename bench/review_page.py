@@ -2,7 +2,7 @@
 
 For each size it builds a catalog fast (one SKU rendered by the classic engine, then copied: pictures
 hard-linked, manifests rewritten; every 7th SKU flagged, a few failed SKUs in a batch report, see
-``tests/review_helpers.build_scale_catalog``), starts `pipelines.review_server.ReviewServer`, and opens
+``tests/review_helpers.build_scale_catalog``), starts `pipelines.review_ui.server.ReviewServer`, and opens
 the page in headless Chromium (Debian's, through Playwright) twice:
 
 - ``cold``: the server's first request (it reads every manifest to build its index); ``html_s`` is the
@@ -72,9 +72,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
-    from review_helpers import build_review_catalog, build_scale_catalog
+    from tests.helpers.review import build_review_catalog, build_scale_catalog
 
-    from pipelines.review_server import ReviewServer
+    from pipelines.review_ui.server import ReviewServer
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="vitrine-bench-review-") as tmp:

@@ -12,7 +12,7 @@ size differs from its image is reported as an error for that file and left out o
 IMAGES_DIR MASKS_DIR pairs may be given; the mean is over all images.
 
 Images are loaded with PIL, EXIF orientation applied, converted to RGB. The engine's mask comes from
-``pipelines.segmentation.segment_image(rgb, prompt, engine=...)``. For the prompt ``person`` the raw
+``pipelines.segmentation.api.segment_image(rgb, prompt, engine=...)``. For the prompt ``person`` the raw
 mediapipe masks are scored beside it (``baseline_selfie``: the general selfie model; ``baseline_pose``:
 the pose model's mask of the one person it finds), both thresholded at 0.5.
 
@@ -159,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.dirs) % 2:
         parser.error("give IMAGES_DIR MASKS_DIR pairs (an even number of folders)")
 
-    from pipelines.engine import ClassicEngine
+    from pipelines.engines.base import ClassicEngine
     from pipelines.errors import NothingFoundError
-    from pipelines.segmentation import segment_image
+    from pipelines.segmentation.api import segment_image
 
     subject_engine = ClassicEngine()
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     baseline = args.prompt.strip().lower() == "person" and not args.no_baseline
     if baseline:
-        from pipelines.classic.person import mediapipe_baseline_masks
+        from pipelines.segmentation.person import mediapipe_baseline_masks
 
     columns = [c.strip().lower() for c in args.class_columns.split(",") if c.strip()]
     rows: list[dict] = []

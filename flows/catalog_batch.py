@@ -30,12 +30,12 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.gpu import guard_engine, runner_info  # noqa: E402
 from flows.observability import current_run_id, publish_batch_artifacts  # noqa: E402
-from pipelines.catalog import RenderOptions, check_separate_trees, clean_stale_staging  # noqa: E402
-from pipelines.contact_sheet import attach_contact_sheets  # noqa: E402
-from pipelines.engine import get_engine  # noqa: E402
+from pipelines.catalog.store import RenderOptions, check_separate_trees, clean_stale_staging  # noqa: E402
+from pipelines.catalog.contact_sheet import attach_contact_sheets  # noqa: E402
+from pipelines.engines.base import get_engine  # noqa: E402
 from pipelines.product import discover_products  # noqa: E402
-from pipelines.report import build_report, report_markdown  # noqa: E402
-from pipelines.storage import is_url, write_catalog_report  # noqa: E402
+from pipelines.catalog.report import build_report, report_markdown  # noqa: E402
+from pipelines.catalog.publish import is_url, write_catalog_report  # noqa: E402
 
 # A flow-run process whose worker dies must not die on the next log line (issue 14 #8): guard the pipes as
 # soon as the flow is imported, before Prefect's engine logs anything.
@@ -120,7 +120,7 @@ def catalog_batch(
             ``PRODUCTS/_identities/``, ``CATALOG/_identities/``) or YAML path: one seed and person prompt for
             every SKU (`pipelines.edit.identity`).
         commercial (`bool`, *optional*, defaults to `False`): the whole batch is for commercial use
-            (non-commercial models are refused; `pipelines.licence`).
+            (non-commercial models are refused; `pipelines.models.licence`).
 
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
@@ -169,7 +169,7 @@ def catalog_batch(
     report["runner"] = runner_info()  # which worker/GPU made this shard (scale-out accounting)
     path = write_catalog_report(report, catalog_dir)
     try:  # contact sheets next to the report, listed in it (and so linked from the artifact below)
-        if not is_url(catalog_dir):  # a catalog at a URL has no local entries to draw (pipelines/storage.py)
+        if not is_url(catalog_dir):  # a catalog at a URL has no local entries to draw (pipelines/catalog/publish.py)
             attach_contact_sheets(report, catalog_dir, path)
     except Exception as exc:  # a convenience, like the artifact; the JSON report is the record
         logger.warning("could not write the contact sheet: %s", exc)

@@ -52,7 +52,7 @@ def _check_catalog_dir(catalog: Path) -> str | None:
     import errno
     import tempfile
 
-    if "://" in str(catalog):  # an object store (pipelines/storage.py): checked when written
+    if "://" in str(catalog):  # an object store (pipelines/catalog/publish.py): checked when written
         return None
     if catalog.exists() and not catalog.is_dir():
         return f"--catalog {catalog}: exists and is not a folder"
@@ -153,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     products = Path(args.products_dir)
     if not products.is_dir():
         return _error(f"{products}: not a directory")
-    from pipelines.catalog import check_separate_trees
+    from pipelines.catalog.store import check_separate_trees
 
     check_separate_trees(products, args.catalog)  # an InputError: exit 2 before anything is touched
     return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress,
@@ -164,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.samples import build_sample_products
 
     products = Path(args.products)
-    from pipelines.catalog import check_separate_trees
+    from pipelines.catalog.store import check_separate_trees
 
     check_separate_trees(products, args.catalog)
     build_sample_products(products)
@@ -185,7 +185,7 @@ def _pairs(src: Path, out: Path, suffix: str) -> list[tuple[Path, Path]]:
 def cmd_segment(args: argparse.Namespace) -> int:
     from pipelines.errors import VitrineError
     from pipelines.imageio import load_image, save_mask
-    from pipelines.segmentation import segment_image
+    from pipelines.segmentation.api import segment_image
 
     src = Path(args.image)
     if not src.exists():
@@ -202,7 +202,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         try:
             img = load_image(image_path)
             if args.json:
-                from pipelines.segmentation import segment_image_detailed
+                from pipelines.segmentation.api import segment_image_detailed
 
                 mask, report = segment_image_detailed(img.rgb, args.prompt, engine=args.engine,
                                                       model_root=args.model_root, threshold=args.threshold, **options)
@@ -240,7 +240,7 @@ def _segment_json(report: dict, image_path: Path, out_path: Path, img) -> dict:
 
 
 def cmd_pose(args: argparse.Namespace) -> int:
-    from pipelines.classic.pose import get_pose_estimator, render_openpose
+    from pipelines.controls.pose import get_pose_estimator, render_openpose
     from pipelines.errors import VitrineError
     from pipelines.imageio import atomic_write_json, load_image, save_image
 
@@ -271,8 +271,8 @@ def cmd_pose(args: argparse.Namespace) -> int:
 
 # -- verify / samples ------------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pipelines.catalog import entry_file_problems, verify_entry
-    from pipelines.manifest import MANIFEST_NAME, read_manifest, validate_manifest
+    from pipelines.catalog.store import entry_file_problems, verify_entry
+    from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest, validate_manifest
 
     catalog = Path(args.catalog_dir)
     entries = [d for d in sorted(catalog.iterdir()) if (d / MANIFEST_NAME).is_file()] if catalog.is_dir() else []
@@ -304,8 +304,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _strict_flags(sku_dir: Path) -> int:
     """`verify --strict`: print one line per quality flag of an output no reviewer approved; 1 if any."""
-    from pipelines.manifest import MANIFEST_NAME, read_manifest
-    from pipelines.quality_flags import output_flags
+    from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
+    from pipelines.quality.flags import output_flags
 
     found = 0
     for o in read_manifest(sku_dir / MANIFEST_NAME).get("outputs", []):
@@ -366,7 +366,7 @@ def cmd_models_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_models(args: argparse.Namespace) -> int:
-    from pipelines.models.tiny import build_tiny_models
+    from pipelines.dev_models.tiny import build_tiny_models
 
     written = build_tiny_models(Path(args.dest), args.family)
     for family, ids in written.items():
@@ -378,7 +378,7 @@ def cmd_tiny_models(args: argparse.Namespace) -> int:
 
 
 def cmd_real_arch_models(args: argparse.Namespace) -> int:
-    from pipelines.models.realarch import build_real_arch_models
+    from pipelines.dev_models.realarch import build_real_arch_models
 
     written = build_real_arch_models(Path(args.dest), args.family)
     for family, ids in written.items():
@@ -390,8 +390,8 @@ def cmd_real_arch_models(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from pipelines import __version__
-    from pipelines.engine import engine_names
-    from pipelines.segmentation import segmenter_names
+    from pipelines.engines.base import engine_names
+    from pipelines.segmentation.api import segmenter_names
 
     engines, segment_engines = engine_names(), segmenter_names()
     p = argparse.ArgumentParser(prog="vitrine", description="Product photos in, catalog imagery out.")

@@ -26,7 +26,7 @@ def _printable(text: str) -> str:
 def cmd_edit(args: argparse.Namespace) -> int:
     from pipelines.errors import InputError
     from pipelines.models.location import ModelNotFoundError
-    from pipelines.review import catalog_entries
+    from pipelines.catalog.review import catalog_entries
 
     catalog = Path(args.catalog_dir)
     if not catalog.is_dir():
@@ -74,13 +74,13 @@ def _check_kontext(catalog: Path, args: argparse.Namespace) -> None:
     """Raise `ModelNotFoundError` when there is something to edit and FLUX.1-Kontext-dev is not found."""
     if args.commercial:  # a commercial run refuses Kontext-dev per edit, with its own message
         return
-    from pipelines.edit.batch import plan_edits
+    from pipelines.catalog.edit_batch import plan_edits
 
     jobs = plan_edits(str(catalog), instruction=args.instruction, skus=args.sku or None, outputs=args.output or None)
     if not jobs:
         return
-    from pipelines.edit.catalog_edit import FLUX_KONTEXT
-    from pipelines.generation.profiles import get_profile
+    from pipelines.catalog.edits import FLUX_KONTEXT
+    from pipelines.models.profiles import get_profile
     from pipelines.models.location import locate
 
     profile = get_profile(FLUX_KONTEXT)

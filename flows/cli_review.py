@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_USAGE = 0, 2
-#: The server's defaults (pipelines.review_server.DEFAULT_HOST/PORT, checked equal by a test), repeated here
+#: The server's defaults (pipelines.review_ui.server.DEFAULT_HOST/PORT, checked equal by a test), repeated here
 #: so that building the parser does not import the server and its image libraries.
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 
@@ -31,7 +31,7 @@ def _default_reviewer() -> str | None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pipelines.review import catalog_entries, pending_edit_requests
+    from pipelines.catalog.review import catalog_entries, pending_edit_requests
 
     catalog = Path(args.catalog_dir)
     if not catalog.is_dir():
@@ -45,13 +45,13 @@ def cmd_review(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     if args.export:
-        from pipelines.review_page import export_static
+        from pipelines.review_ui.page import export_static
 
         index = export_static(catalog, Path(args.export))
         print(f"exported: {index}")
         return EXIT_OK
 
-    from pipelines.review_server import ReviewServer
+    from pipelines.review_ui.server import ReviewServer
 
     from pipelines.errors import InputError
 

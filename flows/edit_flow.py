@@ -1,6 +1,6 @@
 """Prefect 3 edit flow: Kontext instruction edits of catalog outputs, as new versions.
 
-Thin orchestration over `pipelines.edit.batch`: the flow plans the jobs (an ``instruction`` for chosen
+Thin orchestration over `pipelines.catalog.edit_batch`: the flow plans the jobs (an ``instruction`` for chosen
 SKUs, or the pending review requests when there is none), runs one task per output (one at a time: they
 share one Kontext model on one GPU), reports each review request's outcome back to the decisions file,
 and writes ``CATALOG/_reports/edit-<time>-<run id>.json`` with a Markdown artifact.
@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.exceptions import MissingContextError  # noqa: E402
 
 from flows.observability import current_run_id  # noqa: E402
-from pipelines.edit.batch import EditJob, apply_edit_job, plan_edits, report_markdown, write_edit_report  # noqa: E402
+from pipelines.catalog.edit_batch import EditJob, apply_edit_job, plan_edits, report_markdown, write_edit_report  # noqa: E402
 from pipelines.edit.identity import identity_dirs, load_identity  # noqa: E402
 
 #: Called in the flow's process after each edit (the CLI's progress lines). Not a flow parameter.
@@ -97,8 +97,8 @@ def catalog_edit(
         identity_path = str(load_identity(identity, identity_dirs(catalog_dir)).path)
     jobs = plan_edits(catalog_dir, instruction=instruction, skus=skus, outputs=outputs)
     if jobs and not commercial:  # fail fast, once, when Kontext is not there (a commercial run is refused per job)
-        from pipelines.edit.catalog_edit import FLUX_KONTEXT
-        from pipelines.generation.profiles import get_profile
+        from pipelines.catalog.edits import FLUX_KONTEXT
+        from pipelines.models.profiles import get_profile
         from pipelines.models.location import locate
 
         profile = get_profile(FLUX_KONTEXT)

@@ -1,4 +1,4 @@
-"""The catalog batch without Prefect: a plain thread pool over `pipelines.catalog.process_sku`.
+"""The catalog batch without Prefect: a plain thread pool over `pipelines.catalog.store.process_sku`.
 
 ``vitrine run`` uses this when no Prefect API is configured (``PREFECT_API_URL`` unset, in the environment
 and in the active Prefect profile) and ``--prefect`` is not given: a local run then starts working in well
@@ -33,7 +33,7 @@ _engine_lock = threading.Lock()
 
 @lru_cache(maxsize=8)
 def _engine(name: str, model_root: str | None):
-    from pipelines.engine import get_engine
+    from pipelines.engines.base import get_engine
 
     return get_engine(name, model_root=model_root)
 
@@ -46,7 +46,7 @@ def engine_for(name: str, model_root: str | None):
 
 def render_options(identity: str | None, commercial: bool):
     """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag (issue 5)."""
-    from pipelines.catalog import RenderOptions
+    from pipelines.catalog.store import RenderOptions
 
     if identity is None:
         return RenderOptions(commercial=commercial)
@@ -72,13 +72,13 @@ def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
         log (*optional*): where to log (the Prefect run logger inside a flow); default this module's logger.
 
     Returns:
-        `dict`: the report entry (`pipelines.catalog.SkuResult.to_json`, or a ``failed`` entry).
+        `dict`: the report entry (`pipelines.catalog.store.SkuResult.to_json`, or a ``failed`` entry).
     """
     from flows.gpu import guard_engine
-    from pipelines.catalog import process_sku
+    from pipelines.catalog.store import process_sku
     from pipelines.errors import VitrineError
     from pipelines.product import load_product
-    from pipelines.storage import is_url, process_sku_at_url
+    from pipelines.catalog.publish import is_url, process_sku_at_url
 
     log = log or logger
     try:
@@ -86,7 +86,7 @@ def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
         product = load_product(Path(products_dir) / sku, root=Path(products_dir))
         # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
         eng = engine_obj if engine_obj is not None else guard_engine(engine_for(engine, model_root))
-        if is_url(catalog_dir):  # an object store: render to local scratch, then publish (pipelines/storage.py)
+        if is_url(catalog_dir):  # an object store: render to local scratch, then publish (pipelines/catalog/publish.py)
             result = process_sku_at_url(product, catalog_dir, eng, options, force=force)
         else:
             result = process_sku(product, catalog_dir, eng, options, force=force)
@@ -154,13 +154,13 @@ def run_local_batch(
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
     from flows.gpu import guard_engine, runner_info
-    from pipelines.contact_sheet import attach_contact_sheets
-    from pipelines.report import build_report
-    from pipelines.storage import is_url, write_catalog_report
+    from pipelines.catalog.contact_sheet import attach_contact_sheets
+    from pipelines.catalog.report import build_report
+    from pipelines.catalog.publish import is_url, write_catalog_report
 
     started = datetime.now(UTC)
     if not is_url(catalog_dir):  # as the flow: overlapping trees refused, killed runs' staging cleaned
-        from pipelines.catalog import check_separate_trees, clean_stale_staging
+        from pipelines.catalog.store import check_separate_trees, clean_stale_staging
 
         check_separate_trees(products_dir, catalog_dir)
         clean_stale_staging(catalog_dir)

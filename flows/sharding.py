@@ -33,8 +33,8 @@ from prefect.exceptions import MissingContextError  # noqa: E402
 
 from flows.observability import SCATTER_TABLE_KEY, current_run_id, publish_batch_artifacts  # noqa: E402
 from pipelines.product import discover_products  # noqa: E402
-from pipelines.report import build_report, report_markdown  # noqa: E402
-from pipelines.storage import find_catalog_report, write_catalog_report  # noqa: E402
+from pipelines.catalog.report import build_report, report_markdown  # noqa: E402
+from pipelines.catalog.publish import find_catalog_report, write_catalog_report  # noqa: E402
 
 #: Tag on every shard run (filter on it in the UI: ``tag:vitrine-shard``).
 SHARD_TAG = "vitrine-shard"

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InputError
+from pipelines.errors import InputError
 
 RULES_PATH = Path(__file__).parent / "data" / "marketplaces.yaml"
 _RULE_KEYS = {"background", "aspect", "aspect_tolerance", "min_size", "max_size", "min_longest_side",
@@ -116,7 +116,7 @@ def check_rules(mp: Marketplace, *, width: int, height: int, fmt: str, file_byte
         fmt (`str`): its file format (``jpeg``, ``png``, ``webp``).
         file_bytes (`int`): its file size.
         fill (`float`, *optional*): product's longer side over the canvas side (`None`: not measured).
-        white_background (`bool`, *optional*): the `pipelines.quality.white_background_check` result.
+        white_background (`bool`, *optional*): the `pipelines.quality.checks.white_background_check` result.
         colour_space (`str`, *optional*, defaults to ``"sRGB"``): what the file is encoded in.
 
     Returns:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from .errors import InputError
+from pipelines.errors import InputError
 
 Edges = Literal["hard", "feather", "matte"]
 EDGES: tuple[str, ...] = ("hard", "feather", "matte")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from pipelines.errors import InputError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".avif")
 
@@ -48,12 +48,12 @@ def load_photos(folder: str | Path | None = None, *, size: int = 384, names: Seq
         `InputError`: the folder does not exist or holds no photo (naming the folder).
     """
     if folder is None:
-        from .samples import sample_images
+        from pipelines.samples import sample_images
 
         return {n: pair for n, pair in sample_images(size).items() if names is None or n in names}
     from PIL import Image
 
-    from .imageio import load_image
+    from pipelines.imageio import load_image
 
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -101,7 +101,7 @@ class SweepCell:
     Attributes:
         params (`dict`): the knob values of this cell (e.g. ``{"box_threshold": 0.3, "text_threshold": 0.25}``).
         mask (`np.ndarray | None`): HxW uint8 0/255, `None` when the engine refused (see ``error``).
-        report (`dict`): `pipelines.segmentation.segment_image_detailed`'s report (boxes, scores, attempts).
+        report (`dict`): `pipelines.segmentation.api.segment_image_detailed`'s report (boxes, scores, attempts).
         error (`str | None`): why the engine refused.
     """
 
@@ -130,7 +130,7 @@ def threshold_sweep(image: np.ndarray, prompt: str, box_thresholds: Iterable[flo
     Returns:
         `list[SweepCell]`, row-major (box threshold outer).
     """
-    from .segmentation import segment_image_detailed
+    from pipelines.segmentation.api import segment_image_detailed
 
     cells = []
     for bt in box_thresholds:
@@ -153,7 +153,7 @@ def classic_sweep(image: np.ndarray, prompt: str, values: Iterable[float]) -> li
         `list[SweepCell]` in the order of ``values``; a refusal (e.g. a garment on a person photo) is a
         cell with ``error`` set.
     """
-    from .segmentation import check_classic_can_isolate, classic_target
+    from pipelines.segmentation.api import check_classic_can_isolate, classic_target
 
     cells = []
     try:
@@ -163,13 +163,13 @@ def classic_sweep(image: np.ndarray, prompt: str, values: Iterable[float]) -> li
     except InputError as exc:
         return [SweepCell({"value": v}, None, error=str(exc)) for v in values]
     if target == "person":
-        from .classic.person import segment_person
+        from pipelines.segmentation.person import segment_person
 
         soft = segment_person(image)
         return [SweepCell({"threshold": float(v)}, np.where(soft >= v, 255, 0).astype(np.uint8),
                           {"engine": "classic", "target": "person"}) for v in values]
-    from .classic.cutout import cutout_product
-    from .errors import NothingFoundError
+    from pipelines.segmentation.cutout import cutout_product
+    from pipelines.errors import NothingFoundError
 
     for v in values:
         try:

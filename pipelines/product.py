@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from pipelines.errors import SKU_FAILURE_LOG, InputError
 from pipelines.imageio import IMAGE_SUFFIXES, sha256_bytes, sha256_file
-from pipelines.tryon.spec import TryOnSpec  # the ``tryon`` key (try-on SKUs, issue 5)
+from pipelines.tryon_spec import TryOnSpec  # the ``tryon`` key (try-on SKUs, issue 5)
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class ProductSpec(BaseModel):
         main_image (`str`, *optional*): file name of the image to use as the main product shot;
             defaults to the first image in name order.
         tryon (`TryOnSpec`, *optional*): try-on settings for a folder holding a person photo (``person.*``)
-            and garment photos (method, which photos, prompt); see `pipelines.tryon.spec.TryOnSpec`. Giving
+            and garment photos (method, which photos, prompt); see `pipelines.tryon_spec.TryOnSpec`. Giving
             the key makes the folder a try-on SKU (it must then hold a person photo).
     """
 

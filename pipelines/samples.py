@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .imageio import atomic_write_text, save_image
+from pipelines.imageio import atomic_write_text, save_image
 
 logger = logging.getLogger(__name__)
 

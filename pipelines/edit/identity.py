@@ -13,9 +13,9 @@ Kontext drifts faces across edits. An *identity preset* pins the model for a who
 ``$VITRINE_IDENTITIES``, ``PRODUCTS/_identities/`` and ``CATALOG/_identities/``; or a path to the YAML):
 
 - every SKU of the batch gets the preset's seed (``seeds: [seed]``) and person prompt (``prompts.person``)
-  for generation (`apply_batch_overrides`, called by `pipelines.catalog`);
+  for generation (`apply_batch_overrides`, called by `pipelines.catalog.store`);
 - every Kontext edit of the batch runs with the preset's seed, the prompt appended to the instruction,
-  and the reference face beside the image in Kontext's context (``pipelines.edit.catalog_edit``);
+  and the reference face beside the image in Kontext's context (``pipelines.catalog.edits``);
 - the manifest records the preset (name, seed, prompt, sha256 of the file and of the reference face) with
   every SKU and edit, so it can be checked that one identity was used throughout.
 """
@@ -31,11 +31,11 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import InputError
-from ..imageio import sha256_file
+from pipelines.errors import InputError
+from pipelines.imageio import sha256_file
 
 if TYPE_CHECKING:
-    from ..product import Product
+    from pipelines.product import Product
 
 IDENTITY_DIR = "_identities"
 ENV_DIRS = "VITRINE_IDENTITIES"
@@ -84,7 +84,7 @@ class IdentityPreset:
         """The reference face as HxWx3 uint8 RGB (longer side at most ``max_side``), or `None`."""
         if self.reference_face is None:
             return None
-        from ..imageio import load_image
+        from pipelines.imageio import load_image
 
         return load_image(self.reference_face, max_side=max_side).rgb
 
@@ -164,7 +164,7 @@ def apply_batch_overrides(product: Product, options: Any) -> Product:
 
     Args:
         product (`Product`): a validated product folder.
-        options: a `pipelines.catalog.RenderOptions` (reads ``identity`` and ``commercial``).
+        options: a `pipelines.catalog.store.RenderOptions` (reads ``identity`` and ``commercial``).
     """
     ident = getattr(options, "identity", None)
     commercial = bool(getattr(options, "commercial", False))

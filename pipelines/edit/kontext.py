@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
+from pipelines.errors import InputError
 
 #: diffusers' ``PREFERRED_KONTEXT_RESOLUTIONS`` (width, height), at FLUX.1's native side of 1024 px.
 PREFERRED_KONTEXT_RESOLUTIONS: tuple[tuple[int, int], ...] = (
@@ -200,8 +200,8 @@ class KontextEditor:
         """One Kontext call at exactly ``model_input``'s size; returns hxwx3 uint8."""
         import torch
 
-        from ..generation.loading import enable_offload_now, prepare_for_call
-        from ..generation.oom import call_with_oom_fallback
+        from pipelines.generation.loading import enable_offload_now, prepare_for_call
+        from pipelines.generation.oom import call_with_oom_fallback
 
         h, w = model_input.shape[:2]
         kwargs = dict(image=Image.fromarray(model_input), prompt=prompt, height=h, width=w, max_area=w * h,

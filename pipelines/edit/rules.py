@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
+from pipelines.errors import InputError
 
 GENERIC_GARMENT_WORDS = (
     "garment", "clothes", "clothing", "outfit", "apparel", "fabric", "textile", "print", "logo", "pattern",
@@ -49,7 +49,7 @@ _CLAUSE_SPLIT = re.compile(r"[,;.:!?\n]|\b(?:and|but|while|then)\b", re.IGNORECA
 
 
 def _preset_words() -> tuple[str, ...]:
-    from ..prompts import PRESETS
+    from pipelines.segmentation.prompts import PRESETS
 
     words: list[str] = []
     for name in ("upper", "lower", "dress", "outerwear", "shoes", "bag"):

@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .profiles import ModelProfile, get_profile, list_profiles, register_profile
-from .settings import GenerationSettings
+from pipelines.models.profiles import ModelProfile, get_profile, list_profiles, register_profile
+from pipelines.generation.settings import GenerationSettings
 
 _LAZY = {
     "ModelSet": "modelset", "resolve_model_set": "modelset",
@@ -32,8 +32,10 @@ _LAZY = {
     "GarmentScenePipeline": "scene", "SceneParams": "scene", "SceneOutput": "scene", "paste_band": "scene",
     "work_size": "scene",
     "call_with_oom_fallback": "oom", "GenerationOOMError": "oom",
-    "on_model_placement": "templates", "template_pose": "templates", "map_pose": "templates",
-    "FluxEngine": "engines", "SdxlEngine": "engines", "GenerativeEngine": "engines",
+    "on_model_placement": "pipelines.controls.templates", "template_pose": "pipelines.controls.templates",
+    "map_pose": "pipelines.controls.templates",
+    "FluxEngine": "pipelines.engines.generative", "SdxlEngine": "pipelines.engines.generative",
+    "GenerativeEngine": "pipelines.engines.generative",
 }
 
 __all__ = ["ModelProfile", "get_profile", "list_profiles", "register_profile", "GenerationSettings", *_LAZY]
@@ -41,5 +43,6 @@ __all__ = ["ModelProfile", "get_profile", "list_profiles", "register_profile", "
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        mod = _LAZY[name]
+        return getattr(importlib.import_module(mod if "." in mod else f"{__name__}.{mod}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

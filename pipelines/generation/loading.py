@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, MissingBackendError
-from ..models.location import locate
-from .profiles import ModelProfile, get_profile
-from .settings import GenerationSettings, parse_lora
+from pipelines.errors import InputError, MissingBackendError
+from pipelines.models.location import locate
+from pipelines.models.profiles import ModelProfile, get_profile
+from pipelines.generation.settings import GenerationSettings, parse_lora
 
 if TYPE_CHECKING:
     import torch
@@ -150,7 +150,7 @@ class ModelCache:
             self.loads.clear()
             self.load_seconds.clear()
             self.hits = 0
-        from .memplan import clear_managers
+        from pipelines.generation.memplan import clear_managers
 
         clear_managers()  # the plans' hooks and placements refer to the models just dropped
         _empty_cuda_cache()
@@ -161,7 +161,7 @@ MODEL_CACHE = ModelCache()
 
 
 def _empty_cuda_cache() -> None:
-    from .memplan import empty_cuda_cache
+    from pipelines.generation.memplan import empty_cuda_cache
 
     empty_cuda_cache()
 
@@ -305,7 +305,7 @@ class LoadContext:
         """The device's `memplan.OffloadManager` when it holds a memory plan (CUDA), else ``None``."""
         if not self.device.startswith("cuda") and not _PLAN_ANY_DEVICE:
             return None
-        from .memplan import manager_for
+        from pipelines.generation.memplan import manager_for
 
         mgr = manager_for(self.device)
         return mgr if mgr.plan is not None else None
@@ -719,7 +719,7 @@ def load_pipeline(
     ctx = ctx or LoadContext(model_root, settings or GenerationSettings())
     kwargs = dict(pipeline_class=pipeline_class, base=base, controlnets=controlnets, components=components, ctx=ctx)
     plan_pipeline(profile, base, tuple(controlnets), ctx)
-    from .oom import GenerationOOMError, _oom_types
+    from pipelines.generation.oom import GenerationOOMError, _oom_types
 
     error = None
     try:
@@ -742,8 +742,8 @@ def plan_pipeline(profile: ModelProfile, base: ModelProfile | None, controlnets:
     """Add a pipeline's models (sized from their weight headers) to the device's memory plan (CUDA only)."""
     if not (ctx.device.startswith("cuda") or _PLAN_ANY_DEVICE):
         return
-    from .memplan import manager_for, min_level_for, plan_models
-    from .modelset import ModelSet
+    from pipelines.generation.memplan import manager_for, min_level_for, plan_models
+    from pipelines.generation.modelset import ModelSet
 
     paths = {profile.name: model_path(profile, ctx.model_root)}
     if base is not None:

@@ -22,7 +22,7 @@ and the plan says what it would save.
 
 `OffloadManager` applies a plan to loaded models with accelerate hooks; on an out-of-memory error at
 load or run the engines free everything, re-plan one level more frugal and retry once
-(`pipelines.generation.engines`), and record it in the manifest.
+(`pipelines.engines.generative`), and record it in the manifest.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from pipelines.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def gguf_size(path: str | Path) -> WeightsSize:
     Raises:
         `MissingBackendError`: the ``gguf`` package is not installed. `InputError`: not a GGUF file.
     """
-    from ..errors import MissingBackendError
+    from pipelines.errors import MissingBackendError
 
     try:
         from gguf import GGUFReader
@@ -546,7 +546,7 @@ def plan_for(model_set, settings, *, device: str, gpu_memory_gb: float | None = 
                      min_level=min_level_for(settings), megapixels=megapixels)
 
 
-#: The catalog's default lifestyle size (`pipelines.catalog.RenderOptions.lifestyle_size`).
+#: The catalog's default lifestyle size (`pipelines.catalog.store.RenderOptions.lifestyle_size`).
 DEFAULT_OUTPUT_SIZE = (1600, 2000)
 
 
@@ -555,7 +555,7 @@ def work_megapixels(settings, output_size: tuple[int, int] = DEFAULT_OUTPUT_SIZE
     working size of ``output_size`` (`scene.native_work_size` at 1024: 1344x1680 = 2.26 MP for 1600x2000)."""
     if settings.work_side:
         return settings.work_side ** 2 / 1e6
-    from .scene import native_work_size
+    from pipelines.generation.scene import native_work_size
 
     w, h = native_work_size(output_size, 1024, 16)
     return w * h / 1e6
@@ -566,8 +566,8 @@ def tryon_extras(model_set, model_root) -> tuple:
     returned as an extra pipeline for `plan_models` (a batch with a Kontext SKU loads a third transformer)."""
     if model_set.family != "flux":
         return ()
-    from ..models.location import find
-    from .profiles import list_profiles
+    from pipelines.models.location import find
+    from pipelines.models.profiles import list_profiles
 
     out = []
     for p in list_profiles("flux", "kontext"):
@@ -587,10 +587,10 @@ def plan_for_engine(engine: str = "auto", model_root=None, *, gpu_memory_gb: flo
     Raises:
         `ModelNotFoundError`: no base model of the family is found. `InputError`: bad settings.
     """
-    from ..models.location import ModelNotFoundError
-    from .loading import resolve_device
-    from .modelset import resolve_model_set
-    from .settings import GenerationSettings
+    from pipelines.models.location import ModelNotFoundError
+    from pipelines.generation.loading import resolve_device
+    from pipelines.generation.modelset import resolve_model_set
+    from pipelines.generation.settings import GenerationSettings
 
     settings = settings or GenerationSettings.from_env()
     families = ("flux", "sdxl") if engine == "auto" else (engine,)

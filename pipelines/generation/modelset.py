@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..models.location import ModelNotFoundError, find
-from .profiles import ModelProfile, get_profile, list_profiles
-from .settings import GenerationSettings, parse_lora
+from pipelines.errors import InputError
+from pipelines.models.location import ModelNotFoundError, find
+from pipelines.models.profiles import ModelProfile, get_profile, list_profiles
+from pipelines.generation.settings import GenerationSettings, parse_lora
 
 #: The controls a scene is generated under: the pose skeleton and the kept subject's edges.
 CONTROL_TYPES = ("openpose", "canny")
@@ -118,7 +118,7 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
         `InputError`: a setting names a profile of another family or role, or (``commercial_only``) a
             non-commercial one.
     """
-    from ..models.location import locate
+    from pipelines.models.location import locate
 
     def allowed(p: ModelProfile, key: str | None = None) -> bool:
         if not commercial_only or p.commercial:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import VitrineError
+from pipelines.errors import VitrineError
 
 logger = logging.getLogger(__name__)
 

@@ -34,13 +34,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..classic.backgrounds import apply_shadow, contact_shadow
-from ..classic.edges import canny_control
-from ..classic.pose import PoseResult, render_openpose
-from ..composite import alpha_composite
-from ..errors import InputError
-from .loading import enable_offload_now, prepare_for_call
-from .oom import call_with_oom_fallback
+from pipelines.compositing.backgrounds import apply_shadow, contact_shadow
+from pipelines.controls.edges import canny_control
+from pipelines.controls.pose import PoseResult, render_openpose
+from pipelines.compositing.composite import alpha_composite
+from pipelines.errors import InputError
+from pipelines.generation.loading import enable_offload_now, prepare_for_call
+from pipelines.generation.oom import call_with_oom_fallback
 
 logger = logging.getLogger(__name__)
 

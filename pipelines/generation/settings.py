@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..errors import InputError
+from pipelines.errors import InputError
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 QUANTIZE_MODES = ("fp8", "int8", "nf4")

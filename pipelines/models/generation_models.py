@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from ..generation.profiles import ModelProfile, register_profile
+from pipelines.models.profiles import ModelProfile, register_profile
 
 FLUX_DEV_LICENCE = "FLUX.1-dev-Non-Commercial"
 OPENRAIL = "CreativeML-OpenRAIL++-M"

@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import VitrineError
-from . import registry
+from pipelines.errors import VitrineError
+from pipelines.models import registry
 
 logger = logging.getLogger(__name__)
 

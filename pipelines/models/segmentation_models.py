@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .registry import ModelSpec, register
+from pipelines.models.registry import ModelSpec, register
 
 #: Families (the ``family`` of a `ModelSpec`) and the backend that loads each.
 GROUNDING_DINO = "grounding-dino"

@@ -6,10 +6,10 @@
 - `pipelines.tryon.warp`: the garment as placed (`place_garment`, `apply_transform`, `GarmentTransform`);
 - `pipelines.tryon.fidelity`: SSIM and CIEDE2000 inside the garment mask (`garment_fidelity`);
 - `pipelines.tryon.models`: the method and its models for an engine (`choose_tryon`);
-- `pipelines.tryon.catalog`: try-on SKUs in the catalog (`tryon_roles`, `render_tryon`, `verify_tryon_output`);
-- `pipelines.tryon.spec`: the ``tryon`` key of ``product.yaml`` (`TryOnSpec`).
+- `pipelines.catalog.tryon_render`: try-on SKUs in the catalog (`tryon_roles`, `render_tryon`, `verify_tryon_output`);
+- `pipelines.tryon_spec`: the ``tryon`` key of ``product.yaml`` (`TryOnSpec`).
 
-Imports are lazy: `pipelines.product` imports `pipelines.tryon.spec`, so this package imports nothing else
+Imports are lazy: `pipelines.product` imports `pipelines.tryon_spec`, so this package imports nothing else
 at import time.
 """
 
@@ -21,13 +21,16 @@ from typing import Any
 _LAZY = {
     "TryOnPipeline": "pipeline", "TryOnParams": "pipeline", "TryOnOutput": "pipeline",
     "worn_garment_mask": "worn", "place_garment": "warp", "apply_transform": "warp", "GarmentTransform": "warp",
-    "garment_fidelity": "fidelity", "choose_tryon": "models", "tryon_roles": "catalog", "render_tryon": "catalog",
-    "verify_tryon_output": "catalog", "is_tryon_product": "catalog", "TryOnSpec": "spec",
+    "garment_fidelity": "fidelity", "choose_tryon": "models", "tryon_roles": "pipelines.catalog.tryon_render",
+    "render_tryon": "pipelines.catalog.tryon_render",
+    "verify_tryon_output": "pipelines.catalog.tryon_render",
+    "is_tryon_product": "pipelines.catalog.tryon_render", "TryOnSpec": "pipelines.tryon_spec",
 }
 __all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        mod = _LAZY[name]
+        return getattr(importlib.import_module(mod if "." in mod else f"{__name__}.{mod}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,7 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..classic.pose import COCO17_NAMES, PoseResult
+from pipelines.controls.pose import COCO17_NAMES, PoseResult
 
 #: The backward map is evaluated every TPS_GRID canvas pixels, bilinear in between.
 TPS_GRID = 8
@@ -171,7 +171,7 @@ def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
         ``points``: names of the limb-end points, ``length``}), ``torso`` ([x0, x1] columns of the torso),
         ``armpit_y`` (per side), ``anchors`` (`pipelines.tryon.warp.garment_anchors`).
     """
-    from .warp import garment_anchors
+    from pipelines.tryon.warp import garment_anchors
 
     g = garment_anchors(alpha, garment_type)
     hard = alpha >= 128

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from pipelines.errors import InputError
 
 #: SSIM window side (odd); masks whose bounding box is smaller get ``ssim = None``.
 SSIM_WINDOW = 7

@@ -7,7 +7,7 @@
 - ``warp`` needs no weights; with the ``flux`` engine and a non-commercial SKU the old clothes the warped
   garment does not cover are inpainted with FLUX.1 Fill when it is found, else with OpenCV.
 - A commercial SKU never gets Fill-dev or Kontext-dev: ``auto`` picks ``warp``, and an explicit ``fill``
-  or ``kontext`` is refused by the licence guard (`pipelines.licence`), naming the alternatives.
+  or ``kontext`` is refused by the licence guard (`pipelines.models.licence`), naming the alternatives.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..licence import check_commercial_use, model_record
-from .pipeline import TryOnPipeline
+from pipelines.errors import InputError
+from pipelines.models.licence import check_commercial_use, model_record
+from pipelines.tryon.pipeline import TryOnPipeline
 
 FLUX_FILL = "black-forest-labs/FLUX.1-Fill-dev"
 FLUX_KONTEXT = "black-forest-labs/FLUX.1-Kontext-dev"
@@ -46,8 +46,8 @@ class TryOnChoice:
 
 
 def _found(profile_id: str, model_root) -> tuple[Any, Path | None]:
-    from ..generation.profiles import get_profile
-    from ..models.location import find
+    from pipelines.models.profiles import get_profile
+    from pipelines.models.location import find
 
     profile = get_profile(profile_id)
     loc = find(profile.id, model_root, required_files=profile.required_files, revision=profile.revision)
@@ -118,8 +118,8 @@ def choose_tryon(engine, method: str = "auto", *, commercial: bool = False, wher
     fill = kontext = inpaint = None
     models: list[dict[str, Any]] = []
     if is_flux and (chosen in ("fill", "kontext") or (chosen == "warp" and not commercial and fill_path)):
-        from ..edit.kontext import KontextEditor
-        from ..generation.loading import LoadContext, load_pipeline
+        from pipelines.edit.kontext import KontextEditor
+        from pipelines.generation.loading import LoadContext, load_pipeline
 
         ctx = LoadContext(model_root, engine.settings)
         base = engine.model_set.base if getattr(engine, "model_set", None) is not None else None

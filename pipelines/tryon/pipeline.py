@@ -39,12 +39,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..classic.inpaint import inpaint_seam
-from ..classic.pose import PoseResult
-from ..composite import alpha_composite, count_changed, dilate, preserve_mask, seam_band
-from ..errors import InputError, VitrineError
-from .fidelity import garment_fidelity
-from .warp import GarmentTransform, apply_transform, place_garment
+from pipelines.compositing.seam import inpaint_seam
+from pipelines.controls.pose import PoseResult
+from pipelines.compositing.composite import alpha_composite, count_changed, dilate, preserve_mask, seam_band
+from pipelines.errors import InputError, VitrineError
+from pipelines.tryon.fidelity import garment_fidelity
+from pipelines.tryon.warp import GarmentTransform, apply_transform, place_garment
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +204,8 @@ def _check_mask(name: str, a: Any, shape: tuple[int, int]) -> None:
 
 def _run(pipe, kwargs: dict[str, Any], what: str) -> np.ndarray:
     """One diffusers call through Vitrine's device placement and out-of-memory fallback; hxwx3 uint8."""
-    from ..generation.loading import enable_offload_now, prepare_for_call
-    from ..generation.oom import call_with_oom_fallback
+    from pipelines.generation.loading import enable_offload_now, prepare_for_call
+    from pipelines.generation.oom import call_with_oom_fallback
 
     prepare_for_call(pipe)
     images = call_with_oom_fallback(pipe, kwargs, enable_offload=lambda: enable_offload_now(pipe), what=what)
@@ -329,8 +329,8 @@ class TryOnPipeline:
         Returns:
             `tuple`: (HxW uint8 placed alpha, HxW uint8 0/255 in-front mask, record).
         """
-        from .bodywarp import back_neck_region, garment_landmarks, in_front_mask, sleeve_mask
-        from .warp import keypoint
+        from pipelines.tryon.bodywarp import back_neck_region, garment_landmarks, in_front_mask, sleeve_mask
+        from pipelines.tryon.warp import keypoint
 
         marks = garment_landmarks(garment_alpha, garment_type)
         neck, neck_rec = back_neck_region(garment_alpha, garment_type, marks)
@@ -359,7 +359,7 @@ class TryOnPipeline:
     def generative_inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int,
                            params: TryOnParams) -> np.ndarray:
         """Inpaint ``mask`` of ``image`` with ``self.inpaint`` at its working size; returns full-size HxWx3."""
-        from ..generation.scene import native_side, size_multiple, work_size
+        from pipelines.generation.scene import native_side, size_multiple, work_size
 
         pipe = self.inpaint
         h, w = mask.shape
@@ -378,7 +378,7 @@ class TryOnPipeline:
         Returns:
             `tuple`: (HxWx3 uint8 person-size result, record with the working sizes).
         """
-        from ..generation.scene import native_side, native_work_size, seam_crop, size_multiple, upscale_factor, work_size
+        from pipelines.generation.scene import native_side, native_work_size, seam_crop, size_multiple, upscale_factor, work_size
 
         pipe = self.fill
         h, w = region.shape
@@ -413,7 +413,7 @@ class TryOnPipeline:
     def kontext_reference(self, person: np.ndarray, panel: np.ndarray, prompt: str, seed: int,
                           params: TryOnParams) -> tuple[np.ndarray, dict[str, Any]]:
         """Method ``kontext``: Kontext edits the person with the garment photo as reference to its right."""
-        from ..edit.kontext import EditParams
+        from pipelines.edit.kontext import EditParams
 
         ep = EditParams(steps=params.steps, guidance=params.guidance if params.guidance is not None else 2.5,
                         max_sequence_length=params.max_sequence_length, work_side=params.work_side)
@@ -497,7 +497,7 @@ class TryOnPipeline:
         if method == "warp":
             body = skin = None
             if transform.warp is not None:
-                from .bodywarp import body_mask, skin_colour
+                from pipelines.tryon.bodywarp import body_mask, skin_colour
 
                 body = body_mask(pose, (w, h))
                 skin = skin_colour(person_rgb, person_alpha, pose, worn_mask)

@@ -20,8 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..classic.pose import PoseResult
-from ..errors import InputError
+from pipelines.controls.pose import PoseResult
+from pipelines.errors import InputError
 
 #: Garment types that can be tried on, and the body part their anchors go to.
 TRYON_TYPES = ("upper", "outerwear", "dress", "lower")
@@ -153,7 +153,7 @@ def apply_transform(image: np.ndarray, transform: GarmentTransform, *, alpha: np
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if transform.warp is not None and transform.warp.get("zones"):
         # the limbs (sleeves, trouser legs) bent by the spline over the rigidly placed rest
-        from .bodywarp import remap, tps_backward_map, zone_mask
+        from pipelines.tryon.bodywarp import remap, tps_backward_map, zone_mask
 
         cps = transform.warp["control_points"]
         zones = zone_mask(list(transform.warp.get("zones", {}).values()), (src.shape[1], src.shape[0]))
@@ -226,7 +226,7 @@ def garment_anchors(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
 
 def keypoint(pose: PoseResult, name: str) -> np.ndarray | None:
     """The (x, y) pixel position of a COCO-17 keypoint, or `None` when its score is below `MIN_SCORE`."""
-    from ..classic.pose import COCO17_NAMES
+    from pipelines.controls.pose import COCO17_NAMES
 
     k = pose.keypoints[COCO17_NAMES.index(name)]
     return k[:2].astype(np.float64) if k[2] >= MIN_SCORE else None
@@ -371,7 +371,7 @@ def _body_warp(garment_alpha: np.ndarray, garment_type: str, m: np.ndarray, pose
 
     ``m`` maps prescaled photo px to the canvas; ``prescale`` is (full-size px per prescaled px) per axis.
     """
-    from .bodywarp import TPS_GRID, TPS_REG, body_targets, garment_landmarks
+    from pipelines.tryon.bodywarp import TPS_GRID, TPS_REG, body_targets, garment_landmarks
 
     marks = garment_landmarks(garment_alpha, garment_type)
     fx, fy = prescale

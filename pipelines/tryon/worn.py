@@ -19,9 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..classic.pose import PoseResult
-from ..errors import InputError
-from .warp import TORSO_RATIO, TRYON_TYPES, keypoint, shoulder_frame
+from pipelines.controls.pose import PoseResult
+from pipelines.errors import InputError
+from pipelines.tryon.warp import TORSO_RATIO, TRYON_TYPES, keypoint, shoulder_frame
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def extend_by_colour(person_rgb: np.ndarray, person_alpha: np.ndarray, mask: np.
     Returns:
         `tuple`: (HxW uint8 0/255 mask, pixels added).
     """
-    from .bodywarp import skin_colour
+    from pipelines.tryon.bodywarp import skin_colour
 
     sel = mask > 0
     if sel.sum() < 20:

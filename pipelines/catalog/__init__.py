@@ -1,0 +1,1 @@
+"""The catalog: store (locks, staging, commit), render, verify, review decisions, reports, publish."""

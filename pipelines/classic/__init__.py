@@ -1,1 +1,0 @@
-"""The embedded classic engine: OpenCV + mediapipe, no downloaded weights."""

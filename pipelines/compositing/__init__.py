@@ -1,0 +1,1 @@
+"""Compositing: placement, alpha compositing, seam bands and inpainting, backgrounds, the preservation check."""

@@ -1,0 +1,1 @@
+"""Controls: pose (mediapipe, OpenPose drawing), edges and pose templates for ControlNets."""

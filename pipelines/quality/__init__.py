@@ -1,0 +1,1 @@
+"""Quality: marketplace checks and per-output quality flags recorded in manifests."""

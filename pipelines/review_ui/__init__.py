@@ -1,0 +1,1 @@
+"""The review UI: the review page (exported or live), the live page and its server."""

@@ -1,0 +1,1 @@
+"""Segmentation: a subject's mask from a photo (classic cutout and person, routing, prompts, grounded-sam)."""

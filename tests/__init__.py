@@ -1,0 +1,1 @@
+"""Vitrine's tests, laid out like pipelines/ and flows/."""
