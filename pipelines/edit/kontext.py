@@ -1,22 +1,27 @@
-"""Instruction edits with FLUX.1 Kontext at its preferred resolutions, restored to the input's exact size.
+"""Instruction edits with FLUX.1 Kontext, at the image's own resolution, returned at its exact size.
 
 Kontext was trained on a fixed set of resolutions (diffusers' ``PREFERRED_KONTEXT_RESOLUTIONS``, 672x1568
 to 1568x672, about one megapixel). Left to itself, diffusers' `FluxKontextPipeline` resizes the input to the
 preferred resolution of the nearest aspect ratio and returns an image of *that* size (diffusers #11942,
-black-forest-labs/flux #458): a 1600x2000 catalog image comes back 880x1184, a different aspect ratio.
+black-forest-labs/flux #458): a 1600x2000 catalog image comes back 880x1184, a different aspect ratio, and
+scaling it back up makes every generated pixel 1.7x soft.
 
-`KontextEditor` makes the resizing explicit and undoes it:
+`KontextEditor` makes the working size explicit and undoes it:
 
 1. the image (and, side by side to its right, an optional reference image: a garment, a face) is the
    *context* canvas;
-2. the preferred resolution with the aspect ratio nearest the canvas's is chosen (scaled to the model's
-   native side: exactly diffusers' list for FLUX.1 at 1024, proportionally smaller for tiny test models);
-3. ``fit="pad"`` (default): the canvas is scaled to fit inside that resolution with its aspect kept and
-   the rest is filled by reflecting the border; ``fit="stretch"``: the canvas is resized to it (the
-   aspect changes by up to ~4%);
+2. the working size. ``resolution="native"`` (default): the canvas's own size, scaled down only when its
+   area is over ``max_megapixels`` (default 4.2, 2048x2048) or over ``work_side**2`` when ``work_side`` is
+   set, and rounded *up* to the model's multiple (16 for FLUX.1), so a 1600x2000 catalog image is edited at
+   1600x2000 and nothing is upscaled. ``resolution="preferred"``: the preferred resolution with the aspect
+   ratio nearest the canvas's (scaled to the model's native side: exactly diffusers' list for FLUX.1 at
+   1024, proportionally smaller for tiny test models) — faster (about 1 MP), softer (recorded);
+3. ``fit="pad"`` (default): the canvas is scaled to fit inside that size with its aspect kept and the rest
+   is filled by reflecting the border; ``fit="stretch"``: the canvas is resized to it;
 4. Kontext runs at exactly that size (``_auto_resize=False``, ``max_area = width * height``);
 5. the content box is cut out, the image part of the context taken, and resized (Lanczos) to the input's
-   exact ``(width, height)``.
+   exact ``(width, height)``. The record's ``upscale`` is how much that last resize enlarged Kontext's
+   pixels (1.0: not at all); `UPSCALE_LIMIT` (1.2) is what counts as native resolution.
 
 The pipeline is passed in (tests pass a tiny one, production the real FLUX.1-Kontext-dev loaded with
 `pipelines.generation.loading.load_pipeline`).
@@ -43,6 +48,9 @@ PREFERRED_KONTEXT_RESOLUTIONS: tuple[tuple[int, int], ...] = (
 )  # fmt: skip
 REFERENCE_SIDE = 1024
 FITS = ("pad", "stretch")
+RESOLUTIONS = ("native", "preferred")
+#: An edit whose Kontext pixels are enlarged more than this to reach the output size is not native resolution.
+UPSCALE_LIMIT = 1.2
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,14 @@ class EditParams:
         max_sequence_length (`int`, *optional*, defaults to 512): T5 prompt length.
         fit (`str`, *optional*, defaults to ``"pad"``): ``pad`` (aspect kept, border reflected) or
             ``stretch`` (resized to the preferred resolution) — see the module docstring.
-        work_side (`int`, *optional*): the side of the square the preferred resolutions are scaled to;
-            defaults to the model's native side (its VAE's ``sample_size``: 1024 for FLUX.1).
+        work_side (`int`, *optional*): ``preferred``: the side of the square the preferred resolutions are
+            scaled to, default the model's native side (its VAE's ``sample_size``: 1024 for FLUX.1);
+            ``native``: the working area is at most ``work_side**2``.
+        resolution (`str`, *optional*, defaults to ``"native"``): ``native`` (the canvas's own size, capped
+            by ``max_megapixels``) or ``preferred`` (Kontext's ~1 MP training resolutions) — see the module
+            docstring.
+        max_megapixels (`float`, *optional*, defaults to 4.2): ``native``: the largest working area, in
+            megapixels (reference included), in [0.01, 16].
     """
 
     steps: int = 28
@@ -64,6 +78,8 @@ class EditParams:
     max_sequence_length: int | None = 512
     fit: str = "pad"
     work_side: int | None = None
+    resolution: str = "native"
+    max_megapixels: float = 4.2
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 200:
@@ -74,6 +90,12 @@ class EditParams:
             raise InputError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}", key="fit")
         if self.work_side is not None and not 16 <= self.work_side <= 4096:
             raise InputError(f"work_side must be in [16, 4096], got {self.work_side}", key="work_side")
+        if self.resolution not in RESOLUTIONS:
+            raise InputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}",
+                             key="resolution")
+        if not 0.01 <= self.max_megapixels <= 16:
+            raise InputError(f"max_megapixels must be in [0.01, 16], got {self.max_megapixels}",
+                             key="max_megapixels")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +139,21 @@ def nearest_resolution(size: tuple[int, int], resolutions: list[tuple[int, int]]
     """The resolution whose aspect ratio is nearest ``size``'s (log-ratio distance; ties: the first)."""
     aspect = math.log(size[0] / size[1])
     return min(resolutions, key=lambda r: abs(math.log(r[0] / r[1]) - aspect))
+
+
+def native_size(size: tuple[int, int], max_area: float, multiple: int) -> tuple[int, int]:
+    """The working size for a canvas of ``size`` (width, height) at its own resolution.
+
+    The canvas is scaled down (aspect kept) only when its area is over ``max_area`` pixels, then each side is
+    rounded *up* to ``multiple``, so the canvas always fits inside without being enlarged.
+
+    Returns:
+        `tuple[int, int]`: (width, height), both multiples of ``multiple``, each >= ``multiple``.
+    """
+    w, h = size
+    s = min(1.0, math.sqrt(max_area / (w * h)))
+    sw, sh = max(1, int(math.floor(w * s))), max(1, int(math.floor(h * s)))
+    return (max(multiple, -(-sw // multiple) * multiple), max(multiple, -(-sh // multiple) * multiple))
 
 
 def fit_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -179,13 +216,27 @@ class KontextEditor:
         return int(s[0] if isinstance(s, (list, tuple)) else s)
 
     def plan(self, size: tuple[int, int], params: EditParams) -> dict[str, Any]:
-        """The working resolution and content box for a context canvas of ``size`` (width, height)."""
-        side = params.work_side or self.native_side()
-        resolutions = preferred_resolutions(side, self.multiple())
-        target = nearest_resolution(size, resolutions)
+        """The working resolution and content box for a context canvas of ``size`` (width, height).
+
+        Returns:
+            `dict`: ``model_size`` [w, h] (Kontext's input and output size), ``content_box`` XYXY (where the
+            canvas lies in it), ``resolution`` (the mode), ``upscale`` (how much the content box is enlarged
+            back to the canvas size: >= 1.0 means enlarged), plus ``side`` and ``resolutions`` (preferred) or
+            ``max_area`` (native).
+        """
+        if params.resolution == "native":
+            cap = min(params.max_megapixels * 1e6, float(params.work_side) ** 2 if params.work_side else math.inf)
+            target = native_size(size, cap, self.multiple())
+            extra: dict[str, Any] = {"max_area": int(cap)}
+        else:
+            side = params.work_side or self.native_side()
+            resolutions = preferred_resolutions(side, self.multiple())
+            target = nearest_resolution(size, resolutions)
+            extra = {"side": side, "resolutions": [list(r) for r in resolutions]}
         box = fit_box(size, target) if params.fit == "pad" else (0, 0, target[0], target[1])
-        return {"model_size": list(target), "content_box": list(box), "side": side,
-                "resolutions": [list(r) for r in resolutions]}
+        upscale = max(size[0] / (box[2] - box[0]), size[1] / (box[3] - box[1]))
+        return {"model_size": list(target), "content_box": list(box), "resolution": params.resolution,
+                "upscale": round(upscale, 4), **extra}
 
     def _to_model(self, canvas: np.ndarray, plan: dict[str, Any]) -> np.ndarray:
         tw, th = plan["model_size"]
@@ -279,6 +330,8 @@ class KontextEditor:
             "reference": reference is not None,
             "model_size": plan["model_size"],
             "content_box": plan["content_box"],
+            "resolution": plan["resolution"],
+            "upscale": plan["upscale"],
             "output_size": [int(edited.shape[1]), int(edited.shape[0])],
             "seconds": round(time.perf_counter() - t0, 4),
         }

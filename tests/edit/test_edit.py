@@ -14,7 +14,7 @@ from PIL import Image
 from pipelines.catalog.store import verify_entry
 from pipelines.catalog.edits import EditConflictError, edit_output, editable_outputs
 from pipelines.edit.identity import apply_batch_overrides, identity_dirs, load_identity, read_identity
-from pipelines.edit.kontext import EditParams, preferred_resolutions
+from pipelines.edit.kontext import UPSCALE_LIMIT, EditParams, native_size, preferred_resolutions
 from pipelines.edit.rules import classify_instruction, product_garment_words, recomposite_garment
 from pipelines.errors import InputError
 from pipelines.imageio import save_image, sha256_file
@@ -60,7 +60,7 @@ def test_edit_output_has_the_exact_input_size_and_aspect(editor, size, fit):
     ed, _ = editor
     w, h = size
     img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
-    out = ed(img, "make the backdrop warmer", seed=1, params=EditParams(steps=2, fit=fit))
+    out = ed(img, "make the backdrop warmer", seed=1, params=EditParams(steps=2, fit=fit, resolution="preferred"))
     assert out.image.shape == (h, w, 3) and out.image.dtype == np.uint8
     mw, mh = out.record["model_size"]
     assert (mw, mh) in preferred_resolutions(ed.native_side(), ed.multiple())  # Kontext ran at a preferred size
@@ -71,6 +71,43 @@ def test_edit_output_has_the_exact_input_size_and_aspect(editor, size, fit):
     if fit == "pad":  # the content box keeps the input's aspect ratio
         x0, y0, x1, y1 = out.record["content_box"]
         assert abs((x1 - x0) / (y1 - y0) / (w / h) - 1) <= 1 / (x1 - x0) + 1 / (y1 - y0) + 1e-9
+
+
+@pytest.mark.parametrize("size", [(160, 200), (300, 120), (97, 61)])
+@pytest.mark.parametrize("fit", ["pad", "stretch"])
+def test_native_resolution_edits_are_not_upscaled(editor, size, fit):
+    """By default Kontext works at the image's own size (rounded up to its multiple): no generated pixel is
+    enlarged to reach the output, where the preferred ~1 MP resolutions enlarge a catalog image ~1.7x."""
+    ed, _ = editor
+    w, h = size
+    img = np.random.default_rng(2).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    out = ed(img, "make the backdrop warmer", seed=1, params=EditParams(steps=2, fit=fit))
+    mw, mh = out.record["model_size"]
+    assert out.image.shape == (h, w, 3) and out.model_output.shape[:2] == (mh, mw)
+    assert mw % ed.multiple() == 0 and mh % ed.multiple() == 0
+    assert w <= mw < w + ed.multiple() and h <= mh < h + ed.multiple()
+    assert out.record["resolution"] == "native" and out.record["upscale"] <= 1.0
+    preferred = ed.plan((w, h), EditParams(resolution="preferred", fit=fit))
+    assert preferred["upscale"] > UPSCALE_LIMIT  # the old path enlarged these (tiny model: native side 32)
+
+
+def test_native_resolution_is_capped_by_area_and_records_the_upscale(editor):
+    ed, _ = editor
+    # a 1600x2000 catalog image at FLUX.1's multiple of 16: exactly native under the 4.2 MP default cap
+    assert native_size((1600, 2000), 4.2e6, 16) == (1600, 2000)
+    assert native_size((1601, 1999), 4.2e6, 16) == (1616, 2000)
+    plan = ed.plan((1600, 2000), EditParams())
+    assert plan["model_size"] == [1600, 2000] and plan["upscale"] == 1.0
+    # over the cap: scaled down to it (aspect kept), and the enlargement back is recorded
+    plan = ed.plan((3200, 2000), EditParams(max_megapixels=1.6))
+    mw, mh = plan["model_size"]
+    assert mw * mh <= 1.6e6 + 16 * (mw + mh) and plan["upscale"] == pytest.approx(2.0, rel=0.02)
+    capped = ed.plan((160, 200), EditParams(work_side=64))  # work_side caps the area at work_side**2
+    assert capped["model_size"][0] * capped["model_size"][1] <= 64 * 64 + ed.multiple() * 200
+    with pytest.raises(InputError, match="resolution"):
+        EditParams(resolution="huge")
+    with pytest.raises(InputError, match="max_megapixels"):
+        EditParams(max_megapixels=0)
 
 
 def test_edits_are_deterministic_per_seed_and_take_a_reference(editor):
