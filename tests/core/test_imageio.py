@@ -10,7 +10,6 @@ import struct
 import tempfile
 import time
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,35 +34,22 @@ from pipelines.imageio import (
     sha256_bytes,
     sha256_file,
 )
+from tests.helpers.images import png_chunk, png_rgb16
 
 # --------------------------------------------------------------------------------------------------
 # Helpers: tiny hand-made PNGs and ICC profiles
 # --------------------------------------------------------------------------------------------------
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
 
 
-def _png_rgb16(pixels: np.ndarray) -> bytes:
-    """A 16-bit RGB PNG from an (H, W, 3) uint16 array (Pillow cannot write one)."""
-    h, w, _ = pixels.shape
-    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-        + _png_chunk(b"IDAT", zlib.compress(rows))
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 def _patch_png_size(png: bytes, width: int, height: int) -> bytes:
     """Rewrite the IHDR width/height of a PNG (and its CRC): a cheap decompression bomb header."""
     assert png[12:16] == b"IHDR"
     ihdr = struct.pack(">II", width, height) + png[24:29]
-    return png[:8] + _png_chunk(b"IHDR", ihdr) + png[33:]
+    return png[:8] + png_chunk(b"IHDR", ihdr) + png[33:]
 
 
 def _s15(x: float) -> bytes:
@@ -313,7 +299,7 @@ def test_16bit_grey_gradient_is_monotonic(tmp_path):
 def test_16bit_rgb_png(tmp_path):
     pixels = np.array([[[65535, 32768, 0], [0, 65535, 32768]]], dtype=np.uint16)
     path = tmp_path / "rgb16.png"
-    path.write_bytes(_png_rgb16(pixels))
+    path.write_bytes(png_rgb16(pixels))
     rgb = load_image(path).rgb.astype(int)
     assert rgb[0, 0, 0] == 255 and abs(rgb[0, 0, 1] - 128) <= 1 and rgb[0, 0, 2] == 0
     assert rgb[0, 1, 1] == 255 and abs(rgb[0, 1, 2] - 128) <= 1

@@ -11,6 +11,9 @@ import pytest
 from tests.helpers.generation import SMALL, fast_settings, link_model_root, make_product, tiny_model_root
 from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
 
+# the model cache is keyed by repo id, not folder: these tests load one repo id from several roots
+pytestmark = pytest.mark.usefixtures("fresh_model_cache")
+
 SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
 TEE = "garment_type: upper\nbackgrounds: [studio]\nseeds: [4]\n"
 PARTS = ("unet", "text_encoder", "text_encoder_2", "vae")
@@ -32,14 +35,6 @@ def fp16_copy(src: Path, dest: Path, *, keep_plain: bool, offset: float = 0.0) -
     return dest
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """The model cache is keyed by repo id, not folder: these tests load one repo id from several roots."""
-    from pipelines.generation.loading import MODEL_CACHE
-
-    MODEL_CACHE.clear()
-    yield
-    MODEL_CACHE.clear()
 
 
 @pytest.fixture(scope="module")

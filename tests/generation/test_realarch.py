@@ -20,7 +20,8 @@ import pytest
 
 from tests.helpers.generation import make_product
 
-pytestmark = [pytest.mark.realarch, pytest.mark.filterwarnings("ignore:.*FluxPosEmbed:FutureWarning")]
+pytestmark = [pytest.mark.realarch, pytest.mark.filterwarnings("ignore:.*FluxPosEmbed:FutureWarning"),
+              pytest.mark.usefixtures("fresh_model_cache")]  # one family in memory at a time
 
 FLUX_DEV = "black-forest-labs/FLUX.1-dev"
 FLUX_FILL = "black-forest-labs/FLUX.1-Fill-dev"
@@ -90,14 +91,6 @@ def seg_root(real_root):
     return _family(real_root, "segmentation", "facebook/sam-vit-base")
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """One family's models in memory at a time (the cache is per process and keyed by repo id)."""
-    from pipelines.generation.loading import MODEL_CACHE
-
-    MODEL_CACHE.clear()
-    yield
-    MODEL_CACHE.clear()
 
 
 @pytest.fixture(scope="module")

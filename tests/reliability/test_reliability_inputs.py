@@ -32,6 +32,7 @@ from pipelines.product import discover_products
 from pipelines.catalog.report import build_report
 from pipelines.samples import draw_tee
 from tests.helpers.reliability import REPO, check_catalog, record_figures, render_options
+from tests.helpers.images import png_chunk, png_rgb16
 
 GOOD_SPEC = "backgrounds: [white]\n"
 
@@ -58,21 +59,8 @@ class Case:
     mentions: list[str] = field(default_factory=list)
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def _png_rgb16(pixels: np.ndarray) -> bytes:
-    """A 16-bit RGB PNG from an (H, W, 3) uint16 array (Pillow cannot write one)."""
-    h, w, _ = pixels.shape
-    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-        + _png_chunk(b"IDAT", zlib.compress(rows))
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -80,9 +68,9 @@ def png_bomb(width: int, height: int) -> bytes:
     rows = zlib.compress(b"\0" * 4096)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + _png_chunk(b"IDAT", rows)
-        + _png_chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + png_chunk(b"IDAT", rows)
+        + png_chunk(b"IEND", b"")
     )
 
 
@@ -149,7 +137,7 @@ def build_corpus(root: Path, *, size: int = 256, with_50mp: bool = True) -> list
     add("text-as-jpg", "a text file named .jpg", False, {"front.jpg": "not a photo\n"},
         mentions=["front.jpg", "not an image"])
     add("cmyk-jpeg", "CMYK JPEG", True, {"front.jpg": _encode(tee_im.convert("CMYK"), "JPEG", quality=95)})
-    add("png-16bit", "16-bit RGB PNG", True, {"front.png": _png_rgb16(tee.astype(np.uint16) * 257)})
+    add("png-16bit", "16-bit RGB PNG", True, {"front.png": png_rgb16(tee.astype(np.uint16) * 257)})
     pal = tee_im.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     pal_idx = np.asarray(pal)
     corner = int(pal_idx[0, 0])  # the backdrop's colour becomes transparent
