@@ -108,7 +108,7 @@ def _gpu_slot_cost(n: int = 20) -> float | None:
         return None
     from prefect.concurrency.sync import concurrency
 
-    from flows.cli_ops import ensure_gpu_limit
+    from flows.cli.ops import ensure_gpu_limit
 
     ensure_gpu_limit("vitrine-bench-slot", 1)
     with concurrency("vitrine-bench-slot", occupy=1, lease_duration=60):  # warm the client

@@ -200,7 +200,7 @@ def _worker_args(*argv):
 def test_worker_runs_one_prefect_worker_per_gpu(monkeypatch):
     import socket
 
-    from flows.cli_ops import worker_commands
+    from flows.cli.ops import worker_commands
     from flows.gpu import gpu_limit_name
 
     monkeypatch.setenv("VITRINE_GPU_LIMIT", "inherited-must-not-leak")
@@ -223,7 +223,7 @@ def test_worker_runs_one_prefect_worker_per_gpu(monkeypatch):
 
 
 def test_deploy_without_a_server_or_folder_is_a_usage_error(monkeypatch, capsys):
-    import flows.cli_ops as ops
+    import flows.cli.ops as ops
     from flows.cli import main
 
     monkeypatch.setattr(ops, "_api_url", lambda: None)

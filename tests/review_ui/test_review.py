@@ -446,9 +446,9 @@ def test_cli_review_export_and_list_edits(catalog, tmp_path, capsys):
 
 
 def test_cli_defaults_match_the_server():
-    from flows import cli_review
+    from flows.cli import common
     from pipelines.review_ui import server as review_server
-    assert (cli_review.DEFAULT_HOST, cli_review.DEFAULT_PORT) == (review_server.DEFAULT_HOST, review_server.DEFAULT_PORT)
+    assert (common.REVIEW_HOST, common.REVIEW_PORT) == (review_server.DEFAULT_HOST, review_server.DEFAULT_PORT)
 
 
 def test_cli_review_serves_until_interrupted(catalog, monkeypatch, capsys):

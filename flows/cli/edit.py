@@ -1,8 +1,8 @@
 """``vitrine edit CATALOG_DIR``: Kontext instruction edits of catalog outputs, as new versions.
 
-Registered through ``flows.cli.CLI_EXTENSIONS``. Runs the Prefect edit flow (`flows.edit_flow`).
-Exit codes follow flows/cli.py: 0 every edit applied (or nothing to do), 1 at least one edit failed,
-2 bad usage or input (no catalog, unknown SKU or output, identity preset not found).
+Runs the Prefect edit flow (`flows.edit_flow`). Exit codes (`flows.cli.common`): 0 every edit applied (or
+nothing to do), 1 at least one edit failed, 2 bad usage or input (no catalog, unknown SKU or output, identity
+preset not found).
 """
 
 from __future__ import annotations
@@ -11,46 +11,37 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _error(msg: str) -> int:
-    print(f"vitrine: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+from flows.cli.common import EXIT_FAILED, EXIT_OK, error, printable
+from pipelines.errors import InputError
+from pipelines.models.location import ModelNotFoundError, locate
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    from pipelines.errors import InputError
-    from pipelines.models.location import ModelNotFoundError
     from pipelines.catalog.review import catalog_entries
 
     catalog = Path(args.catalog_dir)
     if not catalog.is_dir():
-        return _error(f"{catalog}: not a directory")
+        return error(f"{catalog}: not a directory")
     if not catalog_entries(catalog):
-        return _error(f"{catalog}: no catalog entries found")
+        return error(f"{catalog}: no catalog entries found")
     if args.instruction is not None and not args.instruction.strip():
-        return _error("--instruction is empty")
+        return error("--instruction is empty")
     if args.seed is not None and not 0 <= args.seed < 2**32:
-        return _error(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
+        return error(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
 
     try:  # fail fast, once, before Prefect starts, when FLUX.1-Kontext is not there (the flow checks it too)
         _check_kontext(catalog, args)
     except (InputError, ModelNotFoundError) as exc:
-        return _error(str(exc))
+        return error(str(exc))
 
     from flows import edit_flow
 
     def show(entry):
-        where = f"{_printable(entry['sku'])}/{_printable(entry['output'])}"
+        where = f"{printable(entry['sku'])}/{printable(entry['output'])}"
         if entry["status"] == "applied":
-            print(f"{where} -> {_printable(entry['new_output'])}", flush=True)
+            print(f"{where} -> {printable(entry['new_output'])}", flush=True)
         else:
-            print(f"failed: {where}: {_printable(entry['error'])}", file=sys.stderr, flush=True)
+            print(f"failed: {where}: {printable(entry['error'])}", file=sys.stderr, flush=True)
 
     edit_flow.PROGRESS_HOOKS.append(show)
     try:
@@ -59,7 +50,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             model_root=args.model_root, identity=args.identity, commercial=args.commercial, garment=args.garment,
             seed=args.seed)
     except (InputError, ModelNotFoundError) as exc:
-        return _error(str(exc))
+        return error(str(exc))
     finally:
         edit_flow.PROGRESS_HOOKS.remove(show)
     counts = result["counts"]
@@ -81,7 +72,6 @@ def _check_kontext(catalog: Path, args: argparse.Namespace) -> None:
         return
     from pipelines.catalog.edits import FLUX_KONTEXT
     from pipelines.models.profiles import get_profile
-    from pipelines.models.location import locate
 
     profile = get_profile(FLUX_KONTEXT)
     locate(profile.id, args.model_root, required_files=profile.required_files, revision=profile.revision)

@@ -1,7 +1,7 @@
 """Operations commands: ``vitrine deploy``, ``vitrine serve``, ``vitrine worker`` (docs/operations.md).
 
-Registered through ``flows.cli.CLI_EXTENSIONS``. ``deploy`` and ``worker`` talk to the Prefect server
-named by ``PREFECT_API_URL``; ``serve`` too (it serves deployments to it).
+``deploy`` and ``worker`` talk to the Prefect server named by ``PREFECT_API_URL``; ``serve`` too (it serves
+deployments to it). Exit codes are `flows.cli.common`'s.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ import subprocess
 import sys
 import time
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _error(msg: str) -> int:
-    print(f"vitrine: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
+from flows.cli.common import EXIT_FAILED, EXIT_OK, error
+from flows.gpu import GPU_LIMIT_ENV, WORKER_NAME_ENV, gpu_limit_name
+from pipelines.errors import InputError
 
 
 def _api_url() -> str | None:
@@ -77,14 +74,12 @@ def _load_folders(args: argparse.Namespace):
 
 # -- deploy ---------------------------------------------------------------------------------------------
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from pipelines.errors import InputError
-
     try:
         specs = _load_folders(args)
     except (ValueError, InputError) as exc:
-        return _error(str(exc))
+        return error(str(exc))
     if not _api_url():
-        return _error(_NO_API)
+        return error(_NO_API)
     from flows.deploy import deploy_folders
 
     names = deploy_folders(specs, work_pool=args.pool, dispatch_pool=args.dispatch_pool,
@@ -102,15 +97,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 # -- serve ----------------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pipelines.errors import InputError
-
     try:
         specs = _load_folders(args)
     except (ValueError, InputError) as exc:
-        return _error(str(exc))
+        return error(str(exc))
     os.environ["PREFECT_LOGGING_LEVEL"] = args.log_level  # before Prefect reads its settings
     if not _api_url():
-        return _error(_NO_API)
+        return error(_NO_API)
     from flows.deploy import serve_folders
 
     serve_folders(specs, limit=args.limit)
@@ -156,8 +149,6 @@ def ensure_gpu_limit(name: str, slots: int) -> bool:
 
 def worker_commands(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str]]]:
     """(argv, environment) of each ``prefect worker start`` process: one per GPU, or one without GPU."""
-    from flows.gpu import GPU_LIMIT_ENV, WORKER_NAME_ENV, gpu_limit_name
-
     host = socket.gethostname()
     gpus = [] if args.no_gpu else _gpu_list(args.gpu or [])
     if not gpus and not args.no_gpu:
@@ -191,22 +182,22 @@ def worker_commands(args: argparse.Namespace) -> list[tuple[list[str], dict[str,
 
 def cmd_worker(args: argparse.Namespace) -> int:
     if not _api_url():
-        return _error(_NO_API)
+        return error(_NO_API)
     try:
         commands = worker_commands(args)
     except (ValueError, subprocess.SubprocessError, OSError) as exc:
-        return _error(str(exc))
+        return error(str(exc))
     from flows.deploy import ensure_process_pool
 
     ensure_process_pool(args.pool)
     for _argv, env in commands:
-        limit = env.get("VITRINE_GPU_LIMIT")
+        limit = env.get(GPU_LIMIT_ENV)
         if limit:
             created = ensure_gpu_limit(limit, args.gpu_slots)
             print(f"GPU {env['CUDA_VISIBLE_DEVICES']}: concurrency limit {limit}"
                   f"{' created' if created else ' (exists)'}", file=sys.stderr)
     for argv, env in commands:
-        print(f"worker {env['VITRINE_WORKER_NAME']}: {' '.join(argv[1:])}", file=sys.stderr)
+        print(f"worker {env[WORKER_NAME_ENV]}: {' '.join(argv[1:])}", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
     if len(commands) == 1:  # become the worker: same PID, signals go straight to it

@@ -1,7 +1,7 @@
-"""The ``vitrine`` command line. Its commands, options, outputs and exit codes are contracts
-(docs/cli.md): scripts depend on them.
+"""The core ``vitrine`` commands: ``run``, ``demo``, ``segment``, ``pose``, ``verify``, ``samples``, ``models``
+and ``dev`` (docs/cli.md). Exit codes are `flows.cli.common`'s: 1 means at least one SKU (or entry) failed.
 
-Exit codes: 0 success; 1 a batch finished with at least one failed SKU; 2 bad usage or input.
+The library is imported inside each command, so that building the parser stays fast.
 """
 
 from __future__ import annotations
@@ -9,27 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED_SKUS, EXIT_USAGE = 0, 1, 2
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-
-
-def _images_in(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped (``\\t``, ``\\x1b``): a name cannot drive the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _error(msg: str) -> int:
-    print(f"vitrine: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
+from flows.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, not_a_sku_failure, printable
+from pipelines.catalog.folder import prepare_catalog_dir
+from pipelines.errors import InputError, VitrineError
+from pipelines.models.inventory import model_inventory
 
 
 # -- run / demo ----------------------------------------------------------------------------------------
@@ -43,63 +29,29 @@ def _engine_error(exc: Exception, engine: str) -> str:
             f"which needs no weights")
 
 
-def _check_catalog_dir(catalog: Path) -> str | None:
-    """Why ``catalog`` cannot hold a catalog (exists as a file, parent missing, not writable), or `None`.
-
-    The catalog folder itself is created when missing; its parent must exist (a typo would otherwise create
-    a tree of folders somewhere unexpected).
-    """
-    import errno
-    import tempfile
-
-    if "://" in str(catalog):  # an object store (pipelines/catalog/publish.py): checked when written
-        return None
-    if catalog.exists() and not catalog.is_dir():
-        return f"--catalog {catalog}: exists and is not a folder"
-    if not catalog.exists():
-        parent = catalog.absolute().parent
-        if not parent.is_dir():
-            return f"--catalog {catalog}: the parent folder {parent} does not exist (create it first)"
-        try:
-            catalog.mkdir()
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            return f"--catalog {catalog}: cannot create the folder: {exc.strerror or exc}"
-    try:
-        with tempfile.TemporaryFile(dir=catalog, prefix=".vitrine-write-check."):
-            pass
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            return f"--catalog {catalog}: no space left on device"
-        return f"--catalog {catalog}: not writable: {exc.strerror or exc}"
-    return None
-
-
 def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
                progress: bool, identity: str | None = None, commercial: bool = False,
                use_prefect: bool = False) -> int:
     from tqdm import tqdm
 
     from flows.local_batch import engine_for, prefect_api_configured
-    from pipelines.errors import InputError
     from pipelines.product import check_products_layout, discover_products
 
     for warning in check_products_layout(products):  # raises InputError (exit 2) for a folder without SKUs
         print(f"vitrine: warning: {warning}", file=sys.stderr)
-    problem = _check_catalog_dir(catalog)
+    problem = prepare_catalog_dir(catalog)
     if problem:
-        return _error(problem)
+        return error(f"--catalog {catalog}: {problem}")
     try:  # fail fast, before any Prefect start-up or SKU work, when the engine cannot be used
         engine_for(engine, model_root)
     except InputError as exc:
-        return _error(_engine_error(exc, engine))
+        return error(_engine_error(exc, engine))
     goods, bads = discover_products(products)
     total = len(goods) + len(bads)
     bar = tqdm(total=total, unit="sku", desc="catalog", disable=not progress, file=sys.stderr)
 
     def hook(entry):
-        bar.set_postfix_str(f"{_printable(entry['sku'])}: {entry['status']}")
+        bar.set_postfix_str(f"{printable(entry['sku'])}: {entry['status']}")
         bar.update(1)
 
     batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # issue 5
@@ -118,14 +70,14 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     errors = result.get("errors") or {}
     for sku in result["failed"]:  # one line per failed SKU, with why (the library's log lines are muted)
         why = errors.get(sku)
-        print(f"failed: {_printable(sku)}" + (f": {_printable(why)}" if why else ""), file=sys.stderr)
+        print(f"failed: {printable(sku)}" + (f": {printable(why)}" if why else ""), file=sys.stderr)
     for sku, notes in (result.get("warnings") or {}).items():  # e.g. a .heic photo that was not read
         for note in notes:
-            print(f"warning: {_printable(sku)}: {_printable(note)}", file=sys.stderr)
+            print(f"warning: {printable(sku)}: {printable(note)}", file=sys.stderr)
     if result.get("report_path") is None:
-        return _error(f"could not write the batch report: {result.get('report_error', 'unknown error')}")
+        return error(f"could not write the batch report: {result.get('report_error', 'unknown error')}")
     print(f"report: {result['report_path']}")
-    return EXIT_FAILED_SKUS if counts["failed"] else EXIT_OK
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
 def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
@@ -138,8 +90,8 @@ def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: s
 
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):  # Prefect's console: failures once
         for handler in logging.getLogger(name).handlers:
-            if "console" in type(handler).__name__.lower() and _not_a_sku_failure not in handler.filters:
-                handler.addFilter(_not_a_sku_failure)
+            if "console" in type(handler).__name__.lower() and not_a_sku_failure not in handler.filters:
+                handler.addFilter(not_a_sku_failure)
 
     cb.PROGRESS_HOOKS.append(hook)
     try:
@@ -152,7 +104,7 @@ def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: s
 def cmd_run(args: argparse.Namespace) -> int:
     products = Path(args.products_dir)
     if not products.is_dir():
-        return _error(f"{products}: not a directory")
+        return error(f"{products}: not a directory")
     from pipelines.catalog.store import check_separate_trees
 
     check_separate_trees(products, args.catalog)  # an InputError: exit 2 before anything is touched
@@ -161,11 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.catalog.store import check_separate_trees
     from pipelines.samples import build_sample_products
 
     products = Path(args.products)
-    from pipelines.catalog.store import check_separate_trees
-
     check_separate_trees(products, args.catalog)
     build_sample_products(products)
     print(f"sample products: {products}")
@@ -176,20 +127,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- segment / pose -----------------------------------------------------------------------------------
 def _pairs(src: Path, out: Path, suffix: str) -> list[tuple[Path, Path]]:
     """(input image, output file) pairs: one for a file; one per image (same stem) for a folder."""
+    from pipelines.imageio import IMAGE_SUFFIXES
+
     if src.is_dir():
         out.mkdir(parents=True, exist_ok=True)
-        return [(p, out / f"{p.stem}{suffix}") for p in _images_in(src)]
+        images = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                        and not p.name.startswith("."))
+        return [(p, out / f"{p.stem}{suffix}") for p in images]
     return [(src, out)]
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from pipelines.errors import VitrineError
     from pipelines.imageio import load_image, save_mask
-    from pipelines.segmentation.api import segment_image
+    from pipelines.segmentation.api import segment_image, segment_image_detailed
+    from pipelines.segmentation.rescale import mask_to_source_size, report_to_source_pixels
 
     src = Path(args.image)
     if not src.exists():
-        return _error(f"{src}: no such file or directory")
+        return error(f"{src}: no such file or directory")
     # Backend options, passed only when given (the classic engine takes none).
     options = {k: v for k, v in (
         ("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold), ("policy", args.policy),
@@ -202,51 +157,32 @@ def cmd_segment(args: argparse.Namespace) -> int:
         try:
             img = load_image(image_path)
             if args.json:
-                from pipelines.segmentation.api import segment_image_detailed
-
                 mask, report = segment_image_detailed(img.rgb, args.prompt, engine=args.engine,
                                                       model_root=args.model_root, threshold=args.threshold, **options)
             else:
                 mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=args.model_root,
                                      threshold=args.threshold, **options)
-            if img.scale != 1.0:  # back to the photo's exact size
-                import cv2
-
-                mask = cv2.resize(mask, img.source_size, interpolation=cv2.INTER_NEAREST)
+            mask = mask_to_source_size(mask, img.source_size)  # the segmenter may have seen a downscaled copy
             save_mask(out_path, mask)
             if args.json:  # one JSON object per image (docs/segmentation.md, "vitrine segment --json")
-                print(json.dumps(_segment_json(report, image_path, out_path, img), ensure_ascii=False), flush=True)
+                line = {"image": str(image_path), "mask": str(out_path), "size": list(img.source_size),
+                        **report_to_source_pixels(report, img.scale)}
+                print(json.dumps(line, ensure_ascii=False), flush=True)
             else:
                 print(f"{out_path}\t{(mask > 0).mean():.4f}")
         except VitrineError as exc:
-            print(f"vitrine: error: {exc}", file=sys.stderr)
+            error(str(exc))
             failed += 1
     return EXIT_USAGE if failed else EXIT_OK
 
 
-def _segment_json(report: dict, image_path: Path, out_path: Path, img) -> dict:
-    """The ``--json`` line: the image and mask files, the photo's size and the segmenter's report, with boxes
-    in the photo's own pixels (the segmenter saw the image downscaled by ``img.scale``)."""
-    scale = 1.0 / img.scale if img.scale else 1.0
-
-    def unscale(box):
-        return [round(v * scale, 2) for v in box]
-
-    boxes = [{**b, "box": unscale(b["box"])} for b in report.get("boxes", [])]
-    rejected = [{**r, "box": unscale(r["box"]), "person_box": unscale(r["person_box"])}
-                for r in report.get("rejected_boxes", [])]
-    return {"image": str(image_path), "mask": str(out_path), "size": list(img.source_size),
-            **report, "boxes": boxes, "rejected_boxes": rejected}
-
-
 def cmd_pose(args: argparse.Namespace) -> int:
     from pipelines.controls.pose import get_pose_estimator, render_openpose
-    from pipelines.errors import VitrineError
     from pipelines.imageio import atomic_write_json, load_image, save_image
 
     src = Path(args.image)
     if not src.exists():
-        return _error(f"{src}: no such file or directory")
+        return error(f"{src}: no such file or directory")
     json_pairs = _pairs(src, Path(args.json), ".json")
     skel_dir = Path(args.out) if args.out else None
     if skel_dir is not None and src.is_dir():
@@ -264,20 +200,21 @@ def cmd_pose(args: argparse.Namespace) -> int:
                 save_image(skel_path, render_openpose(pose))
             print(f"{json_path}\t{int((pose.keypoints[:, 2] > 0.5).sum())}/17 keypoints")
         except VitrineError as exc:
-            print(f"vitrine: error: {exc}", file=sys.stderr)
+            error(str(exc))
             failed += 1
     return EXIT_USAGE if failed else EXIT_OK
 
 
 # -- verify / samples ------------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pipelines.catalog.store import entry_file_problems, verify_entry
+    from pipelines.catalog.entries import manifest_dirs, unapproved_flags
     from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest, validate_manifest
+    from pipelines.catalog.store import entry_file_problems, verify_entry
 
     catalog = Path(args.catalog_dir)
-    entries = [d for d in sorted(catalog.iterdir()) if (d / MANIFEST_NAME).is_file()] if catalog.is_dir() else []
+    entries = manifest_dirs(catalog)
     if not entries:
-        return _error(f"{catalog}: no catalog entries found")
+        return error(f"{catalog}: no catalog entries found")
     bad = 0
     for d in entries:
         try:
@@ -297,24 +234,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bad += not ok
         print(f"{d.name}\t{'ok' if ok else 'CHANGED'}\t" + ", ".join(
             f"{r['file']}={r['identical']}/{r['pixels']}" for r in results))
-        if args.strict:
-            bad += _strict_flags(d)
-    return EXIT_FAILED_SKUS if bad else EXIT_OK
-
-
-def _strict_flags(sku_dir: Path) -> int:
-    """`verify --strict`: print one line per quality flag of an output no reviewer approved; 1 if any."""
-    from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
-    from pipelines.quality.flags import output_flags
-
-    found = 0
-    for o in read_manifest(sku_dir / MANIFEST_NAME).get("outputs", []):
-        if (o.get("review") or {}).get("status") == "approved":
-            continue  # a reviewer looked at the flagged output and accepted it
-        for f in output_flags(o):
-            print(f"{sku_dir.name}\tFLAGGED\t{o['file']}: {f.get('flag')}: {f.get('message')}")
-            found = 1
-    return found
+        if args.strict:  # one line per quality flag of an output no reviewer approved
+            flags = unapproved_flags(manifest)
+            for file, f in flags:
+                print(f"{d.name}\tFLAGGED\t{file}: {f.get('flag')}: {f.get('message')}")
+            bad += bool(flags)
+    return EXIT_FAILED if bad else EXIT_OK
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -328,15 +253,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     if getattr(args, "plan", False):
         return cmd_models_plan(args)
-    from pipelines.models.location import find
-    from pipelines.models.registry import all_models
-
-    rows = []
-    for spec in all_models():
-        loc = find(spec.id, args.model_root)
-        rows.append({"id": spec.id, "key": spec.key, "family": spec.family, "licence": spec.licence, "commercial": spec.commercial,
-                     "found": str(loc.path) if loc else None, "source": loc.source if loc else None,
-                     "description": spec.description})
+    rows = model_inventory(args.model_root)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -351,13 +268,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_models_plan(args: argparse.Namespace) -> int:
     """``vitrine models --plan``: the GPU memory plan of an engine's models (sizes from weight headers)."""
-    from pipelines.errors import VitrineError
     from pipelines.generation.memplan import plan_for_engine, plan_to_text
 
     try:
         plan = plan_for_engine(args.engine, args.model_root, gpu_memory_gb=args.gpu_memory)
     except VitrineError as exc:
-        return _error(str(exc))
+        return error(str(exc))
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
@@ -387,18 +303,13 @@ def cmd_real_arch_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- parser ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    from pipelines import __version__
+# -- registration ---------------------------------------------------------------------------------------
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``segment``, ``pose``, ``demo``, ``verify``, ``samples``, ``models`` and ``dev``."""
     from pipelines.engines.base import engine_names
     from pipelines.segmentation.api import segmenter_names
 
     engines, segment_engines = engine_names(), segmenter_names()
-    p = argparse.ArgumentParser(prog="vitrine", description="Product photos in, catalog imagery out.")
-    p.add_argument("--version", action="version", version=f"vitrine {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     r = sub.add_parser("run", help="render every SKU of a products folder into a catalog")
     r.add_argument("products_dir", metavar="PRODUCTS_DIR")
     r.add_argument("--catalog", required=True, metavar="DIR", help="catalog root (created if missing)")
@@ -494,81 +405,3 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--family", action="append", default=None, choices=("flux", "sdxl", "segmentation"),
                     help="only this family (repeatable)")
     ra.set_defaults(func=cmd_real_arch_models)
-
-    import importlib
-
-    for mod in CLI_EXTENSIONS:  # feature modules add their own commands
-        importlib.import_module(mod).register(sub)
-    return p
-
-
-#: Modules with a ``register(subparsers)`` function adding commands. A feature adds its module here.
-CLI_EXTENSIONS: list[str] = ["flows.cli_review", "flows.cli_ops"]
-CLI_EXTENSIONS.append("flows.cli_edit")  # vitrine edit: Kontext edits as new versions (issue 5)
-
-
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.verbose:
-        # Prefect's run logs still reach its API (and the UI); the terminal shows the progress bar.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        import warnings
-
-        warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
-    from pipelines.native_logs import silenced_process_stderr
-
-    # Native libraries (mediapipe/TFLite, absl, XNNPACK) write to fd 2 directly: without -v, fd 2 goes to
-    # /dev/null while Python's own messages keep the terminal (pipelines/native_logs.py).
-    # Only commands that run models in this process: `worker`/`serve` exec or spawn long-lived processes
-    # that inherit fd 2, and their logs must reach the journal.
-    with silenced_process_stderr(enabled=not args.verbose and args.command in QUIET_NATIVE_COMMANDS):
-        return _main(args)
-
-
-#: Commands whose native-library stderr lines are silenced (see `main`).
-QUIET_NATIVE_COMMANDS = frozenset({"run", "demo", "segment", "pose", "edit", "verify", "samples"})
-
-
-def _main(args: argparse.Namespace) -> int:
-    root = logging.getLogger()
-    before = list(root.handlers)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        for handler in root.handlers:
-            if handler not in before:  # ours: each SKU failure is printed once, by the command itself
-                handler.addFilter(_not_a_sku_failure)
-    from pipelines.errors import InputError
-
-    try:
-        code = args.func(args)
-        sys.stdout.flush()
-        return code
-    except BrokenPipeError:  # `vitrine verify | head`: the reader left; stop quietly
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
-            os.close(devnull)
-        except (OSError, ValueError):
-            pass
-        return 141  # 128 + SIGPIPE, as a shell tool stopped by a closed pipe
-    except InputError as exc:
-        return _error(str(exc))
-    except OSError as exc:  # a full disk, an unreadable folder: one line, not a traceback
-        from pipelines.errors import describe_os_error
-
-        return _error(describe_os_error(exc))
-    except KeyboardInterrupt:
-        return 130
-
-
-def _not_a_sku_failure(record: logging.LogRecord) -> bool:
-    """Logging filter: drop the records that report one SKU's failure (the CLI prints those once itself)."""
-    return not getattr(record, "vitrine_sku_failure", False)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,6 @@
 """``vitrine review CATALOG_DIR``: serve the review page, export it, or list pending edit requests.
 
-Registered through ``flows.cli.CLI_EXTENSIONS``. Exit codes follow flows/cli.py: 0 success, 2 bad usage
-or input (including a port already in use).
+Exit codes (`flows.cli.common`): 0 success, 2 bad usage or input (including a port already in use).
 """
 
 from __future__ import annotations
@@ -12,15 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_USAGE = 0, 2
-#: The server's defaults (pipelines.review_ui.server.DEFAULT_HOST/PORT, checked equal by a test), repeated here
-#: so that building the parser does not import the server and its image libraries.
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
-
-
-def _error(msg: str) -> int:
-    print(f"vitrine: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
+from flows.cli.common import EXIT_OK, REVIEW_HOST, REVIEW_PORT, error
+from pipelines.errors import InputError
 
 
 def _default_reviewer() -> str | None:
@@ -35,9 +27,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     catalog = Path(args.catalog_dir)
     if not catalog.is_dir():
-        return _error(f"{catalog}: not a directory")
+        return error(f"{catalog}: not a directory")
     if not catalog_entries(catalog):
-        return _error(f"{catalog}: no catalog entries found")
+        return error(f"{catalog}: no catalog entries found")
 
     if args.list_edits:
         for request in pending_edit_requests(catalog):
@@ -53,15 +45,13 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from pipelines.review_ui.server import ReviewServer
 
-    from pipelines.errors import InputError
-
     try:
         server = ReviewServer(catalog, args.host, args.port, reviewer=args.reviewer or _default_reviewer(),
                               products_dir=args.products, allowed_hosts=tuple(args.allow_host or ()))
     except InputError as exc:
-        return _error(str(exc))
+        return error(str(exc))
     except OSError as exc:
-        return _error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     print(f"Reviewing {catalog.resolve()} at {server.url} (Ctrl-C to stop)", flush=True)
     if server.products is None:
         print("vitrine: note: the products folder is unknown (no batch report); pass --products PRODUCTS_DIR "
@@ -83,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "CATALOG_DIR/_review/decisions.jsonl), or export a read-only page with --export.",
     )
     r.add_argument("catalog_dir", metavar="CATALOG_DIR")
-    r.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
-    r.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port; 0 picks a free one (default: {DEFAULT_PORT})")
+    r.add_argument("--host", default=REVIEW_HOST, help=f"address to bind (default: {REVIEW_HOST})")
+    r.add_argument("--port", type=int, default=REVIEW_PORT, help=f"port; 0 picks a free one (default: {REVIEW_PORT})")
     r.add_argument("--allow-host", action="append", default=None, metavar="NAME[:PORT]",
                    help="also accept this host name in Host/Origin headers (repeatable), e.g. the machine's name "
                         "with --host 0.0.0.0; loopback names are always accepted, nothing else is")
