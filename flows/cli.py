@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from flows import cli_edit, cli_ops, cli_review
+
 EXIT_OK, EXIT_FAILED_SKUS, EXIT_USAGE = 0, 1, 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -329,7 +331,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if getattr(args, "plan", False):
         return cmd_models_plan(args)
     from pipelines.models.location import find
-    from pipelines.models.registry import all_models
+    from pipelines.models.known import all_models
 
     rows = []
     for spec in all_models():
@@ -390,7 +392,7 @@ def cmd_real_arch_models(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from pipelines import __version__
-    from pipelines.engines.base import engine_names
+    from pipelines.engines.registry import engine_names
     from pipelines.segmentation.api import segmenter_names
 
     engines, segment_engines = engine_names(), segmenter_names()
@@ -495,16 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only this family (repeatable)")
     ra.set_defaults(func=cmd_real_arch_models)
 
-    import importlib
-
     for mod in CLI_EXTENSIONS:  # feature modules add their own commands
-        importlib.import_module(mod).register(sub)
+        mod.register(sub)
     return p
 
 
 #: Modules with a ``register(subparsers)`` function adding commands. A feature adds its module here.
-CLI_EXTENSIONS: list[str] = ["flows.cli_review", "flows.cli_ops"]
-CLI_EXTENSIONS.append("flows.cli_edit")  # vitrine edit: Kontext edits as new versions (issue 5)
+CLI_EXTENSIONS = (cli_review, cli_ops, cli_edit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,7 +123,7 @@ def test_batch_commercial_flag_reaches_every_sku(tmp_path, drawn_products):
     """``vitrine run --commercial`` (RenderOptions.commercial): the manifest says commercial, and a try-on that
     asks for a dev model is refused even though its product.yaml does not say commercial."""
     from pipelines.catalog.store import RenderOptions, process_sku
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.imageio import save_image
     from pipelines.catalog.manifest import read_manifest
     from pipelines.product import load_product
