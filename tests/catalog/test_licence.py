@@ -150,9 +150,9 @@ def test_one_repo_with_two_models_keeps_both_licences():
     """ByteDance/Hyper-SD holds a FLUX and an SDXL LoRA with different licences: two registry entries."""
     from pipelines.models.profiles import get_profile
     from pipelines.models.licence import licence_of
-    from pipelines.models import registry
+    from pipelines.models import known
 
-    specs = {s.key: s for s in registry.all_models() if s.id == "ByteDance/Hyper-SD"}
+    specs = {s.key: s for s in known.all_models() if s.id == "ByteDance/Hyper-SD"}
     assert set(specs) == {"ByteDance/Hyper-SD:flux-8step", "ByteDance/Hyper-SD:sdxl-8step"}
     assert specs["ByteDance/Hyper-SD:flux-8step"].family == "flux-lora"
     assert specs["ByteDance/Hyper-SD:sdxl-8step"].family == "sdxl-lora"
