@@ -1,6 +1,6 @@
 """How often the classic engine refuses a garment prompt, on folders of product shots and of people.
 
-`pipelines.segmentation.api.check_classic_can_isolate` refuses a product/garment prompt on a photo that shows a
+`pipelines.segmentation.classic.check_classic_can_isolate` refuses a product/garment prompt on a photo that shows a
 person, because the classic cutout there is the whole body. It decides with the classic pose estimator
 (at least `CLASSIC_PERSON_KEYPOINTS` keypoints scored above 0.5). This measures that rule, and for
 comparison the person-mask share (at least 5 % of the photo found as person by the classic person
@@ -47,7 +47,7 @@ def main() -> int:
     from pipelines.segmentation.person import segment_person
     from pipelines.controls.pose import get_pose_estimator
     from pipelines.imageio import load_image
-    from pipelines.segmentation.api import CLASSIC_PERSON_KEYPOINTS
+    from pipelines.segmentation.classic import CLASSIC_PERSON_KEYPOINTS
 
     pose = get_pose_estimator()
     for label, folders, refuse_expected in (("products", args.products, False), ("people", args.people, True)):

@@ -56,7 +56,7 @@ def make_products(root: Path, n: int, size: int) -> None:
 def _work(args):
     products, catalog, skus = args
     from pipelines.catalog.store import process_sku
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.product import load_product
 
     engine = get_engine("classic")

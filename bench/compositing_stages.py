@@ -29,7 +29,7 @@ def main() -> int:
     from pipelines.compositing.backgrounds import apply_shadow, make_background
     from pipelines.compositing.seam import inpaint_seam
     from pipelines.compositing.composite import alpha_composite, check_preserved, fit_placement, preserve_mask, render_layer, seam_band
-    from pipelines.engines.base import contact_shadow_map
+    from pipelines.engines.classic import contact_shadow_map
     from pipelines.imageio import save_image, save_mask
     from pipelines.samples import draw_tee
 

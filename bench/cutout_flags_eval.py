@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.imageio import load_image
 from pipelines.product import ProductSpec
 from pipelines.quality.checks import iou

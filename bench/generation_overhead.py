@@ -64,18 +64,18 @@ def garments(n: int, size: tuple[int, int]):
 
 def bench_family(family: str, model_root: Path, images: int, repeats: int, steps: int | None,
                  catalog_size: tuple[int, int]) -> dict:
-    from pipelines.engines.generative import FluxEngine, SdxlEngine
+    from pipelines.engines.generative import flux_engine, sdxl_engine
     from pipelines.generation.loading import MODEL_CACHE
     from pipelines.generation.scene import _generator, _to_uint8
     from pipelines.generation.settings import GenerationSettings
 
     settings = GenerationSettings(steps=steps, seam_steps=steps)
-    engine = (FluxEngine if family == "flux" else SdxlEngine)(model_root=model_root, settings=settings)
+    engine = (flux_engine if family == "flux" else sdxl_engine)(model_root=model_root, settings=settings)
     loads_before = sum(MODEL_CACHE.loads.values())
     t0 = time.perf_counter()
-    scene = engine.scene_pipeline()
+    scene = engine.generator.scene_pipeline()
     load_s = time.perf_counter() - t0
-    params = engine.scene_params()
+    params = engine.generator.scene_params()
     prompt, negative = "a fashion model wearing a shirt, studio", "blurry"
 
     # 1. Working size of this pipeline; the batch at that size (same model work on both sides)

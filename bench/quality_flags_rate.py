@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from pipelines.catalog.store import process_sku
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.catalog.manifest import read_manifest
 from pipelines.product import discover_products
 from pipelines.samples import build_sample_products

@@ -31,7 +31,7 @@ def main() -> int:
 
     from classic_throughput import make_products
 
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.imageio import load_image
     from pipelines.product import load_product
 

@@ -152,18 +152,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="score one deterministic half of the images (CRC32 of the stem), or all")
     parser.add_argument("--low", type=float, default=0.6, help="count images below this IoU (default 0.6)")
     parser.add_argument("--subject", action="store_true",
-                        help="score the classic engine's catalog subject instead (ClassicEngine.segment_subject: "
+                        help="score the classic engine's catalog subject instead (ClassicSegmenter.segment_subject: "
                              "routing by person evidence, cutout or person mask fused with the backdrop model); "
                              "the row records the route (kind)")
     args = parser.parse_args(argv)
     if len(args.dirs) % 2:
         parser.error("give IMAGES_DIR MASKS_DIR pairs (an even number of folders)")
 
-    from pipelines.engines.base import ClassicEngine
+    from pipelines.segmentation.classic import ClassicSegmenter
     from pipelines.errors import NothingFoundError
     from pipelines.segmentation.api import segment_image
 
-    subject_engine = ClassicEngine()
+    subject_engine = ClassicSegmenter()
 
     options = {k: v for k, v in (("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold),
                                  ("policy", args.policy)) if v is not None}

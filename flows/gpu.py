@@ -25,6 +25,8 @@ import re
 import socket
 from typing import Any
 
+from pipelines.engines.bundle import Engine
+
 #: Environment variable naming the global concurrency limit of this process's GPU.
 GPU_LIMIT_ENV = "VITRINE_GPU_LIMIT"
 #: Environment variable naming this worker (shown in reports and artifacts).
@@ -34,14 +36,15 @@ GPU_SLOT_TIMEOUT_ENV = "VITRINE_GPU_SLOT_TIMEOUT_S"
 GPU_SLOT_TIMEOUT_S = 3600.0
 #: Lease of a held slot, renewed while the call runs; Prefect's renewal API needs at least 60 s.
 GPU_SLOT_LEASE_S = 60.0
-#: Engine methods that run models (and so hold the GPU). ``describe``/``models`` are metadata.
-GUARDED_METHODS = frozenset({"find_subject", "controls", "background", "inpaint_seam"})
+#: Engine methods that run models (and so hold the GPU). ``describe``/``models`` are metadata; ``compose``
+#: runs the background and seam stages (generation included) inside one call.
+GUARDED_METHODS = frozenset({"find_subject", "controls", "background", "inpaint_seam", "compose"})
 #: ``auto`` (default): guard every engine but the CPU-only ones; ``always``; ``never``.
 GPU_GUARD_ENV = "VITRINE_GPU_GUARD"
 GPU_GUARD_MODES = ("auto", "always", "never")
-#: Engines that never touch a GPU: under ``auto`` their calls skip the slot (each acquire + release is an
-#: API round trip, ~0.17 s measured on a 2-core box with the server beside it; bench/reload_cost.py).
-CPU_ENGINES = frozenset({"classic"})
+#: Engines whose stages never touch a GPU (``Engine.uses_gpu`` false, e.g. ``classic``) skip the slot under
+#: ``auto``: each acquire + release is an API round trip, ~0.17 s measured on a 2-core box with the server
+#: beside it (bench/reload_cost.py).
 
 
 def gpu_limit_name(device: str | int, host: str | None = None) -> str:
@@ -111,13 +114,13 @@ class GpuGuardedEngine:
 def guard_engine(engine: Any) -> Any:
     """``engine`` wrapped in `GpuGuardedEngine` when ``$VITRINE_GPU_LIMIT`` names a limit, else as is.
 
-    ``$VITRINE_GPU_GUARD`` chooses: ``auto`` (default) guards every engine except the CPU-only
-    ``classic``; ``always`` guards every engine; ``never`` none.
+    ``$VITRINE_GPU_GUARD`` chooses: ``auto`` (default) guards every engine except the CPU-only ones
+    (``classic``: no stage uses a GPU); ``always`` guards every engine; ``never`` none.
     """
     name = os.environ.get(GPU_LIMIT_ENV, "").strip()
     mode = os.environ.get(GPU_GUARD_ENV, "auto").strip() or "auto"
     if mode not in GPU_GUARD_MODES:
         raise ValueError(f"{GPU_GUARD_ENV}={mode!r}: expected one of {', '.join(GPU_GUARD_MODES)}")
-    if not name or mode == "never" or (mode == "auto" and getattr(engine, "name", None) in CPU_ENGINES):
+    if not name or mode == "never" or (mode == "auto" and isinstance(engine, Engine) and not engine.uses_gpu):
         return engine
     return GpuGuardedEngine(engine, name)

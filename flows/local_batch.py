@@ -33,7 +33,7 @@ _engine_lock = threading.Lock()
 
 @lru_cache(maxsize=8)
 def _engine(name: str, model_root: str | None):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
 
     return get_engine(name, model_root=model_root)
 

@@ -153,7 +153,7 @@ def classic_sweep(image: np.ndarray, prompt: str, values: Iterable[float]) -> li
         `list[SweepCell]` in the order of ``values``; a refusal (e.g. a garment on a person photo) is a
         cell with ``error`` set.
     """
-    from pipelines.segmentation.api import check_classic_can_isolate, classic_target
+    from pipelines.segmentation.classic import check_classic_can_isolate, classic_target
 
     cells = []
     try:

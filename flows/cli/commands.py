@@ -306,7 +306,7 @@ def cmd_real_arch_models(args: argparse.Namespace) -> int:
 # -- registration ---------------------------------------------------------------------------------------
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``run``, ``segment``, ``pose``, ``demo``, ``verify``, ``samples``, ``models`` and ``dev``."""
-    from pipelines.engines.base import engine_names
+    from pipelines.engines.registry import engine_names
     from pipelines.segmentation.api import segmenter_names
 
     engines, segment_engines = engine_names(), segmenter_names()

@@ -32,7 +32,7 @@ _NO_API = ("no Prefect server: set PREFECT_API_URL (e.g. `prefect config set "
 
 # -- folders from --config or flags ---------------------------------------------------------------------
 def _add_folder_args(p: argparse.ArgumentParser) -> None:
-    from pipelines.engines.base import engine_names
+    from pipelines.engines.registry import engine_names
 
     g = p.add_argument_group("folders (either --config, or one folder by flags)")
     g.add_argument("--config", metavar="FILE", help="schedules file: defaults + folders (docs/operations.md)")

@@ -1,6 +1,6 @@
 """Save a mask painted by a reviewer as the SKU's override mask in the products folder.
 
-The override is the file the engines already read (`pipelines.engines.base.mask_override_path`): the
+The override is the file the engines already read (`pipelines.segmentation.overrides.mask_override_path`): the
 ``product.yaml`` ``masks: {product: ...}`` path if the spec names one, else ``masks/product.png`` (or, for a
 SKU with several photos, ``masks/<main photo stem>.product.png``, so the other photos keep theirs). It is
 a greyscale PNG the size of the original photo: white (>= 224) always product, black (<= 31) never

@@ -30,7 +30,8 @@ from pipelines.compositing.composite import (
     render_layer,
     seam_band,
 )
-from pipelines.engines.base import Engine, OutputRequest, Subject, compose_output, place_output
+from pipelines.engines.bundle import Engine, OutputRequest
+from pipelines.segmentation.subject import Subject
 from pipelines.errors import SKU_FAILURE_LOG, InputError, VitrineError, describe_os_error
 from pipelines.imageio import _fsync_dir, atomic_write_json, load_image, save_image, save_mask, sha256_file
 from pipelines.catalog.manifest import MANIFEST_NAME, build_manifest, read_manifest, write_manifest
@@ -441,7 +442,7 @@ def process_sku(
     Args:
         product (`Product`): a validated product folder (see `pipelines.product.load_product`).
         catalog (`str | Path`): the catalog root.
-        engine (`Engine`): the engine whose backends do the work (see `pipelines.engines.base.get_engine`).
+        engine (`Engine`): the engine whose backends do the work (see `pipelines.engines.registry.get_engine`).
         options (`RenderOptions`, *optional*): render parameters; defaults to `RenderOptions()`.
         force (`bool`, *optional*, defaults to `False`): redo the SKU even when it is up to date.
         lock_timeout (`float`, *optional*, defaults to 0): seconds to wait for another run rendering this
@@ -651,7 +652,7 @@ def _render(
             request = OutputRequest(kind=kind, file=fname, background=bg, size=size, seed=seed,
                                     contact_shadow=(kind == "lifestyle" and not touches_bottom and floor["stands"]),
                                     image=img, subject=subject, controls=controls, product=product)
-            placement = place_output(engine, request, fit_placement(subject.bbox, size, fill=fill, **anchor))
+            placement = engine.place(request, fit_placement(subject.bbox, size, fill=fill, **anchor))
             refuse_upscale(upscale_factor(placement.to_json()), options.max_upscale, path=path,
                            source_size=img.source_size, output=fname, size=size, cutout=cutout_check)
             fg = render_layer(img.rgb, placement)
@@ -659,7 +660,7 @@ def _render(
             band = seam_band(alpha, options.seam_inner_px, options.seam_outer_px)
             keep = preserve_mask(alpha, options.preserve_erode_px)
             # The engine's background (procedural or generated), composite, seam-band inpainting.
-            composed = compose_output(engine, request, placement, fg, alpha, band)
+            composed = engine.compose(request, placement, fg, alpha, band)
             composite, final = composed.composite, composed.final
             # The guarantee, checked before anything is written: product pixels untouched, seam-only edits.
             preserved = check_preserved(final, fg, keep)

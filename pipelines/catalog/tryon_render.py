@@ -32,11 +32,12 @@ from pipelines.errors import InputError, VitrineError
 from pipelines.imageio import atomic_write_json, load_image, save_image, save_mask, sha256_file
 from pipelines.models.licence import merge_model_records
 from pipelines.catalog.manifest import MANIFEST_NAME, build_manifest, write_manifest
+from pipelines.segmentation.grounded_sam.segmenter import GroundedSamSegmenter
 from pipelines.tryon.warp import TRYON_TYPES, GarmentTransform, apply_transform
 
 if TYPE_CHECKING:
     from pipelines.catalog.store import RenderOptions
-    from pipelines.engines.base import Engine
+    from pipelines.engines.bundle import Engine
     from pipelines.product import Product
 
 PERSON_STEM = "person"
@@ -93,8 +94,10 @@ def is_tryon_product(product: Product) -> bool:
 
 
 def _segmenter(engine, product: Product):
-    """grounded-sam with the garment preset, when the engine has it; else `None` (the pose region)."""
-    if getattr(engine, "name", None) != "grounded-sam" or not callable(getattr(engine, "pipeline", None)):
+    """grounded-sam with the garment preset, when the engine segments with it and generates nothing (the
+    ``grounded-sam`` engine); else `None` (the pose region)."""
+    segmenter = engine.segmenter
+    if not isinstance(segmenter, GroundedSamSegmenter) or engine.generator.kind != "classic":
         return None
     from pipelines.masks import RefineOptions
     from pipelines.segmentation.prompts import resolve_prompt
@@ -103,7 +106,7 @@ def _segmenter(engine, product: Product):
         spec = product.spec if product.spec.garment_type else product.spec.model_copy(
             update={"garment_type": garment_type})
         r = resolve_prompt(spec, "garment")
-        out = engine.pipeline()(rgb, list(r.phrases), box_threshold=r.box_threshold,
+        out = segmenter.pipeline()(rgb, list(r.phrases), box_threshold=r.box_threshold,
                                 text_threshold=r.text_threshold, mask_threshold=r.mask_threshold, policy=r.policy,
                                 refine=RefineOptions(edges="hard"))
         return out.mask
@@ -135,7 +138,7 @@ def render_tryon(product: Product, out: Path, engine: Engine, options: RenderOpt
     """
     from pipelines.catalog.store import _unique_stems
     from pipelines.controls.pose import PoseResult, get_pose_estimator
-    from pipelines.engines.base import mask_override_path, read_override_mask
+    from pipelines.segmentation.overrides import mask_override_path, read_override_mask
     from pipelines.tryon.models import choose_tryon
     from pipelines.tryon.pipeline import TryOnParams
     from pipelines.tryon.worn import worn_garment_mask
@@ -235,7 +238,7 @@ def render_tryon(product: Product, out: Path, engine: Engine, options: RenderOpt
     timings["segment"] = round(time.perf_counter() - t, 4)
 
     # 3. Steps and sizes of the method
-    settings = getattr(engine, "settings", None)
+    settings = engine.generator.settings
     from pipelines.models.profiles import get_profile
 
     default_steps = {"fill": get_profile("black-forest-labs/FLUX.1-Fill-dev").steps,

@@ -1,46 +1,40 @@
 """``vitrine dev tiny-models DIR``: randomly initialised tiny checkpoints in the real repo layouts.
 
-Each model family registers a builder that writes ``DIR/<org>/<name>/`` for the repo ids it supports
+Each model family has a builder that writes ``DIR/<org>/<name>/`` for the repo ids it supports
 (config + weights + locally built tokenizer/processor files), so that the real loading code runs on
-them unchanged. Builders are seeded: the same call writes the same weights.
+them unchanged. Builders are seeded: the same call writes the same weights. A new family adds its
+builder to `TINY_BUILDERS`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from pipelines.dev_models import tiny_generation, tiny_segmentation
+
 logger = logging.getLogger(__name__)
 
 #: family name -> builder(dest_root) -> list of repo ids written.
-TINY_BUILDERS: dict[str, Callable[[Path], list[str]]] = {}
-
-#: Modules that register tiny builders on import. A family adds its module here.
-TINY_MODULES: list[str] = []
-TINY_MODULES.append("pipelines.dev_models.tiny_generation")  # FLUX.1 / SDXL generation (issue 4)
-TINY_MODULES.append("pipelines.dev_models.tiny_segmentation")  # GroundingDINO / SAM (issue 3)
-
-
-def register_tiny(family: str):
-    """Decorator: register ``fn(dest_root: Path) -> list[str]`` as the tiny-model builder of ``family``."""
-
-    def deco(fn: Callable[[Path], list[str]]):
-        TINY_BUILDERS[family] = fn
-        return fn
-
-    return deco
+TINY_BUILDERS: dict[str, Callable[[Path], list[str]]] = {
+    "flux": tiny_generation.build_flux,
+    "sdxl": tiny_generation.build_sdxl,
+    "grounding-dino": tiny_segmentation.build_grounding_dino,
+    "sam": tiny_segmentation.build_sam,
+    "sam-hq": tiny_segmentation.build_sam_hq,
+    "sam2": tiny_segmentation.build_sam2,
+    "sam-original": tiny_segmentation.build_sam_original,
+    "groundingdino-py": tiny_segmentation.build_grounding_dino_original,
+}
 
 
 def build_tiny_models(dest: str | Path, families: list[str] | None = None) -> dict[str, list[str]]:
-    """Write tiny random models for every registered family (or only ``families``) under ``dest``.
+    """Write tiny random models for every family (or only ``families``) under ``dest``.
 
     Returns:
         `dict`: family -> repo ids written (each at ``dest/<org>/<name>/``).
     """
-    for mod in TINY_MODULES:
-        importlib.import_module(mod)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(families or []) - set(TINY_BUILDERS))

@@ -40,7 +40,6 @@ from pipelines.models.generation_models import (
     SDXL_INPAINT,
     SDXL_REFINER,
 )
-from pipelines.dev_models.tiny import register_tiny
 
 logger = logging.getLogger(__name__)
 # diffusers' FLUX ControlNet module imports a deprecated alias of its own; not actionable here.
@@ -257,7 +256,6 @@ def write_gguf(transformer, path: Path) -> None:
     writer.close()
 
 
-@register_tiny("flux")
 def build_flux(dest: Path) -> list[str]:
     """Write the tiny FLUX.1 family under ``dest`` (see the module docstring); returns the repo ids."""
     from diffusers import FluxControlPipeline, FluxFillPipeline, FluxKontextPipeline, FluxPipeline
@@ -344,7 +342,6 @@ def write_sdxl_lora(unet, folder: Path, weight_name: str) -> None:
                                                 weight_name=weight_name, safe_serialization=True)
 
 
-@register_tiny("sdxl")
 def build_sdxl(dest: Path) -> list[str]:
     """Write the tiny SDXL family under ``dest`` (see the module docstring); returns the repo ids."""
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline

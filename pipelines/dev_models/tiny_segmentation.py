@@ -27,7 +27,6 @@ from pipelines.models.segmentation_models import (
     GROUNDING_DINO_ORIGINAL_REPO,
     SAM_ORIGINAL_REPO,
 )
-from pipelines.dev_models.tiny import register_tiny
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +134,6 @@ def write_tiny_grounding_dino(folder: Path) -> Path:
     return folder
 
 
-@register_tiny("grounding-dino")
 def build_grounding_dino(dest: Path) -> list[str]:
     with _quiet():
         for model_id in TINY_GROUNDING_DINO_IDS:
@@ -224,7 +222,6 @@ def write_tiny_sam2(folder: Path) -> Path:
     return folder
 
 
-@register_tiny("sam")
 def build_sam(dest: Path) -> list[str]:
     with _quiet():
         for model_id in TINY_SAM_IDS:
@@ -232,7 +229,6 @@ def build_sam(dest: Path) -> list[str]:
     return list(TINY_SAM_IDS)
 
 
-@register_tiny("sam-hq")
 def build_sam_hq(dest: Path) -> list[str]:
     with _quiet():
         for model_id in TINY_SAM_HQ_IDS:
@@ -240,7 +236,6 @@ def build_sam_hq(dest: Path) -> list[str]:
     return list(TINY_SAM_HQ_IDS)
 
 
-@register_tiny("sam2")
 def build_sam2(dest: Path) -> list[str]:
     with _quiet():
         for model_id in TINY_SAM2_IDS:
@@ -272,7 +267,6 @@ def tiny_original_sam():
     return build_original_sam(TINY_ORIGINAL_SAM_ARCH).eval()
 
 
-@register_tiny("sam-original")
 def build_sam_original(dest: Path) -> list[str]:
     import torch
 
@@ -316,7 +310,6 @@ def original_grounding_dino_config_text(**overrides) -> str:
     return "\n".join(lines) + "\n"
 
 
-@register_tiny("groundingdino-py")
 def build_grounding_dino_original(dest: Path) -> list[str]:
     import torch
 

@@ -11,8 +11,9 @@ Public API (imports are lazy: ``import pipelines.generation`` does not import to
   `load_controlnet`, `load_standalone`, `apply_loras`, `apply_speedups`;
 - running: `GarmentScenePipeline`, `SceneParams`, `SceneOutput`, `paste_band`, `work_size`,
   `call_with_oom_fallback`, `GenerationOOMError`;
-- on-model placement: `on_model_placement`, `template_pose`, `map_pose`;
-- engines: `FluxEngine`, `SdxlEngine`, `GenerativeEngine`.
+- on-model placement: `on_model_placement`, `template_pose`, `map_pose`.
+
+The ``flux`` / ``sdxl`` engines that use all this are built in `pipelines.engines.generative`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ _LAZY = {
     "call_with_oom_fallback": "oom", "GenerationOOMError": "oom",
     "on_model_placement": "pipelines.controls.templates", "template_pose": "pipelines.controls.templates",
     "map_pose": "pipelines.controls.templates",
-    "FluxEngine": "pipelines.engines.generative", "SdxlEngine": "pipelines.engines.generative",
-    "GenerativeEngine": "pipelines.engines.generative",
 }
 
 __all__ = ["ModelProfile", "get_profile", "list_profiles", "register_profile", "GenerationSettings", *_LAZY]

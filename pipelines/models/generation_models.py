@@ -1,6 +1,6 @@
 """The FLUX.1 and SDXL models the generative engines know, with their licences.
 
-Registered on import (this module is listed in `pipelines.models.registry.FAMILY_MODULES`). Within a
+Registered on import (this module is imported by `pipelines.models.profiles` and `pipelines.models.known`). Within a
 family and role, the first registered profile is the one an engine prefers when several are found.
 
 Licences, as published with the weights (check the model card before a commercial batch; Vitrine
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines.models.profiles import ModelProfile, register_profile
+from pipelines.models.profile_spec import ModelProfile, register_profile
 
 FLUX_DEV_LICENCE = "FLUX.1-dev-Non-Commercial"
 OPENRAIL = "CreativeML-OpenRAIL++-M"

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.models.location import find
-from pipelines.models.registry import all_models
+from pipelines.models.known import all_models
 
 
 def model_inventory(model_root: str | Path | None = None) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ repo id: a FLUX.1 [dev] derivative (``FLUX.1-dev``, ``-Fill-dev``, ``-Kontext-de
 ``unknown`` licence and is refused for commercial use too (nothing is assumed to be allowed).
 
 The generative engines of `pipelines.generation` apply their own check to the models of on-model
-generation (`GenerativeEngine.check_licence`, which may switch a commercial SKU to a commercially
+generation (`pipelines.engines.generative.SceneGenerator.check_licence`, which may switch a commercial SKU to a commercially
 usable model set). This module is the guard of the steps that have no such alternative: try-on with
 FLUX.1 Fill / Kontext (`pipelines.tryon`) and Kontext edits (`pipelines.edit`).
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
-from pipelines.models import registry
+from pipelines.models import known
 
 FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
 SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -101,9 +101,8 @@ def licence_of(model: Any) -> LicenceInfo:
     non-commercial by its id; any other unregistered model is ``unknown`` and not commercial.
     """
     mid = _model_id(model)
-    registry._load_families()
     name = getattr(model, "name", None)  # a ModelProfile's registry key: one repo can hold several models
-    spec = registry.get(name if isinstance(name, str) and name.startswith(mid + ":") else mid)
+    spec = known.get(name if isinstance(name, str) and name.startswith(mid + ":") else mid)
     if spec is not None:
         return LicenceInfo(mid, spec.licence, bool(spec.commercial), "registry", tuple(spec.alternatives))
     if DEV_LICENSED_PATTERN.search(mid):

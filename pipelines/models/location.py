@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import VitrineError
-from pipelines.models import registry
+from pipelines.models import known
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def locate(
     """
     if model_id.count("/") != 1:
         raise ValueError(f"model id must look like 'org/name', got {model_id!r}")
-    spec = registry.get(model_id)
+    spec = known.get(model_id)
     if required_files is None:
         required_files = spec.required_files if spec else ("config.json",)
     if revision is None and spec is not None:

@@ -1,7 +1,8 @@
 """The registry of models Vitrine knows: repo id, family, licence, revision, what a complete snapshot holds.
 
-Families register their models here (``register``); ``vitrine models`` lists them with where each was
-found. One registry serves every model family (segmentation, generation, editing).
+Families register their models here (``register``) when their module is imported; `pipelines.models.known`
+imports every family module and is where the complete list is read (``vitrine models`` lists it with where
+each was found). One registry serves every model family (segmentation, generation, editing).
 """
 
 from __future__ import annotations
@@ -73,25 +74,6 @@ def get(model_id: str) -> ModelSpec | None:
     return next((s for s in _REGISTRY.values() if s.id == model_id), None)
 
 
-def all_models() -> list[ModelSpec]:
-    """Every registered model, sorted by family then id."""
-    _load_families()
+def registered() -> list[ModelSpec]:
+    """The models registered so far, sorted by family then id (every known one: `pipelines.models.known`)."""
     return sorted(_REGISTRY.values(), key=lambda s: (s.family, s.id, s.key))
-
-
-def _load_families() -> None:
-    """Import the modules that register model families (each registers on import)."""
-    import importlib
-
-    for mod in FAMILY_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:  # a family module that exists but fails to import is a bug: surface it
-                raise
-
-
-#: Modules that call ``register`` for their family's models. A family adds its module here.
-FAMILY_MODULES: list[str] = []
-FAMILY_MODULES.append("pipelines.models.generation_models")  # FLUX.1 / SDXL generation (issue 4)
-FAMILY_MODULES.append("pipelines.models.segmentation_models")  # GroundingDINO / SAM (issue 3)

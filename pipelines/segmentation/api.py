@@ -1,59 +1,65 @@
-"""One segmentation interface over every engine: an image and a text prompt in, a 0/255 mask out."""
+"""One segmentation interface over every backend: an image and a text prompt in, a 0/255 mask out; and the
+one registry of segmentation backends (`SEGMENTERS`), which the engines use for their segmentation stage too."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipelines.errors import InputError
-
-#: Prompts the classic engine understands, by the target they select.
-CLASSIC_PERSON_WORDS = frozenset({"person", "people", "human", "body", "model", "man", "woman", "figure"})
-CLASSIC_PRODUCT_WORDS = frozenset({
-    "product", "garment", "clothing", "clothes", "apparel", "shirt", "t-shirt", "tshirt", "tee", "top", "blouse",
-    "dress", "skirt", "trousers", "pants", "jeans", "shorts", "jacket", "coat", "hoodie", "sweater", "bag", "tote",
-    "shoe", "shoes", "sneaker", "sneakers", "hat", "scarf", "object", "item",
-})
+from pipelines.segmentation import classic
+from pipelines.segmentation.grounded_sam import loading as grounded_sam_loading
+from pipelines.segmentation.grounded_sam import segmenter as grounded_sam
+from pipelines.segmentation.subject import Segmenter
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmenterEntry:
-    """A registered text-prompted segmentation backend.
+    """A segmentation backend.
 
     Attributes:
         name (`str`): the ``--engine`` value of ``vitrine segment``.
-        segment (`Callable`): ``segment(image, prompt, *, model_root, threshold, **options) -> HxW uint8 0/255``.
         probe (`Callable`): ``probe(model_root) -> (available, reason)``; cheap (no model loading).
         priority (`int`): ``auto`` tries available backends from the highest priority down.
+        build (`Callable`): ``build(model_root) -> Segmenter``: the subject-finding stage of an engine.
+        segment (`Callable`): ``segment(image, prompt, *, model_root, threshold, **options) -> HxW uint8 0/255``.
+        segment_detailed (`Callable`): the same with its report: ``-> (mask, report)``.
     """
 
     name: str
-    segment: Callable[..., np.ndarray]
     probe: Callable[[str | Path | None], tuple[bool, str]]
-    priority: int = 0
+    priority: int
+    build: Callable[[str | Path | None], Segmenter]
+    segment: Callable[..., np.ndarray]
+    segment_detailed: Callable[..., tuple[np.ndarray, dict[str, Any]]]
 
 
-SEGMENTERS: dict[str, SegmenterEntry] = {}
-#: Modules that register segmenters on import. A backend adds its module here.
-SEGMENTER_MODULES: list[str] = []
-SEGMENTER_MODULES.append("pipelines.segmentation.grounded_sam.segmenter")  # GroundingDINO + SAM (issue 3)
-
-
-def register_segmenter(entry: SegmenterEntry) -> SegmenterEntry:
-    SEGMENTERS[entry.name] = entry
-    return entry
+CLASSIC = SegmenterEntry(
+    name="classic",
+    probe=lambda model_root: (True, "the embedded classic engine needs no weights"),
+    priority=-100,
+    build=lambda model_root: classic.ClassicSegmenter(),
+    segment=classic.classic_segment,
+    segment_detailed=classic.classic_segment_detailed,
+)
+GROUNDED_SAM = SegmenterEntry(
+    name=grounded_sam.NAME,
+    probe=grounded_sam_loading.probe,
+    priority=10,
+    build=lambda model_root: grounded_sam.GroundedSamSegmenter(model_root),
+    segment=grounded_sam.segment,
+    segment_detailed=grounded_sam.segment_detailed,
+)
+#: Every segmentation backend, by name.
+SEGMENTERS: dict[str, SegmenterEntry] = {e.name: e for e in (CLASSIC, GROUNDED_SAM)}
 
 
 def segmenter_names() -> list[str]:
-    """Every segmentation ``--engine`` value: ``auto`` then the registered backends."""
-    import importlib
-
-    for mod in SEGMENTER_MODULES:
-        importlib.import_module(mod)
+    """Every segmentation ``--engine`` value: ``auto`` then the backends."""
     return ["auto", *sorted(SEGMENTERS)]
 
 
@@ -78,25 +84,11 @@ def resolve_segmenter(engine: str, model_root: str | Path | None) -> tuple[Segme
     raise InputError("no segmentation backend available: " + "; ".join(reasons), key="engine")
 
 
-def classic_target(prompt: str) -> str:
-    """Map a free-text prompt to the classic engine's target: ``person`` or ``product``.
-
-    Raises:
-        `InputError`: for prompts the classic engine cannot segment (e.g. ``hair``), naming the ones it can.
-    """
-    words = [w for w in re.split(r"[\s,.;:/]+", prompt.lower()) if w]
-    if not words:
-        raise InputError("the prompt is empty", key="prompt")
-    if any(w in CLASSIC_PERSON_WORDS for w in words):
-        return "person"
-    if any(w in CLASSIC_PRODUCT_WORDS for w in words):
-        return "product"
-    raise InputError(
-        f"the classic engine cannot segment {prompt!r}: it knows 'person' (people in any scene) and "
-        "'product'/'garment' (a product on a plain background). Text-prompted segmentation of any "
-        "object needs the grounded-sam engine and its weights.",
-        key="prompt",
-    )
+def best_segmenter(model_root: str | Path | None) -> Segmenter:
+    """The subject segmentation of the best backend whose models are found under ``model_root`` (grounded-sam
+    when found, else classic): what the generative engines segment with."""
+    entry, _why = resolve_segmenter("auto", model_root)
+    return entry.build(model_root)
 
 
 def _check_inputs(image: np.ndarray, threshold: float) -> None:
@@ -122,8 +114,8 @@ def segment_image(
     Args:
         image (`np.ndarray`): HxWx3 uint8 RGB.
         prompt (`str`): what to segment, e.g. ``"person"`` or ``"garment"``.
-        engine (`str`, *optional*, defaults to ``"classic"``): a registered backend (see
-            `segmenter_names`), or ``auto`` for the best one whose weights are found under ``model_root``.
+        engine (`str`, *optional*, defaults to ``"classic"``): a backend (see `segmenter_names`), or ``auto``
+            for the best one whose weights are found under ``model_root``.
         model_root (`str | Path`, *optional*): where model weights live.
         threshold (`float`, *optional*, defaults to 0.5): soft-mask threshold, in [0, 1].
         **options: backend-specific options (e.g. ``box_threshold`` for grounded-sam).
@@ -134,58 +126,6 @@ def segment_image(
     _check_inputs(image, threshold)
     entry, _why = resolve_segmenter(engine, model_root)
     return entry.segment(image, prompt, model_root=model_root, threshold=threshold, **options)
-
-
-def classic_segment(image: np.ndarray, prompt: str, *, model_root=None, threshold: float = 0.5,
-                    **options) -> np.ndarray:
-    """The classic backend: mediapipe for ``person``, the border-colour cutout for products/garments."""
-    if options:
-        raise InputError(f"the classic engine takes no options {sorted(options)}", key=sorted(options)[0])
-    target = classic_target(prompt)
-    if target == "person":
-        from pipelines.segmentation.person import segment_person
-
-        return np.where(segment_person(image) >= threshold, 255, 0).astype(np.uint8)
-    from pipelines.segmentation.cutout import cutout_product
-    from pipelines.errors import NothingFoundError
-
-    check_classic_can_isolate(image, prompt)
-    try:
-        return cutout_product(image).mask
-    except NothingFoundError:
-        return np.zeros(image.shape[:2], np.uint8)
-
-
-#: A photo shows a person (for `check_classic_can_isolate`) when the classic pose estimator finds at least
-#: this many COCO-17 keypoints with a score above 0.5. (The person *mask* is no test: it also fires on
-#: garments alone, on 26 of 56 real shop garment photos; the pose fires on 1 of 56 and on 12 of 12 people,
-#: ``bench/classic_prompt_limits.py``.)
-CLASSIC_PERSON_KEYPOINTS = 6
-
-
-def check_classic_can_isolate(image: np.ndarray, prompt: str) -> None:
-    """Refuse a product/garment prompt that the classic engine would answer with the whole body.
-
-    The classic engine's product cutout takes the whole foreground of a plain-background photo. On a
-    photo of a person (at least `CLASSIC_PERSON_KEYPOINTS` confident body keypoints from the classic pose
-    estimator) that foreground is the person, so ``"upper garment"``, ``"shirt"`` or ``"product"`` would
-    silently return the whole body. This raises instead, saying what classic can isolate and suggesting
-    grounded-sam.
-
-    Raises:
-        `InputError`: the photo shows a person and the prompt is not a person prompt.
-    """
-    from pipelines.controls.pose import get_pose_estimator
-
-    found = int((get_pose_estimator()(image).keypoints[:, 2] > 0.5).sum())
-    if found >= CLASSIC_PERSON_KEYPOINTS:
-        raise InputError(
-            f"the classic engine cannot isolate {prompt!r} on this photo: it shows a person ({found} body "
-            "keypoints found), and classic isolates only the whole person ('person') or a whole product on a plain "
-            "background ('product'); its cutout here would be the whole body. Use --engine grounded-sam "
-            "(text-prompted, e.g. --prompt 'upper garment'), or paint masks/product.png",
-            key="prompt",
-        )
 
 
 def segment_image_detailed(
@@ -212,39 +152,5 @@ def segment_image_detailed(
     """
     _check_inputs(image, threshold)
     entry, why = resolve_segmenter(engine, model_root)
-    if entry.name == "grounded-sam":
-        from pipelines.segmentation.grounded_sam.segmenter import OPTIONS, segment_detailed
-
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise InputError(f"the grounded-sam engine takes no option {unknown[0]!r}", key=unknown[0])
-        out = segment_detailed(image, prompt, model_root=model_root, threshold=threshold, **options)
-        info = out.to_json()
-        used = set(out.used)
-        boxes = [{**d, "used": i in used} for i, d in enumerate(info.pop("detections"))]
-        info.pop("used", None)
-        report = {"engine": entry.name, "engine_reason": why, "mask_threshold": threshold, **info,
-                  "prompt": prompt, "caption": out.prompt, "boxes": boxes}
-        return out.mask, report
-    mask = entry.segment(image, prompt, model_root=model_root, threshold=threshold, **options)
-    ys, xs = np.nonzero(mask)
-    boxes = ([{"box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], "score": None,
-               "label": classic_target(prompt), "phrases": [], "text_score": None, "used": True}]
-             if len(xs) else [])
-    found = bool(len(xs))
-    report = {
-        "engine": entry.name, "engine_reason": why, "prompt": prompt, "target": classic_target(prompt),
-        "found": found, "reason": f"classic {classic_target(prompt)} segmentation" + ("" if found else ": nothing found"),
-        "area_fraction": round(float((mask > 0).mean()), 4), "mask_threshold": threshold,
-        "box_threshold": None, "text_threshold": None, "policy": None, "boxes": boxes, "attempts": [],
-        "rejected_boxes": [],
-    }
-    return mask, report
-
-
-register_segmenter(SegmenterEntry(
-    name="classic",
-    segment=classic_segment,
-    probe=lambda model_root: (True, "the embedded classic engine needs no weights"),
-    priority=-100,
-))
+    mask, report = entry.segment_detailed(image, prompt, model_root=model_root, threshold=threshold, **options)
+    return mask, {"engine": entry.name, "engine_reason": why, **report}

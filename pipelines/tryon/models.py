@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.engines.bundle import Engine
+from pipelines.engines.generative import SceneGenerator
 from pipelines.errors import InputError
 from pipelines.models.licence import check_commercial_use, model_record
 from pipelines.tryon.pipeline import TryOnPipeline
@@ -60,7 +62,7 @@ def _revision(profile, path: Path | None) -> str | None:
     return profile.revision
 
 
-def choose_tryon(engine, method: str = "auto", *, commercial: bool = False, where: str | Path | None = None,
+def choose_tryon(engine: Engine, method: str = "auto", *, commercial: bool = False, where: str | Path | None = None,
                  subject: str = "the SKU") -> TryOnChoice:
     """Pick and load the try-on method for a SKU.
 
@@ -82,9 +84,10 @@ def choose_tryon(engine, method: str = "auto", *, commercial: bool = False, wher
     if method not in ("auto", "fill", "kontext", "warp"):
         raise InputError(f"unknown try-on method {method!r}; expected auto, fill, kontext or warp", path=where,
                          key="tryon.method")
-    is_flux = getattr(engine, "family", None) == "flux" and hasattr(engine, "settings")
-    model_root = getattr(engine, "model_root", None)
-    run_lock = getattr(engine, "_run_lock", None) or _LOCK
+    scene = engine.generator if isinstance(engine.generator, SceneGenerator) else None
+    is_flux = scene is not None and scene.family == "flux"
+    model_root = scene.model_root if scene is not None else None
+    run_lock = scene.run_lock if scene is not None else _LOCK  # the generator's: its models run one at a time
     fill_p, fill_path = _found(FLUX_FILL, model_root) if is_flux else (None, None)
     kontext_p, kontext_path = _found(FLUX_KONTEXT, model_root) if is_flux else (None, None)
 
@@ -95,7 +98,7 @@ def choose_tryon(engine, method: str = "auto", *, commercial: bool = False, wher
                              path=where)
         if not is_flux:
             raise InputError(f"the {method!r} try-on method needs {repo}: run with --engine flux and a --model-root "
-                             f"holding it (this batch runs the {getattr(engine, 'name', '?')} engine)", path=where,
+                             f"holding it (this batch runs the {engine.name} engine)", path=where,
                              key="tryon.method")
         if (fill_path if method == "fill" else kontext_path) is None:
             raise InputError(f"the {method!r} try-on method needs {repo}, which is not found under "
@@ -121,8 +124,8 @@ def choose_tryon(engine, method: str = "auto", *, commercial: bool = False, wher
         from pipelines.edit.kontext import KontextEditor
         from pipelines.generation.loading import LoadContext, load_pipeline
 
-        ctx = LoadContext(model_root, engine.settings)
-        base = engine.model_set.base if getattr(engine, "model_set", None) is not None else None
+        ctx = LoadContext(model_root, scene.settings)
+        base = scene.model_set.base
         if chosen == "kontext":
             kontext = KontextEditor(load_pipeline(kontext_p, base=base, ctx=ctx), model_id=kontext_p.id)
             models.append(model_record(kontext_p, role="tryon-kontext", revision=_revision(kontext_p, kontext_path),

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipelines.catalog.store import RenderOptions, is_up_to_date, process_sku, render_lock, verify_entry
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image, sha256_file
 from pipelines.catalog.manifest import read_manifest, validate_manifest
 from pipelines.product import load_product

@@ -123,7 +123,7 @@ def test_batch_commercial_flag_reaches_every_sku(tmp_path, drawn_products):
     """``vitrine run --commercial`` (RenderOptions.commercial): the manifest says commercial, and a try-on that
     asks for a dev model is refused even though its product.yaml does not say commercial."""
     from pipelines.catalog.store import RenderOptions, process_sku
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.imageio import save_image
     from pipelines.catalog.manifest import read_manifest
     from pipelines.product import load_product
@@ -150,9 +150,9 @@ def test_one_repo_with_two_models_keeps_both_licences():
     """ByteDance/Hyper-SD holds a FLUX and an SDXL LoRA with different licences: two registry entries."""
     from pipelines.models.profiles import get_profile
     from pipelines.models.licence import licence_of
-    from pipelines.models import registry
+    from pipelines.models import known
 
-    specs = {s.key: s for s in registry.all_models() if s.id == "ByteDance/Hyper-SD"}
+    specs = {s.key: s for s in known.all_models() if s.id == "ByteDance/Hyper-SD"}
     assert set(specs) == {"ByteDance/Hyper-SD:flux-8step", "ByteDance/Hyper-SD:sdxl-8step"}
     assert specs["ByteDance/Hyper-SD:flux-8step"].family == "flux-lora"
     assert specs["ByteDance/Hyper-SD:sdxl-8step"].family == "sdxl-lora"

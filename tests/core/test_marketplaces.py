@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import marketplaces as mk
 from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
-from pipelines.engines.base import ClassicEngine
+from pipelines.engines.classic import classic_engine
 from pipelines.errors import InputError
 from pipelines.imageio import save_image
 from pipelines.catalog.manifest import read_manifest, validate_manifest
@@ -65,7 +65,7 @@ def test_unknown_marketplace_fails_that_sku_only(tmp_path, drawn_products):
     [(sku, _folder, err)] = failures
     assert sku == "tee-bad" and err.key == "marketplaces.1" and Path(err.path) == bad / "product.yaml"
     assert "unknown marketplace 'ebay'" in str(err) and str(bad / "product.yaml") in str(err)
-    assert process_sku(goods[0], catalog, ClassicEngine(), RenderOptions(canvas=1200)).status == "ok"
+    assert process_sku(goods[0], catalog, classic_engine(), RenderOptions(canvas=1200)).status == "ok"
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def market_entry(tmp_path_factory, drawn_products):
     root = tmp_path_factory.mktemp("mk")
     d = _sku(root / "p", "tee", drawn_products["tee"][0],
              "backgrounds: [white]\nmarketplaces: [amazon, zalando, shopify, etsy]\n")
-    r = process_sku(load_product(d), root / "c", ClassicEngine())
+    r = process_sku(load_product(d), root / "c", classic_engine())
     assert r.status == "ok", r.error
     return root / "c" / "tee"
 
@@ -105,7 +105,7 @@ def test_marketplace_outputs_pass_verify(market_entry):
 
 def test_no_marketplace_keeps_the_generic_outputs(tmp_path, drawn_products):
     d = _sku(tmp_path / "p", "tee", drawn_products["tee"][0], "backgrounds: [white, studio]\n")
-    assert process_sku(load_product(d), tmp_path / "c", ClassicEngine(), RenderOptions(canvas=1200)).status == "ok"
+    assert process_sku(load_product(d), tmp_path / "c", classic_engine(), RenderOptions(canvas=1200)).status == "ok"
     m = read_manifest(tmp_path / "c" / "tee" / "manifest.json")
     assert sorted(o["file"] for o in m["outputs"]) == ["lifestyle-studio-s0.png", "main.jpg", "main.png"]
     assert not any("marketplace_rules" in o or "marketplace" in o for o in m["outputs"])

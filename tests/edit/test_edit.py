@@ -186,7 +186,7 @@ def test_identity_presets_load_by_name_or_path_and_bad_ones_name_the_key(tmp_pat
 
 def test_identity_preset_gives_every_sku_of_a_run_the_same_seed_and_prompt(tmp_path, drawn_products):
     from pipelines.catalog.store import RenderOptions, process_sku
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.product import load_product
 
     preset = read_identity(_preset(tmp_path / "ids"))

@@ -98,7 +98,7 @@ def test_person_edit_on_a_person_photo_keeps_only_the_clothes(tmp_path, astronau
     """The kept subject is a whole person (an on-model photo); "make the model smile" keeps what they wear."""
     from pipelines.catalog.store import RenderOptions, process_sku
     from pipelines.catalog.edits import edit_output
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.imageio import save_image
     from pipelines.product import load_product
 

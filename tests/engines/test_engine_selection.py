@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.errors import InputError
 from pipelines.imageio import load_image, save_image
 from pipelines.product import load_product

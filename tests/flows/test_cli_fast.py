@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.catalog.store import RenderOptions, process_sku
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image
 from pipelines.product import load_product
 from pipelines.samples import astronaut, draw_tee

@@ -163,7 +163,7 @@ def test_gpu_guard_holds_the_limit_around_model_calls_only(monkeypatch):
 
 def test_gpu_guard_modes(monkeypatch):
     from flows.gpu import GpuGuardedEngine, guard_engine
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
 
     classic = get_engine("classic")
     monkeypatch.delenv("VITRINE_GPU_LIMIT", raising=False)
@@ -280,7 +280,7 @@ def tee_product(tmp_path, drawn_products):
 
 
 def test_url_catalog_publishes_manifest_last_and_skips_unchanged(tmp_path, monkeypatch, tee_product):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.catalog.manifest import read_manifest, validate_manifest
     from pipelines.catalog.publish import find_catalog_report, process_sku_at_url, write_catalog_report
 
@@ -313,7 +313,7 @@ def test_url_catalog_publishes_manifest_last_and_skips_unchanged(tmp_path, monke
 
 
 def test_url_catalog_without_its_backend_fails_the_sku_with_a_hint(tee_product):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.catalog.publish import process_sku_at_url
 
     res = process_sku_at_url(tee_product, "nosuchscheme://bucket/catalog", get_engine("classic"))

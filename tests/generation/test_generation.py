@@ -16,7 +16,8 @@ from pipelines.models.profiles import get_profile, list_profiles
 from pipelines.generation.scene import feather_weights, paste_band, work_size
 from pipelines.generation.settings import GenerationSettings
 from pipelines.controls.templates import GARMENT_REGIONS, map_pose, on_model_placement, template_pose
-from pipelines.models.registry import COMMERCIAL_LICENCES, all_models
+from pipelines.models.known import all_models
+from pipelines.models.registry import COMMERCIAL_LICENCES
 
 
 # -- profiles and licences --------------------------------------------------------------------------------

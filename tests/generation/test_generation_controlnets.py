@@ -46,14 +46,14 @@ def product(tmp_path_factory, drawn_products):
 
 
 def test_flux_with_only_a_non_union_controlnet_renders(canny_only_root, product, tmp_path):
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
     from pipelines.product import load_product
 
-    engine = FluxEngine(model_root=canny_only_root, settings=fast_settings())
-    assert [p.id for p in engine.model_set.controlnets] == [FLUX_CANNY_CN]
+    engine = flux_engine(model_root=canny_only_root, settings=fast_settings())
+    assert [p.id for p in engine.generator.model_set.controlnets] == [FLUX_CANNY_CN]
     r = process_sku(load_product(product / "tee", root=product), tmp_path, engine, RenderOptions(**SMALL))
     assert r.status == "ok", r.error
-    cn = engine.scene_pipeline().generator.controlnet
+    cn = engine.generator.scene_pipeline().generator.controlnet
     assert type(cn).__name__ == "FluxControlNetModel"  # not wrapped: diffusers' wrapper needs modes
     g = next(o for o in read_manifest(Path(r.manifest))["outputs"] if o["kind"] == "lifestyle")["generation"]
     assert g["controlnets"] == [FLUX_CANNY_CN]

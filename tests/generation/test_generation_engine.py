@@ -46,9 +46,9 @@ def products(tmp_path_factory, drawn_products):
 
 @pytest.fixture(scope="module")
 def flux(root):
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
-    return FluxEngine(model_root=root, settings=fast_settings())
+    return flux_engine(model_root=root, settings=fast_settings())
 
 
 @pytest.fixture(scope="module")
@@ -160,11 +160,11 @@ def test_commercial_sku_uses_only_commercial_models(flux, products, tmp_path):
 
 
 def test_commercial_sku_without_a_commercial_model_fails_naming_the_key(root, products, tmp_path):
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
     no_schnell = link_model_root(root, tmp_path / "models", without=("black-forest-labs/FLUX.1-schnell",))
-    engine = FluxEngine(model_root=no_schnell, settings=fast_settings())
-    assert engine.commercial_set is None
+    engine = flux_engine(model_root=no_schnell, settings=fast_settings())
+    assert engine.generator.commercial_set is None
     r = process_sku(load_product(products / "tee-commercial", root=products), tmp_path / "cat", engine, OPTIONS)
     assert r.status == "failed"
     assert "product.yaml [commercial]" in r.error and "FLUX.1-dev-Non-Commercial" in r.error
@@ -173,9 +173,9 @@ def test_commercial_sku_without_a_commercial_model_fails_naming_the_key(root, pr
 
 
 def test_sdxl_engine_renders_and_preserves(root, products, tmp_path):
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
 
-    engine = SdxlEngine(model_root=root, settings=fast_settings())
+    engine = sdxl_engine(model_root=root, settings=fast_settings())
     r = process_sku(load_product(products / "tee", root=products), tmp_path, engine, OPTIONS)
     assert r.status == "ok", r.error
     assert all(c["identical_fraction"] == 1.0 for c in verify_entry(tmp_path / "tee"))
@@ -189,14 +189,14 @@ def test_sdxl_engine_renders_and_preserves(root, products, tmp_path):
 
 
 def test_few_step_lora_brings_its_scheduler_and_steps(root, products, tmp_path):
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
 
-    engine = SdxlEngine(model_root=root, settings=fast_settings(steps=None, loras=("ByteDance/SDXL-Lightning",)))
-    params = engine.scene_params()
+    engine = sdxl_engine(model_root=root, settings=fast_settings(steps=None, loras=("ByteDance/SDXL-Lightning",)))
+    params = engine.generator.scene_params()
     assert (params.steps, params.guidance) == (4, 0.0)
     r = process_sku(load_product(products / "tote", root=products), tmp_path, engine, OPTIONS)
     assert r.status == "ok", r.error
-    scene = engine.scene_pipeline()
+    scene = engine.generator.scene_pipeline()
     assert type(scene.generator.scheduler).__name__ == "EulerDiscreteScheduler"
     assert scene.generator.scheduler.config.timestep_spacing == "trailing"
     g = next(o for o in read_manifest(Path(r.manifest))["outputs"] if o["kind"] == "lifestyle")["generation"]
@@ -206,10 +206,10 @@ def test_few_step_lora_brings_its_scheduler_and_steps(root, products, tmp_path):
 def test_out_of_memory_fails_the_sku_with_a_clear_error(root, products, tmp_path, monkeypatch):
     import torch
 
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
-    engine = FluxEngine(model_root=root, settings=fast_settings())
-    scene = engine.scene_pipeline()
+    engine = flux_engine(model_root=root, settings=fast_settings())
+    scene = engine.generator.scene_pipeline()
 
     class OOMPipe:
         def __init__(self, pipe):
@@ -233,7 +233,7 @@ def test_out_of_memory_fails_the_sku_with_a_clear_error(root, products, tmp_path
 
 
 def test_auto_picks_flux_when_its_models_are_found(root, tmp_path):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
 
     engine = get_engine("auto", model_root=root)
     assert engine.name == "flux" and "FLUX.1-dev" in engine.describe()["reason"]
@@ -243,7 +243,7 @@ def test_auto_picks_flux_when_its_models_are_found(root, tmp_path):
 
 
 def test_explicit_engine_without_models_is_an_input_error(tmp_path):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.errors import InputError
 
     with pytest.raises(InputError, match="no flux base model"):
@@ -274,30 +274,30 @@ def test_cli_run_writes_a_complete_verified_catalog(engine, root, tmp_path):
 
 def test_one_seam_step_at_sdxl_strength_is_refused_at_start_naming_the_setting(root):
     from pipelines.errors import InputError
-    from pipelines.engines.generative import FluxEngine, SdxlEngine
+    from pipelines.engines.generative import flux_engine, sdxl_engine
 
     with pytest.raises(InputError, match=r"int\(1 x strength 0.99\) = 0") as exc:
-        SdxlEngine(model_root=root, settings=fast_settings(seam_steps=1))
+        sdxl_engine(model_root=root, settings=fast_settings(seam_steps=1))
     assert exc.value.key == "VITRINE_GEN_SEAM_STEPS" and "VITRINE_GEN_SEAM_STEPS >= 2" in str(exc.value)
     with pytest.raises(InputError, match="VITRINE_GEN_SEAM_STEPS >= 3") as exc:
-        SdxlEngine(model_root=root, settings=fast_settings(seam_steps=2, seam_strength=0.4))  # int(2 x 0.4) = 0
+        sdxl_engine(model_root=root, settings=fast_settings(seam_steps=2, seam_strength=0.4))  # int(2 x 0.4) = 0
     assert exc.value.key == "VITRINE_GEN_SEAM_STEPS"
-    SdxlEngine(model_root=root, settings=fast_settings(seam_steps=2))  # int(2 x 0.99) = 1 step: fine
-    FluxEngine(model_root=root, settings=fast_settings(seam_steps=1))  # FLUX pipelines round up to one step
+    sdxl_engine(model_root=root, settings=fast_settings(seam_steps=2))  # int(2 x 0.99) = 1 step: fine
+    flux_engine(model_root=root, settings=fast_settings(seam_steps=1))  # FLUX pipelines round up to one step
 
 
 def test_dmd2_timesteps_reach_an_sdxl_controlnet_pipeline_and_are_recorded(root, products, tmp_path):
     """StableDiffusionXLControlNetInpaintPipeline takes no ``timesteps``: the scheduler is pinned to DMD2's."""
     import inspect
 
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
 
     models = link_model_root(root, tmp_path / "models")
     (models / "tianweiy" / "DMD2").mkdir(parents=True)
     (models / "tianweiy" / "DMD2" / "dmd2_sdxl_4step_lora_fp16.safetensors").symlink_to(
         root / "ByteDance" / "SDXL-Lightning" / "sdxl_lightning_4step_lora.safetensors")  # same SDXL LoRA format
-    engine = SdxlEngine(model_root=models, settings=fast_settings(steps=None, loras=("tianweiy/DMD2",)))
-    scene = engine.scene_pipeline()
+    engine = sdxl_engine(model_root=models, settings=fast_settings(steps=None, loras=("tianweiy/DMD2",)))
+    scene = engine.generator.scene_pipeline()
     assert "timesteps" not in inspect.signature(scene.generator.__call__).parameters
     r = process_sku(load_product(products / "tote", root=products), tmp_path / "cat", engine, OPTIONS)
     assert r.status == "ok", r.error
@@ -337,7 +337,7 @@ def test_sdxl_union_controlnet_is_picked_when_the_single_ones_are_missing(root, 
     import torch
     from diffusers import ControlNetUnionModel
 
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
     from pipelines.generation.modelset import resolve_model_set
     from pipelines.dev_models.tiny_generation import _sdxl_block_kwargs
 
@@ -351,8 +351,8 @@ def test_sdxl_union_controlnet_is_picked_when_the_single_ones_are_missing(root, 
     ms = resolve_model_set("sdxl", models, fast_settings())
     assert [p.id for p in ms.controlnets] == ["xinsir/controlnet-union-sdxl-1.0"]
     assert ms.control_modes()["openpose"] == 0 and ms.control_modes()["canny"] == 3
-    engine = SdxlEngine(model_root=models, settings=fast_settings())
-    scene = engine.scene_pipeline()
+    engine = sdxl_engine(model_root=models, settings=fast_settings())
+    scene = engine.generator.scene_pipeline()
     assert type(scene.generator).__name__ == "StableDiffusionXLControlNetUnionInpaintPipeline"
     assert isinstance(scene.generator.controlnet, ControlNetUnionModel)
     r = process_sku(load_product(products / "dress", root=products), tmp_path / "cat", engine, OPTIONS)

@@ -175,19 +175,18 @@ def test_speedups_are_separate_cache_entries_and_keep_outputs(root, ctx):
 
 @pytest.fixture(scope="module")
 def flux_scene(root):
-    from pipelines.engines.base import get_engine  # noqa: F401 - registers the engines
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
-    engine = FluxEngine(model_root=root, settings=fast_settings())
-    return engine.scene_pipeline(), engine.scene_params()
+    engine = flux_engine(model_root=root, settings=fast_settings())
+    return engine.generator.scene_pipeline(), engine.generator.scene_params()
 
 
 @pytest.fixture(scope="module")
 def sdxl_scene(root):
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
 
-    engine = SdxlEngine(model_root=root, settings=fast_settings())
-    return engine.scene_pipeline(), engine.scene_params()
+    engine = sdxl_engine(model_root=root, settings=fast_settings())
+    return engine.generator.scene_pipeline(), engine.generator.scene_params()
 
 
 @pytest.mark.parametrize("which", ["flux_scene", "sdxl_scene"])
@@ -238,14 +237,14 @@ def test_bad_scene_input_is_an_input_error(flux_scene):
 
 def test_sdxl_refiner_pass_runs_and_keeps_the_garment(root):
     from pipelines.compositing.composite import check_preserved
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
 
-    engine = SdxlEngine(model_root=root, settings=fast_settings(refiner=True))
-    assert engine.model_set.refiner.id == "stabilityai/stable-diffusion-xl-refiner-1.0"
-    scene = engine.scene_pipeline()
+    engine = sdxl_engine(model_root=root, settings=fast_settings(refiner=True))
+    assert engine.generator.model_set.refiner.id == "stabilityai/stable-diffusion-xl-refiner-1.0"
+    scene = engine.generator.scene_pipeline()
     assert scene.refiner.text_encoder_2 is scene.generator.text_encoder_2  # shared with the base
     fg, alpha, band, keep = _garment()
-    out = scene(fg, alpha, band, prompt="a shirt", params=engine.scene_params(), seed=3)
+    out = scene(fg, alpha, band, prompt="a shirt", params=engine.generator.scene_params(), seed=3)
     assert out.record["refiner"] is True
     assert check_preserved(out.final, fg, keep)["identical_fraction"] == 1.0
 

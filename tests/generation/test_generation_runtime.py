@@ -72,18 +72,18 @@ def test_generated_scene_is_upscaled_at_most_1_2x_and_records_its_sizes():
 
     from tests.helpers.generation import fast_settings, tiny_model_root
     from pipelines.compositing.composite import seam_band
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
     from pipelines.generation.scene import MAX_UPSCALE
 
-    engine = SdxlEngine(model_root=tiny_model_root(), settings=fast_settings(work_side=None))
-    scene = engine.scene_pipeline()
+    engine = sdxl_engine(model_root=tiny_model_root(), settings=fast_settings(work_side=None))
+    scene = engine.generator.scene_pipeline()
     h, w = 240, 192  # the tiny models' native area is 32², so the old 1-megapixel rule upscaled 6x
     fg = np.zeros((h, w, 3), np.uint8)
     alpha = np.zeros((h, w), np.uint8)
     alpha[80:160, 60:130] = 255
     fg[alpha > 0] = (30, 60, 200)
     band = seam_band(alpha, 3, 4)
-    out = scene(fg, alpha, band, prompt="a bag", params=dataclasses.replace(engine.scene_params(), steps=1,
+    out = scene(fg, alpha, band, prompt="a bag", params=dataclasses.replace(engine.generator.scene_params(), steps=1,
                                                                            seam_steps=2), seed=3)
     r = out.record
     assert r["upscale"] <= MAX_UPSCALE and r["seam_upscale"] <= MAX_UPSCALE
@@ -99,11 +99,11 @@ def test_generated_scene_is_upscaled_at_most_1_2x_and_records_its_sizes():
 def test_settings_that_cannot_run_here_fail_at_engine_start():
     from tests.helpers.generation import fast_settings, tiny_model_root
     from pipelines.errors import InputError
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
     with pytest.raises(InputError) as exc:  # offload without CUDA: before any model is loaded
-        FluxEngine(model_root=tiny_model_root(), settings=fast_settings(offload="model"))
+        flux_engine(model_root=tiny_model_root(), settings=fast_settings(offload="model"))
     assert exc.value.key == "VITRINE_GEN_OFFLOAD"
     if importlib.util.find_spec("bitsandbytes") is None:
         with pytest.raises(MissingBackendError, match="bitsandbytes"):
-            FluxEngine(model_root=tiny_model_root(), settings=fast_settings(quantize="nf4"))
+            flux_engine(model_root=tiny_model_root(), settings=fast_settings(quantize="nf4"))

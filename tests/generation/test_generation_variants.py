@@ -66,11 +66,11 @@ def test_weights_variant_rule(tmp_path):
 
 
 def test_fp16_only_download_renders(roots, drawn_products, tmp_path):
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
     from pipelines.product import load_product
 
     make_product(tmp_path / "p", "tee", drawn_products["tee"][0], TEE)
-    engine = SdxlEngine(model_root=roots["only"], settings=fast_settings())
+    engine = sdxl_engine(model_root=roots["only"], settings=fast_settings())
     r = process_sku(load_product(tmp_path / "p" / "tee", root=tmp_path / "p"), tmp_path / "cat", engine,
                     RenderOptions(**SMALL))
     assert r.status == "ok", r.error

@@ -252,19 +252,19 @@ def _scene_inputs():
 def _params(engine):
     import dataclasses
 
-    return dataclasses.replace(engine.scene_params(), steps=1, seam_steps=1)
+    return dataclasses.replace(engine.generator.scene_params(), steps=1, seam_steps=1)
 
 
 def _flux_engine():
     from tests.helpers.generation import fast_settings, tiny_model_root
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
-    return FluxEngine(model_root=tiny_model_root(), settings=fast_settings())
+    return flux_engine(model_root=tiny_model_root(), settings=fast_settings())
 
 
 def test_engine_loads_within_the_plan_and_records_it(planned):
     engine = _flux_engine()
-    scene = engine.scene_pipeline()
+    scene = engine.generator.scene_pipeline()
     mgr = memplan.manager_for("cpu")
     assert mgr.plan is not None and mgr.plan.level == "resident"
     ids = {m.id for m in mgr.plan.models}
@@ -274,7 +274,7 @@ def test_engine_loads_within_the_plan_and_records_it(planned):
         for name, comp in pipe.components.items():
             if hasattr(comp, "parameters") and name != "controlnet":
                 assert comp._hf_hook.execution_device == "cpu", name
-    assert engine.memory_plan()["level"] == "resident"
+    assert engine.generator.memory_plan()["level"] == "resident"
 
 
 def test_out_of_memory_at_load_replans_one_level_and_retries_once(planned, monkeypatch):
@@ -291,7 +291,7 @@ def test_out_of_memory_at_load_replans_one_level_and_retries_once(planned, monke
 
     monkeypatch.setattr(memplan.OffloadManager, "attach", attach)
     engine = _flux_engine()
-    engine.scene_pipeline()
+    engine.generator.scene_pipeline()
     mgr = memplan.manager_for("cpu")
     assert failed and mgr.plan.level == "offload-secondary"
     assert mgr.plan.retries[0]["at"] == "load" and mgr.plan.retries[0]["from"] == "resident"
@@ -302,7 +302,7 @@ def test_out_of_memory_at_run_replans_every_pipeline_and_is_recorded(planned, mo
     import torch
 
     engine = _flux_engine()
-    scene = engine.scene_pipeline()
+    scene = engine.generator.scene_pipeline()
     mgr = memplan.manager_for("cpu")
     gen_cls = type(scene.generator)
     real_call = gen_cls.__call__
@@ -324,13 +324,13 @@ def test_out_of_memory_at_run_replans_every_pipeline_and_is_recorded(planned, mo
     assert out.final.shape == fg.shape
     # the Fill pipeline's transformer (not the one that ran out) was moved off the GPU too
     assert mgr.placement("black-forest-labs/FLUX.1-Fill-dev/transformer") == "model-offload"
-    assert engine.memory_plan()["retries"][0]["at"] == "run"
+    assert engine.generator.memory_plan()["retries"][0]["at"] == "run"
 
 
 def test_a_budget_that_fits_nothing_resident_offloads_and_still_generates(planned):
     planned["bytes"] = 1.0  # a byte: even layer by layer does not "fit"; the most frugal plan is used
     engine = _flux_engine()
-    scene = engine.scene_pipeline()
+    scene = engine.generator.scene_pipeline()
     mgr = memplan.manager_for("cpu")
     assert mgr.plan.level == "sequential" and not mgr.plan.fits
     fg, alpha, band = _scene_inputs()

@@ -159,20 +159,20 @@ def test_tokenizers_load_with_the_real_ids(flux_root):
 
 # ---------------------------------------------------------------------------------------------------- FLUX
 def test_flux_end_to_end_with_the_union_controlnet_and_fill(flux_root, products, tmp_path):
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
     root = _view(flux_root, tmp_path / "models", without=(FLUX_CANNY,))
-    engine = FluxEngine(model_root=root, settings=_settings())
+    engine = flux_engine(model_root=root, settings=_settings())
     g = _render(engine, products, tmp_path / "catalog")
     assert g["controlnets"] == [FLUX_UNION] and g["seam_model"] == FLUX_FILL
     assert g["generator_pipeline"] == "FluxControlNetInpaintPipeline"
 
 
 def test_flux_with_only_a_non_union_controlnet(flux_root, products, tmp_path):
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine
 
     root = _view(flux_root, tmp_path / "models", without=(FLUX_UNION,))
-    engine = FluxEngine(model_root=root, settings=_settings())
+    engine = flux_engine(model_root=root, settings=_settings())
     g = _render(engine, products, tmp_path / "catalog")
     assert g["controlnets"] == [FLUX_CANNY]
 
@@ -208,22 +208,22 @@ def test_try_on_fill(flux_root):
 def test_sdxl_end_to_end_reads_the_fp16_variants(sdxl_root, products, tmp_path):
     import torch
 
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
 
-    engine = SdxlEngine(model_root=sdxl_root, settings=_settings())
+    engine = sdxl_engine(model_root=sdxl_root, settings=_settings())
     g = _render(engine, products, tmp_path / "catalog")
     assert g["controlnets"] == ["diffusers/controlnet-canny-sdxl-1.0"]
-    assert engine.scene_pipeline().generator.unet.dtype == torch.bfloat16
+    assert engine.generator.scene_pipeline().generator.unet.dtype == torch.bfloat16
 
 
 def test_sdxl_from_an_fp16_only_download(sdxl_root, products, tmp_path):
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
     from pipelines.dev_models.realarch import fp16_only_copy
 
     root = _view(sdxl_root, tmp_path / "models", without=(SDXL_BASE,))
     fp16_only_copy(sdxl_root / SDXL_BASE, root / SDXL_BASE)
     assert not list((root / SDXL_BASE).rglob("diffusion_pytorch_model.safetensors"))
-    engine = SdxlEngine(model_root=root, settings=_settings(dtype="float32"))  # fp16 files, float32 compute
+    engine = sdxl_engine(model_root=root, settings=_settings(dtype="float32"))  # fp16 files, float32 compute
     _render(engine, products, tmp_path / "catalog")
 
 
@@ -232,11 +232,11 @@ def test_sdxl_with_one_seam_step_runs_or_is_refused_at_start(sdxl_root, products
     the setting is refused before anything is generated, naming it."""
     from pipelines.catalog.store import process_sku
     from pipelines.errors import InputError
-    from pipelines.engines.generative import SdxlEngine
+    from pipelines.engines.generative import sdxl_engine
     from pipelines.product import load_product
 
     try:
-        engine = SdxlEngine(model_root=sdxl_root, settings=_settings(seam_steps=1))
+        engine = sdxl_engine(model_root=sdxl_root, settings=_settings(seam_steps=1))
         r = process_sku(load_product(products / "tee", root=products), tmp_path / "catalog", engine, _options())
     except InputError as exc:
         assert "SEAM_STEPS" in str(exc).upper() or "seam_steps" in str(exc)

@@ -30,7 +30,7 @@ WORKER = r"""
 import json, sys
 from pathlib import Path
 from pipelines.catalog.store import RenderOptions, process_sku
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.product import load_product
 
 products, catalog = Path(sys.argv[1]), Path(sys.argv[2])

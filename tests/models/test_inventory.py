@@ -5,7 +5,7 @@ from __future__ import annotations
 import huggingface_hub.constants
 
 from pipelines.models.inventory import model_inventory
-from pipelines.models.registry import all_models
+from pipelines.models.known import all_models
 
 
 def test_one_row_per_registered_model_with_where_it_was_found(tmp_path, monkeypatch):

@@ -11,7 +11,9 @@ import pytest
 
 from pipelines.quality import flags as qf
 from pipelines.catalog.store import RenderOptions, process_sku
-from pipelines.engines.base import ClassicEngine, Subject
+from pipelines.engines.classic import classic_engine
+from pipelines.segmentation.classic import ClassicSegmenter
+from pipelines.segmentation.subject import Subject
 from pipelines.errors import InputError
 from pipelines.imageio import save_image
 from pipelines.catalog.manifest import read_manifest, validate_manifest
@@ -91,7 +93,7 @@ def test_an_analysts_override_mask_is_not_second_guessed(tmp_path, white_tee):
     painted[150:310, 180:320] = 255  # the analyst keeps only the print, on purpose
     (d / "masks").mkdir()
     Image.fromarray(painted).save(d / "masks" / "product.png")
-    assert process_sku(load_product(d), tmp_path / "c", ClassicEngine(), SMALL).status == "ok"
+    assert process_sku(load_product(d), tmp_path / "c", classic_engine(), SMALL).status == "ok"
     m = read_manifest(tmp_path / "c" / "tee" / "manifest.json")
     assert m["subjects"][0]["source"].endswith("+override")
     assert m["subjects"][0]["quality"]["cutout"]["reference"] == "none"
@@ -152,12 +154,12 @@ def test_tiny_input_is_refused_naming_the_file_and_its_size(tmp_path):
     img, _ = draw_tee(256)
     tiny = cv2.resize(img, (192, 256), interpolation=cv2.INTER_AREA)
     d = _product(tmp_path / "p", "tiny", tiny)
-    r = process_sku(load_product(d), tmp_path / "c", ClassicEngine())
+    r = process_sku(load_product(d), tmp_path / "c", classic_engine())
     assert r.status == "failed"
     assert str(d / "front.png") in r.error and "192x256" in r.error and "max_upscale" in r.error
     assert not (tmp_path / "c" / "tiny").exists()  # nothing half-written
     # With the limit raised it renders, and every enlarged output is flagged.
-    r = process_sku(load_product(d), tmp_path / "c", ClassicEngine(), RenderOptions(max_upscale=20))
+    r = process_sku(load_product(d), tmp_path / "c", classic_engine(), RenderOptions(max_upscale=20))
     assert r.status == "ok", r.error
     m = read_manifest(tmp_path / "c" / "tiny" / "manifest.json")
     placed = [o for o in m["outputs"] if "placement" in o]
@@ -204,7 +206,7 @@ def test_floor_shadow_under_a_waist_cropped_torso_is_flagged():
     from pipelines.compositing.composite import alpha_composite, fit_placement, render_layer
 
     torso = _torso_alpha(bottom=495)
-    engine = ClassicEngine()
+    engine = classic_engine()
     placement = fit_placement((150, 65, 363, 496), (400, 500), fill=0.78, anchor="floor", margin_bottom=0.07)
     alpha = render_layer(torso, placement, mode="L")
     fg = np.zeros((500, 400, 3), np.uint8)
@@ -217,8 +219,8 @@ def test_floor_shadow_under_a_waist_cropped_torso_is_flagged():
     assert qf.shadow_check(without, alpha, floor)["flags"] == []
 
 
-class _TorsoEngine(ClassicEngine):
-    """A classic engine that finds a person cropped at the waist (no ankles) in every photo."""
+class _TorsoSegmenter(ClassicSegmenter):
+    """A classic segmenter that finds a person cropped at the waist (no ankles) in every photo."""
 
     def find_subject(self, image, product):
         from pipelines.controls.pose import PoseResult
@@ -231,7 +233,7 @@ class _TorsoEngine(ClassicEngine):
 
 def test_catalog_draws_no_floor_shadow_under_a_waist_cropped_torso(tmp_path, astronaut_rgb):
     d = _product(tmp_path / "p", "torso", astronaut_rgb)
-    r = process_sku(load_product(d), tmp_path / "c", _TorsoEngine(), SMALL)
+    r = process_sku(load_product(d), tmp_path / "c", classic_engine(segmenter=_TorsoSegmenter()), SMALL)
     assert r.status == "ok", r.error
     m = read_manifest(tmp_path / "c" / "torso" / "manifest.json")
     life = next(o for o in m["outputs"] if o["kind"] == "lifestyle")
@@ -252,8 +254,8 @@ def test_fill_outside_the_allowed_range_is_flagged():
 # -- end to end: needs-attention, verify --strict, ordering ----------------------------------------
 
 
-class _BodyLostEngine(ClassicEngine):
-    """A classic engine whose cutout keeps only the print of the tee (the white-on-white failure)."""
+class _BodyLostSegmenter(ClassicSegmenter):
+    """A classic segmenter whose cutout keeps only the print of the tee (the white-on-white failure)."""
 
     def find_subject(self, image, product):
         subject = super().find_subject(image, product)
@@ -270,8 +272,8 @@ def flagged_catalog(tmp_path_factory, drawn_products, white_tee):
     products, catalog = root / "p", root / "c"
     good = _product(products, "a-good", drawn_products["tee"][0])
     bad = _product(products, "b-broken", white_tee[0])
-    assert process_sku(load_product(good), catalog, ClassicEngine(), SMALL).status == "ok"
-    r = process_sku(load_product(bad), catalog, _BodyLostEngine(), RenderOptions(canvas=400, lifestyle_size=(320, 400),
+    assert process_sku(load_product(good), catalog, classic_engine(), SMALL).status == "ok"
+    r = process_sku(load_product(bad), catalog, classic_engine(segmenter=_BodyLostSegmenter()), RenderOptions(canvas=400, lifestyle_size=(320, 400),
                                                                                    max_upscale=20))
     assert r.status == "ok", r.error
     return catalog

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from pipelines.catalog.store import process_sku, verify_entry
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.catalog.manifest import read_manifest
 from pipelines.product import discover_products
 from pipelines.catalog.report import build_report

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from pipelines.catalog.store import RenderOptions, process_sku, sku_content_hash
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.errors import InputError
 from pipelines.imageio import load_image, save_image, sha256_file
 from pipelines.catalog.manifest import read_manifest

@@ -28,7 +28,7 @@ from pipelines.catalog.store import (
     sku_lock,
     verify_entry,
 )
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.errors import InputError
 from pipelines.imageio import save_image, sha256_file
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.catalog.store import process_sku
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.errors import InputError
 from pipelines.imageio import save_image
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest

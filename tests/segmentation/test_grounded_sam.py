@@ -516,7 +516,7 @@ def _product(root: Path, rgb: np.ndarray, spec: str, sku: str = "tee", masks: di
 
 
 def test_auto_picks_grounded_sam_when_its_models_are_found(tiny_root, tmp_path):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
 
     engine = get_engine("auto", model_root=tiny_root)
     assert engine.name == "grounded-sam" and "grounding-dino-base" in engine.describe()["reason"]
@@ -526,7 +526,7 @@ def test_auto_picks_grounded_sam_when_its_models_are_found(tiny_root, tmp_path):
 
 
 def test_find_subject_records_model_prompt_and_threshold_origins(tiny_root, tmp_path, tee):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
 
     product = _product(tmp_path, tee[0], "garment_type: upper\nthresholds: {box_threshold: 0.05}\n")
     subject = get_engine("grounded-sam", model_root=tiny_root).find_subject(load_image(product.images[0]), product)
@@ -540,7 +540,7 @@ def test_find_subject_records_model_prompt_and_threshold_origins(tiny_root, tmp_
 
 
 def test_analyst_override_wins_white_include_black_exclude_grey_model(tiny_root, tmp_path, tee):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
 
     engine = get_engine("grounded-sam", model_root=tiny_root)
     plain = _product(tmp_path / "a", tee[0], "garment_type: upper\n")
@@ -557,10 +557,10 @@ def test_analyst_override_wins_white_include_black_exclude_grey_model(tiny_root,
 
 
 def test_nothing_found_falls_back_to_classic_and_says_why(tiny_root, tmp_path, tee, monkeypatch):
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
 
     engine = get_engine("grounded-sam", model_root=tiny_root)
-    monkeypatch.setattr(engine.pipeline(), "detector", ForgedDetector({}))
+    monkeypatch.setattr(engine.segmenter.pipeline(), "detector", ForgedDetector({}))
     product = _product(tmp_path, tee[0], "garment_type: upper\n")
     subject = engine.find_subject(load_image(product.images[0]), product)
     assert subject.source == "classic-cutout" and subject.metrics["fallback"] == "classic"
@@ -575,7 +575,7 @@ def test_nothing_found_falls_back_to_classic_and_says_why(tiny_root, tmp_path, t
 
 def test_batch_sku_through_process_sku_writes_a_valid_manifest(tiny_root, tmp_path, tee):
     from pipelines.catalog.store import RenderOptions, process_sku
-    from pipelines.engines.base import get_engine
+    from pipelines.engines.registry import get_engine
     from pipelines.catalog.manifest import read_manifest, validate_manifest
 
     product = _product(tmp_path, tee[0], "garment_type: upper\nbackgrounds: [white]\n"

@@ -14,7 +14,7 @@ from filelock import FileLock
 from pipelines.errors import InputError
 from pipelines.models import segmentation_models as sm
 from pipelines.dev_models import tiny_segmentation as ts
-from pipelines.models.registry import all_models, get
+from pipelines.models.known import all_models, get
 
 FAMILIES = ["grounding-dino", "sam", "sam-hq", "sam2", "sam-original"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.engines.base import ClassicEngine
+from pipelines.segmentation.classic import ClassicSegmenter
 from pipelines.imageio import load_image, save_image
 from pipelines.product import load_product
 
@@ -34,7 +34,7 @@ def _find(tmp_path, rgb, name="front.png"):
     sku.mkdir(exist_ok=True)
     save_image(sku / name, rgb)
     product = load_product(sku, root=tmp_path)
-    return ClassicEngine().find_subject(load_image(sku / name), product)
+    return ClassicSegmenter().find_subject(load_image(sku / name), product)
 
 
 def test_person_photo_on_white_takes_the_person_path(tmp_path, hopper_on_white):
@@ -165,7 +165,7 @@ def test_face_admits_the_selfie_mask_when_the_pose_model_finds_nobody(monkeypatc
     mask = np.zeros((32, 32), np.float32)
     mask[8:24, 8:24] = 1.0
     monkeypatch.setattr(person, "get_person_segmenter", lambda: (lambda rgb: PersonSegmentation(mask=mask)))
-    engine = ClassicEngine()
+    engine = ClassicSegmenter()
     rgb = np.zeros((32, 32, 3), np.uint8)
     assert engine._person(rgb) == (None, None)  # no pose and no other evidence: nobody
     alpha, pose = engine._person(rgb, without_pose=True)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
-from pipelines.engines.base import get_engine
+from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image
 from pipelines.catalog.manifest import read_manifest, validate_manifest
 from pipelines.product import load_product
@@ -57,9 +57,9 @@ def classic_catalog(products, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def flux_engine():
-    from pipelines.engines.generative import FluxEngine
+    from pipelines.engines.generative import flux_engine as build_flux_engine
 
-    return FluxEngine(model_root=tiny_flux_root(), settings=fast_settings())
+    return build_flux_engine(model_root=tiny_flux_root(), settings=fast_settings())
 
 
 @pytest.fixture(scope="module")
@@ -193,14 +193,14 @@ def test_grounded_sam_engine_segments_what_the_person_wears(products, tmp_path):
     models = tmp_path / "models"
     build_tiny_models(models, ["grounding-dino", "sam"])
     engine = get_engine("grounded-sam", model_root=models)
-    real, calls = engine.pipeline(), []
+    real, calls = engine.segmenter.pipeline(), []
 
     def spy(image, phrases, **kw):
         out = real(image, phrases, **kw)
         calls.append((list(phrases), bool((out.mask > 0).any())))
         return out
 
-    engine.pipeline = lambda: spy
+    engine.segmenter.pipeline = lambda: spy
     r = process_sku(load_product(products / "look-classic"), tmp_path / "c", engine, OPTIONS)
     assert r.status == "ok", r.error
     m = read_manifest(tmp_path / "c" / "look-classic" / "manifest.json")

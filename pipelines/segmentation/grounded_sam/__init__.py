@@ -5,8 +5,9 @@
 - `pipelines.segmentation.grounded_sam.loading`: finding the models (``--model-root``, HF cache) and loading them once;
 - `pipelines.segmentation.grounded_sam.backends` (transformers) and `pipelines.segmentation.grounded_sam.original` (segment_anything
   ``.pth``, groundingdino-py with its transformers-5 compatibility layer);
-- `pipelines.segmentation.grounded_sam.segmenter`: the ``grounded-sam`` backend of ``vitrine segment``;
-- `pipelines.engines.grounded_sam`: the ``grounded-sam`` engine of the batch.
+- `pipelines.segmentation.grounded_sam.segmenter`: the ``grounded-sam`` backend of ``vitrine segment`` and the
+  subject segmentation of the batch engines (`GroundedSamSegmenter`: the ``grounded-sam`` engine, and
+  ``flux``/``sdxl`` when its models are found).
 
 Importing this package does not import torch; models load on first use.
 """

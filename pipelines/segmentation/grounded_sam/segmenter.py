@@ -1,30 +1,154 @@
-"""The ``grounded-sam`` backend of `pipelines.segmentation.api.segment_image` (``vitrine segment --engine grounded-sam``)."""
+"""The ``grounded-sam`` segmentation backend: text-prompted subjects for any engine (`GroundedSamSegmenter`)
+and the ``grounded-sam`` backend of `pipelines.segmentation.api.segment_image` (``vitrine segment``).
+
+In a batch the subject (the garment on a plain background, the person in a scene) is segmented by
+GroundingDINO + Segment Anything with the prompt of the product's preset or ``product.yaml``. An
+analyst's mask override still wins (white = include, black = exclude, grey = the model decides); when
+grounded-sam finds nothing and no override adds anything, the classic segmentation takes over.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.errors import InputError
-from pipelines.segmentation.api import SegmenterEntry, register_segmenter
-from pipelines.segmentation.grounded_sam.loading import probe
+from pipelines.masks import RefineOptions
+from pipelines.segmentation.classic import ClassicSegmenter
+from pipelines.segmentation.cutout import estimate_background
+from pipelines.segmentation.grounded_sam.detection import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
+from pipelines.segmentation.grounded_sam.loading import ModelRecord, default_device, resolve_models
+from pipelines.segmentation.grounded_sam.person_box import DEFAULT_PERSON_BOX_COVER
+from pipelines.segmentation.grounded_sam.pipeline import GroundedSam
+from pipelines.segmentation.overrides import apply_first_override
+from pipelines.segmentation.prompts import find_preset, resolve_prompt
+from pipelines.segmentation.subject import PLAIN_BACKGROUND_UNIFORMITY, Subject, subject_bbox
+
+if TYPE_CHECKING:
+    from pipelines.imageio import LoadedImage
+    from pipelines.product import Product
 
 logger = logging.getLogger(__name__)
 
+NAME = "grounded-sam"
 #: Options `segment` accepts besides the prompt and ``threshold`` (the mask threshold).
 OPTIONS = ("box_threshold", "text_threshold", "policy", "retry", "exclude", "edges", "detector", "sam", "device",
            "dtype", "person_box_cover")
 
 
-def segment_detailed(image: np.ndarray, prompt: str, *, model_root: str | Path | None = None,
-                     threshold: float | None = None, box_threshold: float | None = None,
-                     text_threshold: float | None = None, policy: str | None = None, retry: bool = True,
-                     exclude: Sequence[str] = (), edges: str | None = None, detector: str | None = None,
-                     sam: str | None = None, device: str | None = None, dtype: str | None = None,
-                     person_box_cover: float | None | str = "default"):
+class GroundedSamSegmenter:
+    """Subjects segmented by grounded-sam, the classic segmentation as the fallback.
+
+    Args:
+        model_root (`str | Path`, *optional*): where the models are (``DIR/<org>/<name>/``), then the HF cache.
+        detector, sam (`str`, *optional*): model ids; default: the best found (see `resolve_models`).
+        device, dtype (`str`, *optional*): where and how to run the models (default: cuda if present, float32).
+        fallback (`ClassicSegmenter`, *optional*): what segments when grounded-sam finds nothing.
+
+    Raises:
+        `InputError`: the models are not found (the message says what was looked for and where).
+    """
+
+    kind = NAME
+    uses_gpu = True
+
+    def __init__(self, model_root: str | Path | None = None, *, detector: str | None = None, sam: str | None = None,
+                 device: str | None = None, dtype: str | None = None, fallback: ClassicSegmenter | None = None):
+        self.model_root = model_root
+        self.device = device
+        self.dtype = dtype
+        self.fallback = fallback or ClassicSegmenter()
+        self.detector_record, self.mask_record = resolve_models(model_root, detector, sam,
+                                                                device=device or default_device())
+        self._pipeline: GroundedSam | None = None
+
+    @property
+    def records(self) -> list[ModelRecord]:
+        return [self.detector_record, self.mask_record]
+
+    def pipeline(self) -> GroundedSam:
+        """The `GroundedSam` pipeline (models loaded on first use, once per process)."""
+        if self._pipeline is None:
+            self._pipeline = GroundedSam.from_models(
+                self.model_root, detector=self.detector_record.id,
+                sam=self.mask_record.id if self.mask_record.source != "file" and not self.mask_record.file
+                else str(Path(self.mask_record.path) / str(self.mask_record.file)),
+                device=self.device, dtype=self.dtype)
+        return self._pipeline
+
+    def backends(self) -> dict[str, str]:
+        models = f"{self.detector_record.label} + {self.mask_record.label}"
+        return {
+            **self.fallback.backends(),
+            "product_segmentation": f"grounded-sam ({self.detector_record.backend}/{self.mask_record.backend}): "
+                                    f"{models}; prompt from product.yaml or the garment_type preset",
+            "person_segmentation": f"grounded-sam: {models}, preset 'person'",
+            "segmentation_fallback": "classic (border colour + GrabCut, mediapipe) when grounded-sam finds nothing",
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        return [rec.to_json() for rec in self.records] + self.fallback.models()
+
+    def find_subject(self, image: LoadedImage, product: Product) -> Subject:
+        """Segment the product (plain background) or the person (scene) with grounded-sam; apply overrides.
+
+        The prompt and thresholds come from `pipelines.segmentation.prompts.resolve_prompt` (``product.yaml`` over the
+        preset); ``Subject.metrics["grounded_sam"]`` records the prompt, each threshold's origin, every attempt,
+        the boxes and the models.
+        """
+        # 1. A transparent input is already cut out: nothing to segment.
+        if image.alpha is not None and int(image.alpha.min()) < 250:
+            return self.fallback.find_subject(image, product)
+
+        # 2. What to segment: the garment on a plain background, the person in a scene.
+        _, _, uniformity = estimate_background(image.rgb)
+        if uniformity >= PLAIN_BACKGROUND_UNIFORMITY:
+            kind, target, targets = "product", "garment", ("product", "garment")
+            why = f"plain background (border uniformity {uniformity:.2f} >= {PLAIN_BACKGROUND_UNIFORMITY})"
+        else:
+            kind, target, targets = "person", "person", ("person",)
+            why = f"scene background (border uniformity {uniformity:.2f})"
+        resolved = resolve_prompt(product.spec, target)
+
+        # 3. Segment.
+        out = self.pipeline()(image.rgb, list(resolved.phrases), box_threshold=resolved.box_threshold,
+                              text_threshold=resolved.text_threshold, mask_threshold=resolved.mask_threshold,
+                              policy=resolved.policy, refine=RefineOptions(edges=resolved.edges))
+        metrics: dict[str, Any] = {"background_uniformity": round(uniformity, 4),
+                                   "grounded_sam": {**out.to_json(), "resolved": resolved.to_json()}}
+
+        # 4. The analyst's override wins over the model.
+        alpha, override = apply_first_override(out.alpha, image, product, targets)
+        source = NAME
+        if override is not None:
+            source += "+override"
+            metrics["override"] = override
+
+        # 5. Nothing found and nothing painted: the classic segmentation takes over (and may fail cleanly).
+        if not (alpha >= 128).any():
+            subject = self.fallback.find_subject(image, product)
+            subject.reason = (f"grounded-sam found nothing ({out.reason}); classic fallback: {subject.reason}")
+            subject.metrics = {**subject.metrics, "grounded_sam": metrics["grounded_sam"], "fallback": "classic"}
+            return subject
+        reason = f"{why}: grounded-sam {resolved.target} with {self.detector_record.id} + {self.mask_record.id}: " \
+                 f"{out.reason}"
+        if "override" in metrics:
+            reason += f"; analyst override {metrics['override']} applied"
+        metrics["area_fraction"] = round(float((alpha >= 128).mean()), 4)
+        return Subject(kind=kind, source=source, alpha=alpha, bbox=subject_bbox(alpha), reason=reason, metrics=metrics)
+
+
+# -- text prompts (``vitrine segment --engine grounded-sam``) ------------------------------------------
+def segment_output(image: np.ndarray, prompt: str, *, model_root: str | Path | None = None,
+                   threshold: float | None = None, box_threshold: float | None = None,
+                   text_threshold: float | None = None, policy: str | None = None, retry: bool = True,
+                   exclude: Sequence[str] = (), edges: str | None = None, detector: str | None = None,
+                   sam: str | None = None, device: str | None = None, dtype: str | None = None,
+                   person_box_cover: float | None | str = "default"):
     """Segment ``prompt`` in ``image`` with grounded-sam; returns the full `GroundedSamOutput`.
 
     A prompt that names a preset exactly (``"upper garment"``, ``"hands"``, see `pipelines.segmentation.prompts`) takes
@@ -32,12 +156,6 @@ def segment_detailed(image: np.ndarray, prompt: str, *, model_root: str | Path |
     ``exclude`` items may be preset names too (``["hair", "hands"]``). ``person_box_cover``: see
     `pipelines.segmentation.grounded_sam.person_box` (``"default"``: 0.9; `None`: keep whole-person boxes).
     """
-    from pipelines.masks import RefineOptions
-    from pipelines.segmentation.prompts import find_preset
-    from pipelines.segmentation.grounded_sam.detection import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
-    from pipelines.segmentation.grounded_sam.person_box import DEFAULT_PERSON_BOX_COVER
-    from pipelines.segmentation.grounded_sam.pipeline import GroundedSam
-
     # 1. The prompt: a preset's settings, or the generic defaults; explicit arguments win.
     named = find_preset(prompt)
     phrases = list(named.phrases) if named else split_phrases(prompt)
@@ -57,18 +175,34 @@ def segment_detailed(image: np.ndarray, prompt: str, *, model_root: str | Path |
                 person_box_cover=DEFAULT_PERSON_BOX_COVER if person_box_cover == "default" else person_box_cover)
 
 
-def segment(image: np.ndarray, prompt: str, *, model_root: str | Path | None = None, threshold: float = 0.5,
-            **options) -> np.ndarray:
-    """`SegmenterEntry.segment` for grounded-sam: HxW uint8 0/255 mask; all zeros (and a warning) when nothing
-    is found. Options: see `OPTIONS` and `segment_detailed`."""
+def _check_options(options: dict[str, Any], *, list_known: bool = True) -> None:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise InputError(f"the grounded-sam engine takes no option {unknown[0]!r}; it takes {', '.join(OPTIONS)}",
-                         key=unknown[0])
-    out = segment_detailed(image, prompt, model_root=model_root, threshold=threshold, **options)
+        known = f"; it takes {', '.join(OPTIONS)}" if list_known else ""
+        raise InputError(f"the grounded-sam engine takes no option {unknown[0]!r}{known}", key=unknown[0])
+
+
+def segment(image: np.ndarray, prompt: str, *, model_root: str | Path | None = None, threshold: float = 0.5,
+            **options) -> np.ndarray:
+    """HxW uint8 0/255 mask of ``prompt``; all zeros (and a warning) when nothing is found. Options: see
+    `OPTIONS` and `segment_output`."""
+    _check_options(options)
+    out = segment_output(image, prompt, model_root=model_root, threshold=threshold, **options)
     if not out.found:
         logger.warning("grounded-sam found nothing for %r: %s; the mask is empty", prompt, out.reason)
     return out.mask
 
 
-register_segmenter(SegmenterEntry(name="grounded-sam", segment=segment, probe=probe, priority=10))
+def segment_detailed(image: np.ndarray, prompt: str, *, model_root: str | Path | None = None,
+                     threshold: float = 0.5, **options) -> tuple[np.ndarray, dict[str, Any]]:
+    """`segment` and its report (see `pipelines.segmentation.api.segment_image_detailed`): the pipeline's
+    output as JSON, ``boxes`` marked ``used``. The report's ``engine``/``engine_reason`` are added by the
+    caller."""
+    _check_options(options, list_known=False)
+    out = segment_output(image, prompt, model_root=model_root, threshold=threshold, **options)
+    info = out.to_json()
+    used = set(out.used)
+    boxes = [{**d, "used": i in used} for i, d in enumerate(info.pop("detections"))]
+    info.pop("used", None)
+    report = {"mask_threshold": threshold, **info, "prompt": prompt, "caption": out.prompt, "boxes": boxes}
+    return out.mask, report
