@@ -32,7 +32,8 @@ from pipelines.errors import InputError, VitrineError
 from pipelines.imageio import atomic_write_json, load_image, save_image, save_mask, sha256_file
 from pipelines.models.licence import merge_model_records
 from pipelines.catalog.manifest import MANIFEST_NAME, build_manifest, write_manifest
-from pipelines.tryon.warp import TRYON_TYPES, GarmentTransform, apply_transform
+from pipelines.tryon.anchors import TRYON_TYPES
+from pipelines.tryon.warp import GarmentTransform, apply_transform
 
 if TYPE_CHECKING:
     from pipelines.catalog.store import RenderOptions

@@ -43,6 +43,7 @@ from pipelines.compositing.seam import inpaint_seam
 from pipelines.controls.pose import PoseResult
 from pipelines.compositing.composite import alpha_composite, count_changed, dilate, preserve_mask, seam_band
 from pipelines.errors import InputError, VitrineError
+from pipelines.generation.worksize import native_side, native_work_size, seam_crop, size_multiple, upscale_factor, work_size
 from pipelines.tryon.fidelity import garment_fidelity
 from pipelines.tryon.warp import GarmentTransform, apply_transform, place_garment
 
@@ -359,8 +360,6 @@ class TryOnPipeline:
     def generative_inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int,
                            params: TryOnParams) -> np.ndarray:
         """Inpaint ``mask`` of ``image`` with ``self.inpaint`` at its working size; returns full-size HxWx3."""
-        from pipelines.generation.scene import native_side, size_multiple, work_size
-
         pipe = self.inpaint
         h, w = mask.shape
         ws = work_size((w, h), params.work_side or native_side(pipe), size_multiple(pipe))
@@ -378,8 +377,6 @@ class TryOnPipeline:
         Returns:
             `tuple`: (HxWx3 uint8 person-size result, record with the working sizes).
         """
-        from pipelines.generation.scene import native_side, native_work_size, seam_crop, size_multiple, upscale_factor, work_size
-
         pipe = self.fill
         h, w = region.shape
         # Only the region around what changes goes on the canvas, at its own resolution (at most 1.2x up);

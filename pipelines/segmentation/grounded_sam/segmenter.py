@@ -34,7 +34,7 @@ def segment_detailed(image: np.ndarray, prompt: str, *, model_root: str | Path |
     """
     from pipelines.masks import RefineOptions
     from pipelines.segmentation.prompts import find_preset
-    from pipelines.segmentation.grounded_sam.detection import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
+    from pipelines.segmentation.phrases import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
     from pipelines.segmentation.grounded_sam.person_box import DEFAULT_PERSON_BOX_COVER
     from pipelines.segmentation.grounded_sam.pipeline import GroundedSam
 
