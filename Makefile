@@ -43,6 +43,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipelines flows bench tests
+	$(VENV)/bin/lint-imports --no-logo
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/classic_throughput.py

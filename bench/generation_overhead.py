@@ -79,7 +79,7 @@ def bench_family(family: str, model_root: Path, images: int, repeats: int, steps
     prompt, negative = "a fashion model wearing a shirt, studio", "blurry"
 
     # 1. Working size of this pipeline; the batch at that size (same model work on both sides)
-    from pipelines.generation.scene import native_side, size_multiple, work_size
+    from pipelines.generation.worksize import native_side, size_multiple, work_size
 
     ws = work_size((4, 5), params.work_side or native_side(scene.generator), size_multiple(scene.generator))
     batch = garments(images, ws)

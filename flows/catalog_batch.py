@@ -37,7 +37,7 @@ from pipelines.product import discover_products  # noqa: E402
 from pipelines.catalog.report import build_report, report_markdown  # noqa: E402
 from pipelines.catalog.publish import is_url, write_catalog_report  # noqa: E402
 
-# A flow-run process whose worker dies must not die on the next log line (issue 14 #8): guard the pipes as
+# A flow-run process whose worker dies must not die on the next log line: guard the pipes as
 # soon as the flow is imported, before Prefect's engine logs anything.
 from flows.prefect_local import survive_dead_pipes  # noqa: E402
 
@@ -76,7 +76,7 @@ def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
                commercial: bool = False) -> dict[str, Any]:
     """Render one SKU. Never raises for a bad product: the failure is returned as the entry.
 
-    ``identity`` (an identity preset YAML path) and ``commercial`` are the batch's (issue 5; RenderOptions).
+    ``identity`` (an identity preset YAML path) and ``commercial`` are the batch's (`RenderOptions`).
     """
     from flows.local_batch import render_one  # the same render as a local (Prefect-free) run
 
@@ -85,7 +85,7 @@ def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
 
 
 def _render_options(identity: str | None, commercial: bool) -> RenderOptions:
-    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag (issue 5)."""
+    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag."""
     if identity is None:
         return RenderOptions(commercial=commercial)
     from pipelines.edit.identity import read_identity
@@ -125,10 +125,10 @@ def catalog_batch(
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
-    survive_dead_pipes()  # a killed worker's broken stdout pipe must not crash this run (issue 14 #8)
+    survive_dead_pipes()  # a killed worker's broken stdout pipe must not crash this run
     logger = _logger()
     started = datetime.now(UTC)
-    if not is_url(catalog_dir):  # issue 14: overlapping trees refused, killed runs' staging cleaned
+    if not is_url(catalog_dir):  # overlapping products/catalog trees refused, killed runs' staging cleaned
         check_separate_trees(products_dir, catalog_dir)
         clean_stale_staging(catalog_dir)
     eng = worker_engine(engine, model_root)

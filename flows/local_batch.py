@@ -3,7 +3,7 @@
 ``vitrine run`` uses this when no Prefect API is configured (``PREFECT_API_URL`` unset, in the environment
 and in the active Prefect profile) and ``--prefect`` is not given: a local run then starts working in well
 under a second instead of paying Prefect's embedded-server start-up (~10-20 s on a small machine), and no
-API server process is left behind if the run is killed (issue 14 finding 8, issue 15 item 4).
+API server process is left behind if the run is killed.
 
 It does what the flow `flows.catalog_batch.catalog_batch` does -- discovery, one isolated render per SKU,
 the same entries, ``CATALOG/_reports/<run>.json`` report, contact sheets and return value -- minus what
@@ -45,7 +45,7 @@ def engine_for(name: str, model_root: str | None):
 
 
 def render_options(identity: str | None, commercial: bool):
-    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag (issue 5)."""
+    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag."""
     from pipelines.catalog.store import RenderOptions
 
     if identity is None:

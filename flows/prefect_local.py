@@ -1,6 +1,6 @@
 """Prefect processes that do not outlive their parent, and flow runs that outlive a dead worker's pipe.
 
-Issue 14 finding 8: killing ``vitrine run`` (SIGTERM from ``timeout``/systemd/cron, SIGKILL from the OOM
+Why: killing ``vitrine run`` (SIGTERM from ``timeout``/systemd/cron, SIGKILL from the OOM
 killer) left Prefect's embedded API server (uvicorn, ~195 MB) running forever; killing only a worker made the
 flow-run child crash later, when a log line hit the broken stdout pipe, with no report written.
 

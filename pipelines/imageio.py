@@ -270,6 +270,124 @@ def _validate_limits(path: Path, max_pixels: int, max_side: int | None) -> None:
         raise InputError(f"max_side must be a positive integer or None, got {max_side!r}", path, "max_side")
 
 
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    """Step 1: open lazily (only the header is parsed)."""
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(path, e, max_pixels) from e
+    except UnidentifiedImageError as e:
+        raise InputError("not an image file Pillow can read (unknown or unsupported format)", path) from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"cannot read the image header: {e}", path) from e
+
+
+def _check_declared_size(im_file: Image.Image, path: Path, max_pixels: int) -> int:
+    """Step 2: refuse oversized images before decoding. Returns the number of frames."""
+    stored_w, stored_h = im_file.size
+    if stored_w < 1 or stored_h < 1:
+        raise InputError(f"the image declares an empty size {stored_w}x{stored_h}", path)
+    if stored_w * stored_h > max_pixels:
+        raise InputError(
+            f"the image declares {stored_w}x{stored_h} = {stored_w * stored_h:,} pixels, more than the "
+            f"limit of {max_pixels:,}; refused before decoding. Raise max_pixels if it is genuine.",
+            path,
+        )
+    try:  # counting frames parses every frame's header: a corrupt one raises anything at all
+        n_frames = int(getattr(im_file, "n_frames", 1) or 1)
+    except Exception as e:
+        raise InputError(
+            f"the image's frames cannot be read (the file is truncated or corrupt): {e!r}", path
+        ) from e
+    if n_frames > 1:
+        logger.info("%s: animated image with %d frames; using the first frame", path, n_frames)
+    return n_frames
+
+
+def _decode(im_file: Image.Image, path: Path, max_pixels: int, max_side: int | None) -> None:
+    """Step 3: decode fully (first frame). JPEGs can be decoded at 1/2, 1/4 or 1/8 scale when downscaling."""
+    stored_w, stored_h = im_file.size
+    if max_side is not None and im_file.format == "JPEG" and max(stored_w, stored_h) > max_side:
+        factor = max_side / max(stored_w, stored_h)
+        im_file.draft(im_file.mode, (max(1, int(stored_w * factor)), max(1, int(stored_h * factor))))
+    try:
+        im_file.load()
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(path, e, max_pixels) from e
+    except Exception as e:  # Pillow raises OSError, SyntaxError, EOFError, struct.error, zlib errors...
+        raise InputError(
+            f"the image data cannot be decoded (the file is truncated or corrupt): {e}", path
+        ) from e
+
+
+def _exif_upright(im: Image.Image, path: Path) -> tuple[Image.Image, bool, int]:
+    """Step 4: apply the EXIF orientation. Returns the image, whether it was rotated, and the orientation."""
+    exif_rotated = False
+    try:
+        orientation = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
+    except _EXIF_ERRORS as e:  # corrupt EXIF must not make a good photo unreadable
+        logger.warning("%s: ignoring unreadable EXIF data (%s)", path, e)
+        orientation = 1
+    if orientation in range(2, 9):
+        try:
+            im = ImageOps.exif_transpose(im)
+            exif_rotated = True
+        except _EXIF_ERRORS as e:
+            logger.warning("%s: could not apply EXIF orientation %d (%s)", path, orientation, e)
+    elif orientation != 1:
+        logger.warning("%s: ignoring invalid EXIF orientation %d", path, orientation)
+    return im, exif_rotated, orientation
+
+
+def _split_alpha(im: Image.Image, path: Path) -> tuple[Image.Image, Image.Image | None]:
+    """Step 5: 8 bits per channel, and the alpha channel split off. Returns (colour, alpha or `None`)."""
+    alpha_img: Image.Image | None = None
+    if im.mode in _HIGH_BIT_DEPTH_MODES:
+        color = _to_uint8_gray(im)
+    elif im.mode in ("LA", "La"):
+        la = im.convert("LA")
+        color, alpha_img = la.getchannel("L"), la.getchannel("A")
+    elif im.mode in _ALPHA_MODES or im.has_transparency_data:
+        rgba = im.convert("RGBA")
+        color, alpha_img = rgba.convert("RGB"), rgba.getchannel("A")
+    elif im.mode == "1":
+        color = im.convert("L")
+    elif im.mode in ("L", "RGB", "CMYK"):
+        color = im
+    else:
+        try:
+            color = im.convert("RGB")
+        except (ValueError, OSError) as e:
+            raise InputError(f"unsupported colour mode {im.mode!r}: {e}", path) from e
+    return color, alpha_img
+
+
+def _to_srgb(color: Image.Image, icc: bytes | None, path: Path) -> tuple[Image.Image, bool]:
+    """Step 6: colour management to sRGB ``RGB``. Returns the image and whether an ICC profile was applied."""
+    icc_converted = False
+    if icc is not None:
+        color, icc_converted = _convert_icc(color, icc, path)
+    if color.mode != "RGB":
+        color = color.convert("RGB")  # L -> grey RGB; CMYK without a profile -> Pillow's plain formula
+    return color, icc_converted
+
+
+def _downscale(color: Image.Image, alpha_img: Image.Image | None, max_side: int | None
+               ) -> tuple[Image.Image, Image.Image | None]:
+    """Step 7: Lanczos downscale so that the longer side is at most ``max_side`` (alpha premultiplied)."""
+    w, h = color.size
+    if max_side is None or max(w, h) <= max_side:
+        return color, alpha_img
+    factor = max_side / max(w, h)
+    new_size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    if alpha_img is None:
+        return color.resize(new_size, Image.Resampling.LANCZOS), None
+    rgba = color.copy()
+    rgba.putalpha(alpha_img)
+    rgba = rgba.resize(new_size, Image.Resampling.LANCZOS)  # premultiplied internally
+    return rgba.convert("RGB"), rgba.getchannel("A")
+
+
 def load_image(
     path: str | Path,
     *,
@@ -303,113 +421,22 @@ def load_image(
     # Vitrine relies on it everywhere.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-    # 1. Open lazily: only the header is parsed.
-    try:
-        im_file = Image.open(path)
-    except Image.DecompressionBombError as e:
-        raise _bomb_error(path, e, max_pixels) from e
-    except UnidentifiedImageError as e:
-        raise InputError("not an image file Pillow can read (unknown or unsupported format)", path) from e
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise InputError(f"cannot read the image header: {e}", path) from e
-
-    with im_file:
-        # 2. Refuse oversized images before decoding.
+    with _open(path, max_pixels) as im_file:  # 1. the header only
         stored_w, stored_h = im_file.size
-        if stored_w < 1 or stored_h < 1:
-            raise InputError(f"the image declares an empty size {stored_w}x{stored_h}", path)
-        if stored_w * stored_h > max_pixels:
-            raise InputError(
-                f"the image declares {stored_w}x{stored_h} = {stored_w * stored_h:,} pixels, more than the "
-                f"limit of {max_pixels:,}; refused before decoding. Raise max_pixels if it is genuine.",
-                path,
-            )
         source_mode = im_file.mode
-        try:  # counting frames parses every frame's header: a corrupt one raises anything at all
-            n_frames = int(getattr(im_file, "n_frames", 1) or 1)
-        except Exception as e:
-            raise InputError(
-                f"the image's frames cannot be read (the file is truncated or corrupt): {e!r}", path
-            ) from e
-        if n_frames > 1:
-            logger.info("%s: animated image with %d frames; using the first frame", path, n_frames)
-
-        # 3. Decode fully (first frame). JPEGs can be decoded at 1/2, 1/4 or 1/8 scale when downscaling.
-        if max_side is not None and im_file.format == "JPEG" and max(stored_w, stored_h) > max_side:
-            factor = max_side / max(stored_w, stored_h)
-            im_file.draft(im_file.mode, (max(1, int(stored_w * factor)), max(1, int(stored_h * factor))))
-        try:
-            im_file.load()
-        except Image.DecompressionBombError as e:
-            raise _bomb_error(path, e, max_pixels) from e
-        except Exception as e:  # Pillow raises OSError, SyntaxError, EOFError, struct.error, zlib errors...
-            raise InputError(
-                f"the image data cannot be decoded (the file is truncated or corrupt): {e}", path
-            ) from e
+        n_frames = _check_declared_size(im_file, path, max_pixels)  # 2. refused before decoding
+        _decode(im_file, path, max_pixels, max_side)  # 3. fully decoded (a JPEG draft when downscaling)
         im: Image.Image = im_file
         icc = im.info.get("icc_profile") or None
-
-        # 4. EXIF orientation.
-        exif_rotated = False
-        try:
-            orientation = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
-        except _EXIF_ERRORS as e:  # corrupt EXIF must not make a good photo unreadable
-            logger.warning("%s: ignoring unreadable EXIF data (%s)", path, e)
-            orientation = 1
-        if orientation in range(2, 9):
-            try:
-                im = ImageOps.exif_transpose(im)
-                exif_rotated = True
-            except _EXIF_ERRORS as e:
-                logger.warning("%s: could not apply EXIF orientation %d (%s)", path, orientation, e)
-        elif orientation != 1:
-            logger.warning("%s: ignoring invalid EXIF orientation %d", path, orientation)
+        im, exif_rotated, orientation = _exif_upright(im, path)  # 4. EXIF orientation
         # Size at full resolution, upright (a JPEG draft may have reduced ``im.size``).
         if orientation in (5, 6, 7, 8) and exif_rotated:
             source_size = (stored_h, stored_w)
         else:
             source_size = (stored_w, stored_h)
-
-        # 5. Bit depth and alpha.
-        alpha_img: Image.Image | None = None
-        if im.mode in _HIGH_BIT_DEPTH_MODES:
-            color = _to_uint8_gray(im)
-        elif im.mode in ("LA", "La"):
-            la = im.convert("LA")
-            color, alpha_img = la.getchannel("L"), la.getchannel("A")
-        elif im.mode in _ALPHA_MODES or im.has_transparency_data:
-            rgba = im.convert("RGBA")
-            color, alpha_img = rgba.convert("RGB"), rgba.getchannel("A")
-        elif im.mode == "1":
-            color = im.convert("L")
-        elif im.mode in ("L", "RGB", "CMYK"):
-            color = im
-        else:
-            try:
-                color = im.convert("RGB")
-            except (ValueError, OSError) as e:
-                raise InputError(f"unsupported colour mode {im.mode!r}: {e}", path) from e
-
-        # 6. Colour management.
-        icc_converted = False
-        if icc is not None:
-            color, icc_converted = _convert_icc(color, icc, path)
-        if color.mode != "RGB":
-            color = color.convert("RGB")  # L -> grey RGB; CMYK without a profile -> Pillow's plain formula
-
-        # 7. Downscale.
-        w, h = color.size
-        if max_side is not None and max(w, h) > max_side:
-            factor = max_side / max(w, h)
-            new_size = (max(1, round(w * factor)), max(1, round(h * factor)))
-            if alpha_img is not None:
-                rgba = color.copy()
-                rgba.putalpha(alpha_img)
-                rgba = rgba.resize(new_size, Image.Resampling.LANCZOS)  # premultiplied internally
-                color, alpha_img = rgba.convert("RGB"), rgba.getchannel("A")
-            else:
-                color = color.resize(new_size, Image.Resampling.LANCZOS)
-
+        color, alpha_img = _split_alpha(im, path)  # 5. bit depth and alpha
+        color, icc_converted = _to_srgb(color, icc, path)  # 6. colour management
+        color, alpha_img = _downscale(color, alpha_img, max_side)  # 7. downscale
         rgb = np.array(color, dtype=np.uint8)
         alpha = np.array(alpha_img, dtype=np.uint8) if alpha_img is not None else None
 

@@ -1,7 +1,7 @@
 """Silence native libraries' log lines (mediapipe/TFLite ``W0000 ...``, ``XNNPACK delegate``, absl) at fd level.
 
 Those lines are written by C++ code straight to file descriptor 2, past Python's ``sys.stderr``, so no
-logging setting reaches them: they mixed into the CLI's progress bar and into notebook outputs (issue 15).
+logging setting reaches them: left alone, they mix into the CLI's progress bar and into notebook outputs.
 
 Two tools:
 

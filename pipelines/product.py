@@ -29,7 +29,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from pipelines.errors import SKU_FAILURE_LOG, InputError
 from pipelines.imageio import IMAGE_SUFFIXES, sha256_bytes, sha256_file
-from pipelines.tryon_spec import TryOnSpec  # the ``tryon`` key (try-on SKUs, issue 5)
+from pipelines.marketplaces import marketplace_names
+from pipelines.tryon_spec import TryOnSpec  # the ``tryon`` key of a try-on SKU (a person photo plus garments)
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,6 @@ RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
 
 def _known_marketplace(value: str) -> str:
     """A marketplace rule set shipped in ``pipelines/data/marketplaces.yaml`` (case-insensitive, stored lower-case)."""
-    from pipelines.marketplaces import marketplace_names
-
     key = value.strip().lower()
     if key not in marketplace_names():
         close = difflib.get_close_matches(key, marketplace_names(), n=1)
@@ -726,8 +725,8 @@ def snapshot_product(product: Product, dest: Path) -> Product:
     """Copy a product folder's files to ``dest/<folder name>/`` and load the product from that copy.
 
     A render reads the copy only, so a product edited while its SKU renders is rendered -- and its content
-    hash recorded -- as it was when copied: the recorded hash is always the hash of what was rendered
-    (issue 14 finding 5). Copies exactly the files `product_content_hash` covers (links followed).
+    hash recorded -- as it was when copied: the recorded hash is always the hash of what was rendered,
+    and an edit made during the render is seen by the next run. Copies exactly the files `product_content_hash` covers (links followed).
 
     Args:
         product (`Product`): the product as loaded from the products folder.

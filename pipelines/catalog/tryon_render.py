@@ -33,7 +33,8 @@ from pipelines.imageio import atomic_write_json, load_image, save_image, save_ma
 from pipelines.models.licence import merge_model_records
 from pipelines.catalog.manifest import MANIFEST_NAME, build_manifest, write_manifest
 from pipelines.segmentation.grounded_sam.segmenter import GroundedSamSegmenter
-from pipelines.tryon.warp import TRYON_TYPES, GarmentTransform, apply_transform
+from pipelines.tryon.anchors import TRYON_TYPES
+from pipelines.tryon.warp import GarmentTransform, apply_transform
 
 if TYPE_CHECKING:
     from pipelines.catalog.store import RenderOptions
@@ -139,7 +140,7 @@ def render_tryon(product: Product, out: Path, engine: Engine, options: RenderOpt
     from pipelines.catalog.store import _unique_stems
     from pipelines.controls.pose import PoseResult, get_pose_estimator
     from pipelines.segmentation.overrides import mask_override_path, read_override_mask
-    from pipelines.tryon.models import choose_tryon
+    from pipelines.engines.tryon import choose_tryon
     from pipelines.tryon.pipeline import TryOnParams
     from pipelines.tryon.worn import worn_garment_mask
 

@@ -534,7 +534,7 @@ def build_real_arch_models(dest: str | Path, families: list[str] | None = None) 
         raise ValueError(f"unknown model families {unknown}; known: {sorted(BUILDERS)}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    from pipelines.segmentation.grounded_sam.loading import quiet_loading
+    from pipelines.segmentation.grounded_sam.quiet import quiet_loading
 
     written = {}
     with quiet_loading():

@@ -88,8 +88,8 @@ def save_bert_tokenizer(folder: Path) -> None:
 
 
 def _quiet():
-    """No progress bars while writing (see `pipelines.segmentation.grounded_sam.loading.quiet_loading`)."""
-    from pipelines.segmentation.grounded_sam.loading import quiet_loading
+    """No progress bars while writing (see `pipelines.segmentation.grounded_sam.quiet.quiet_loading`)."""
+    from pipelines.segmentation.grounded_sam.quiet import quiet_loading
 
     return quiet_loading()
 

@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING, Any
 from pipelines.errors import InputError, MissingBackendError
 from pipelines.models.location import locate
 from pipelines.models.profiles import ModelProfile, get_profile
+from pipelines.generation.device import resolve_device
+from pipelines.generation.memplan import clear_managers, empty_cuda_cache, manager_for, min_level_for, plan_models
+from pipelines.generation.modelset import ModelSet
+from pipelines.generation.oom import GenerationOOMError, _oom_types
 from pipelines.generation.settings import GenerationSettings, parse_lora
 
 if TYPE_CHECKING:
@@ -150,42 +154,15 @@ class ModelCache:
             self.loads.clear()
             self.load_seconds.clear()
             self.hits = 0
-        from pipelines.generation.memplan import clear_managers
-
         clear_managers()  # the plans' hooks and placements refer to the models just dropped
-        _empty_cuda_cache()
+        empty_cuda_cache()
 
 
 #: The per-process model cache every generative engine and `load_pipeline` use.
 MODEL_CACHE = ModelCache()
 
 
-def _empty_cuda_cache() -> None:
-    from pipelines.generation.memplan import empty_cuda_cache
-
-    empty_cuda_cache()
-
-
 # ------------------------------------------------------------------------------------------- device/dtype
-def resolve_device(setting: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a CUDA device is present, else ``mps`` when present, else ``cpu``.
-
-    Raises:
-        `InputError`: a CUDA/MPS device was asked for and is not there.
-    """
-    import torch
-
-    if setting == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {setting!r} asked for but no CUDA device is available", key="VITRINE_GEN_DEVICE")
-    return setting
-
-
 def resolve_dtype(setting: str, profile: ModelProfile, device: str) -> torch.dtype:
     """The compute dtype: ``auto`` → ``float32`` on a CPU, else the profile's (``bfloat16``/``float16``)."""
     import torch
@@ -305,8 +282,6 @@ class LoadContext:
         """The device's `memplan.OffloadManager` when it holds a memory plan (CUDA), else ``None``."""
         if not self.device.startswith("cuda") and not _PLAN_ANY_DEVICE:
             return None
-        from pipelines.generation.memplan import manager_for
-
         mgr = manager_for(self.device)
         return mgr if mgr.plan is not None else None
 
@@ -719,8 +694,6 @@ def load_pipeline(
     ctx = ctx or LoadContext(model_root, settings or GenerationSettings())
     kwargs = dict(pipeline_class=pipeline_class, base=base, controlnets=controlnets, components=components, ctx=ctx)
     plan_pipeline(profile, base, tuple(controlnets), ctx)
-    from pipelines.generation.oom import GenerationOOMError, _oom_types
-
     error = None
     try:
         return build_pipeline(profile, **kwargs)
@@ -742,9 +715,6 @@ def plan_pipeline(profile: ModelProfile, base: ModelProfile | None, controlnets:
     """Add a pipeline's models (sized from their weight headers) to the device's memory plan (CUDA only)."""
     if not (ctx.device.startswith("cuda") or _PLAN_ANY_DEVICE):
         return
-    from pipelines.generation.memplan import manager_for, min_level_for, plan_models
-    from pipelines.generation.modelset import ModelSet
-
     paths = {profile.name: model_path(profile, ctx.model_root)}
     if base is not None:
         paths[base.name] = model_path(base, ctx.model_root)
@@ -923,7 +893,7 @@ def enable_offload_now(pipe) -> bool:
     if ctx is None or ctx.offload or not ctx.device.startswith("cuda"):
         return False
     pipe.enable_model_cpu_offload(device=ctx.device)
-    _empty_cuda_cache()
+    empty_cuda_cache()
     return True
 
 

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, MissingBackendError
+from pipelines.generation.device import resolve_device
+from pipelines.generation.modelset import resolve_model_set
+from pipelines.generation.settings import GenerationSettings
+from pipelines.generation.worksize import native_work_size
+from pipelines.models.location import ModelNotFoundError, find
+from pipelines.models.profiles import list_profiles
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +168,6 @@ def gguf_size(path: str | Path) -> WeightsSize:
     Raises:
         `MissingBackendError`: the ``gguf`` package is not installed. `InputError`: not a GGUF file.
     """
-    from pipelines.errors import MissingBackendError
-
     try:
         from gguf import GGUFReader
     except ImportError:
@@ -552,11 +556,9 @@ DEFAULT_OUTPUT_SIZE = (1600, 2000)
 
 def work_megapixels(settings, output_size: tuple[int, int] = DEFAULT_OUTPUT_SIZE) -> float:
     """Megapixels one generated image works at: ``VITRINE_GEN_WORK_SIDE``² when set, else the native-resolution
-    working size of ``output_size`` (`scene.native_work_size` at 1024: 1344x1680 = 2.26 MP for 1600x2000)."""
+    working size of ``output_size`` (`worksize.native_work_size` at 1024: 1344x1680 = 2.26 MP for 1600x2000)."""
     if settings.work_side:
         return settings.work_side ** 2 / 1e6
-    from pipelines.generation.scene import native_work_size
-
     w, h = native_work_size(output_size, 1024, 16)
     return w * h / 1e6
 
@@ -566,9 +568,6 @@ def tryon_extras(model_set, model_root) -> tuple:
     returned as an extra pipeline for `plan_models` (a batch with a Kontext SKU loads a third transformer)."""
     if model_set.family != "flux":
         return ()
-    from pipelines.models.location import find
-    from pipelines.models.profiles import list_profiles
-
     out = []
     for p in list_profiles("flux", "kontext"):
         if model_set.paths is not None and p.name not in model_set.paths:
@@ -587,11 +586,6 @@ def plan_for_engine(engine: str = "auto", model_root=None, *, gpu_memory_gb: flo
     Raises:
         `ModelNotFoundError`: no base model of the family is found. `InputError`: bad settings.
     """
-    from pipelines.models.location import ModelNotFoundError
-    from pipelines.generation.loading import resolve_device
-    from pipelines.generation.modelset import resolve_model_set
-    from pipelines.generation.settings import GenerationSettings
-
     settings = settings or GenerationSettings.from_env()
     families = ("flux", "sdxl") if engine == "auto" else (engine,)
     model_set, first_error = None, None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
-from pipelines.models.location import ModelNotFoundError, find
+from pipelines.models.location import ModelNotFoundError, find, locate
 from pipelines.models.profiles import ModelProfile, get_profile, list_profiles
 from pipelines.generation.settings import GenerationSettings, parse_lora
 
@@ -92,6 +92,142 @@ def _found(profile: ModelProfile, model_root) -> Path | None:
     return loc.path if loc else None
 
 
+@dataclass
+class _Choice:
+    """What `resolve_model_set` has chosen so far: the family, where to look, and the found models' folders."""
+
+    family: str
+    model_root: str | Path | None
+    commercial_only: bool
+    paths: dict[str, Path]
+    base: ModelProfile | None = None
+
+    def allowed(self, p: ModelProfile, key: str | None = None) -> bool:
+        """Whether ``p``'s licence suits the batch; asked for explicitly (``key``), refuse rather than drop it."""
+        if not self.commercial_only or p.commercial:
+            return True
+        if key is not None:
+            raise InputError(f"{p.name} ({p.licence}) does not allow commercial use", key=key)
+        return False
+
+    def fits(self, p: ModelProfile) -> bool:
+        """Made for the chosen base (or for any base) and allowed."""
+        return (not p.base_models or self.base.id in p.base_models) and self.allowed(p)
+
+    def locate(self, p: ModelProfile, *, revision: bool = True) -> Path:
+        """The folder of ``p`` (raises `ModelNotFoundError`), recorded in `paths`."""
+        kwargs = {"revision": p.revision} if revision else {}
+        self.paths[p.name] = locate(p.id, self.model_root, required_files=p.required_files, **kwargs).path
+        return self.paths[p.name]
+
+    def first_found(self, profiles: list[ModelProfile]) -> ModelProfile | None:
+        """The first of ``profiles`` that fits and is found, recorded in `paths`."""
+        for p in profiles:
+            path = _found(p, self.model_root) if self.fits(p) else None
+            if path is not None:
+                self.paths[p.name] = path
+                return p
+        return None
+
+
+def _choose_base(c: _Choice, settings: GenerationSettings) -> ModelProfile:
+    """Step 1: the base model: the one the settings name, else the first found."""
+    if settings.base:
+        base = get_profile(settings.base, key="VITRINE_GEN_BASE")
+        if base.family != c.family or base.role != "base":
+            raise InputError(f"{settings.base} is not a {c.family} base model", key="VITRINE_GEN_BASE")
+        c.allowed(base, "VITRINE_GEN_BASE")
+        c.locate(base)
+        return base
+    bases = [p for p in list_profiles(c.family, "base") if c.allowed(p)]
+    for cand in bases:
+        path = _found(cand, c.model_root)
+        if path is not None:
+            c.paths[cand.name] = path
+            return cand
+    first = bases[0] if bases else list_profiles(c.family, "base")[0]
+    locate(first.id, c.model_root, required_files=first.required_files)  # raises ModelNotFoundError
+    raise InputError(f"{first.id} is found but not usable here")  # pragma: no cover
+
+
+def _choose_controlnets(c: _Choice) -> list[ModelProfile]:
+    """Step 2: ControlNets: a union model covering both controls, else one per control."""
+    controlnets: list[ModelProfile] = []
+    candidates = [p for p in list_profiles(c.family, "controlnet") if c.fits(p)]
+    found = [(p, path) for p in candidates if (path := _found(p, c.model_root)) is not None]
+    union = next(((p, path) for p, path in found
+                  if all(t in p.controls for t in CONTROL_TYPES) and p.control_modes), None)
+    if union is not None and c.family == "flux":
+        c.paths[union[0].name] = union[1]
+        return [union[0]]
+    for control in CONTROL_TYPES:
+        single = next(((p, path) for p, path in found if control in p.controls and not p.control_modes), None)
+        if single is not None and single[0] not in controlnets:
+            controlnets.append(single[0])
+            c.paths[single[0].name] = single[1]
+    covered = {t for p in controlnets for t in p.controls}
+    if union is not None and not all(t in covered for t in CONTROL_TYPES):
+        # SDXL: the single-control models when they cover pose and edges, else the union model
+        # (xinsir/controlnet-union-sdxl-1.0: ControlNetUnionModel, one model for both)
+        for p in controlnets:
+            c.paths.pop(p.name, None)
+        controlnets = [union[0]]
+        c.paths[union[0].name] = union[1]
+    return controlnets
+
+
+def _choose_seam(c: _Choice) -> ModelProfile | None:
+    """Step 3: the seam inpainting model: a Fill model, else an inpainting one."""
+    for role in ("fill", "inpaint"):
+        seam = c.first_found(list_profiles(c.family, role))
+        if seam is not None:
+            return seam
+    return None
+
+
+def _choose_loras(c: _Choice, settings: GenerationSettings) -> list[tuple[ModelProfile, float]]:
+    """Step 4a: the LoRAs the settings name, with their scales."""
+    loras = []
+    for item in settings.loras:
+        name, scale = parse_lora(item)
+        lp = get_profile(name, key="VITRINE_GEN_LORAS")
+        if lp.family != c.family or lp.role != "lora":
+            raise InputError(f"{name} is not a {c.family} LoRA", key="VITRINE_GEN_LORAS")
+        c.allowed(lp, "VITRINE_GEN_LORAS")
+        if lp.base_models and c.base.id not in lp.base_models:
+            raise InputError(f"{lp.name} is a LoRA for {', '.join(lp.base_models)}, not {c.base.id}",
+                             key="VITRINE_GEN_LORAS")
+        c.locate(lp)
+        loras.append((lp, scale if scale is not None else lp.lora_scale))
+    return loras
+
+
+def _choose_gguf(c: _Choice, settings: GenerationSettings) -> ModelProfile | None:
+    """Step 4b: the GGUF transformer the settings name."""
+    if not settings.gguf:
+        return None
+    gguf = get_profile(settings.gguf, key="VITRINE_GEN_GGUF")
+    if gguf.family != c.family or gguf.role != "gguf":
+        raise InputError(f"{settings.gguf} is not a {c.family} GGUF transformer", key="VITRINE_GEN_GGUF")
+    c.allowed(gguf, "VITRINE_GEN_GGUF")
+    if gguf.base_models and c.base.id not in gguf.base_models:
+        raise InputError(f"{gguf.name} is a quantized {', '.join(gguf.base_models)}, not {c.base.id}",
+                         key="VITRINE_GEN_GGUF")
+    c.locate(gguf, revision=False)
+    return gguf
+
+
+def _choose_refiner(c: _Choice, settings: GenerationSettings) -> ModelProfile | None:
+    """Step 4c: the refiner, when the settings ask for one."""
+    if not settings.refiner:
+        return None
+    refs = [p for p in list_profiles(c.family, "refiner") if c.fits(p)]
+    if not refs:
+        raise InputError(f"no refiner is known for {c.family}", key="VITRINE_GEN_REFINER")
+    c.locate(refs[0], revision=False)
+    return refs[0]
+
+
 def resolve_model_set(family: str, model_root: str | Path | None, settings: GenerationSettings, *,
                       commercial_only: bool = False) -> ModelSet:
     """Choose the models of a ``family`` engine among those found.
@@ -118,113 +254,16 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
         `InputError`: a setting names a profile of another family or role, or (``commercial_only``) a
             non-commercial one.
     """
-    from pipelines.models.location import locate
-
-    def allowed(p: ModelProfile, key: str | None = None) -> bool:
-        if not commercial_only or p.commercial:
-            return True
-        if key is not None:  # asked for explicitly: refuse rather than silently dropping it
-            raise InputError(f"{p.name} ({p.licence}) does not allow commercial use", key=key)
-        return False
-
-    paths: dict[str, Path] = {}
-    # 1. Base
-    if settings.base:
-        base = get_profile(settings.base, key="VITRINE_GEN_BASE")
-        if base.family != family or base.role != "base":
-            raise InputError(f"{settings.base} is not a {family} base model", key="VITRINE_GEN_BASE")
-        allowed(base, "VITRINE_GEN_BASE")
-        paths[base.name] = locate(base.id, model_root, required_files=base.required_files,
-                                  revision=base.revision).path
-    else:
-        bases = [p for p in list_profiles(family, "base") if allowed(p)]
-        base = None
-        for cand in bases:
-            path = _found(cand, model_root)
-            if path is not None:
-                base, paths[cand.name] = cand, path
-                break
-        if base is None:
-            first = bases[0] if bases else list_profiles(family, "base")[0]
-            locate(first.id, model_root, required_files=first.required_files)  # raises ModelNotFoundError
-            raise InputError(f"{first.id} is found but not usable here")  # pragma: no cover
-
-    def fits(p: ModelProfile) -> bool:
-        return (not p.base_models or base.id in p.base_models) and allowed(p)
-
-    # 2. ControlNets: a union model covering both controls, else one per control
-    controlnets: list[ModelProfile] = []
-    candidates = [p for p in list_profiles(family, "controlnet") if fits(p)]
-    found = [(p, path) for p in candidates if (path := _found(p, model_root)) is not None]
-    union = next(((p, path) for p, path in found
-                  if all(c in p.controls for c in CONTROL_TYPES) and p.control_modes), None)
-    if union is not None and family == "flux":
-        controlnets.append(union[0])
-        paths[union[0].name] = union[1]
-    else:
-        for control in CONTROL_TYPES:
-            single = next(((p, path) for p, path in found if control in p.controls and not p.control_modes), None)
-            if single is not None and single[0] not in controlnets:
-                controlnets.append(single[0])
-                paths[single[0].name] = single[1]
-        covered = {c for p in controlnets for c in p.controls}
-        if union is not None and not all(c in covered for c in CONTROL_TYPES):
-            # SDXL: the single-control models when they cover pose and edges, else the union model
-            # (xinsir/controlnet-union-sdxl-1.0: ControlNetUnionModel, one model for both)
-            for p in controlnets:
-                paths.pop(p.name, None)
-            controlnets = [union[0]]
-            paths[union[0].name] = union[1]
-
-    # 3. Seam inpainting model
-    seam = None
-    for role in ("fill", "inpaint"):
-        for p in list_profiles(family, role):
-            path = _found(p, model_root) if fits(p) else None
-            if path is not None:
-                seam, paths[p.name] = p, path
-                break
-        if seam is not None:
-            break
-
-    # 4. Add-ons the settings ask for: LoRAs, GGUF, refiner, fp16 VAE
-    loras = []
-    for item in settings.loras:
-        name, scale = parse_lora(item)
-        lp = get_profile(name, key="VITRINE_GEN_LORAS")
-        if lp.family != family or lp.role != "lora":
-            raise InputError(f"{name} is not a {family} LoRA", key="VITRINE_GEN_LORAS")
-        allowed(lp, "VITRINE_GEN_LORAS")
-        if lp.base_models and base.id not in lp.base_models:
-            raise InputError(f"{lp.name} is a LoRA for {', '.join(lp.base_models)}, not {base.id}",
-                             key="VITRINE_GEN_LORAS")
-        paths[lp.name] = locate(lp.id, model_root, required_files=lp.required_files, revision=lp.revision).path
-        loras.append((lp, scale if scale is not None else lp.lora_scale))
-    gguf = None
-    if settings.gguf:
-        gguf = get_profile(settings.gguf, key="VITRINE_GEN_GGUF")
-        if gguf.family != family or gguf.role != "gguf":
-            raise InputError(f"{settings.gguf} is not a {family} GGUF transformer", key="VITRINE_GEN_GGUF")
-        allowed(gguf, "VITRINE_GEN_GGUF")
-        if gguf.base_models and base.id not in gguf.base_models:
-            raise InputError(f"{gguf.name} is a quantized {', '.join(gguf.base_models)}, not {base.id}",
-                             key="VITRINE_GEN_GGUF")
-        paths[gguf.name] = locate(gguf.id, model_root, required_files=gguf.required_files).path
-    refiner = None
-    if settings.refiner:
-        refs = [p for p in list_profiles(family, "refiner") if fits(p)]
-        if not refs:
-            raise InputError(f"no refiner is known for {family}", key="VITRINE_GEN_REFINER")
-        refiner = refs[0]
-        paths[refiner.name] = locate(refiner.id, model_root, required_files=refiner.required_files).path
-    vae = None
-    for p in list_profiles(family, "vae"):
-        path = _found(p, model_root) if fits(p) else None
-        if path is not None:
-            vae, paths[p.name] = p, path
-            break
-    return ModelSet(family=family, base=base, controlnets=tuple(controlnets), seam=seam, loras=tuple(loras),
-                    gguf=gguf, refiner=refiner, vae=vae, paths=paths)
+    c = _Choice(family, model_root, commercial_only, paths={})
+    c.base = _choose_base(c, settings)  # 1. the base
+    controlnets = _choose_controlnets(c)  # 2. pose + edges ControlNets
+    seam = _choose_seam(c)  # 3. the seam inpainting model
+    loras = _choose_loras(c, settings)  # 4. add-ons the settings ask for: LoRAs, GGUF, refiner, fp16 VAE
+    gguf = _choose_gguf(c, settings)
+    refiner = _choose_refiner(c, settings)
+    vae = c.first_found(list_profiles(family, "vae"))
+    return ModelSet(family=family, base=c.base, controlnets=tuple(controlnets), seam=seam, loras=tuple(loras),
+                    gguf=gguf, refiner=refiner, vae=vae, paths=c.paths)
 
 
 def probe_model_set(family: str, model_root: str | Path | None,

@@ -390,7 +390,7 @@ def render_page(
     else:
         head = f'<meta http-equiv="Content-Security-Policy" content="{esc(STATIC_CSP)}"><style>{STYLE}</style>'
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        banner = (  # the catalog's name, never its absolute path: an export is shared (issue 14)
+        banner = (  # the catalog's name, never its absolute path: an export is shared with others
             f'<p class="readonly">Read-only export made {esc(stamp)}. To record decisions run '
             f"<code>vitrine review {esc(catalog.resolve().name)}</code> (the catalog folder).</p>"
         )
@@ -420,7 +420,8 @@ def write_thumbnail(src: Path, dest: Path, max_side: int = THUMB_SIDE) -> None:
     save_image(dest, load_thumbnail(src, max_side), quality=85)
 
 
-#: The export's record of the files it wrote, in the export folder (issue 14): ``{"v": 1, "files": [...]}``.
+#: The export's record of the files it wrote, in the export folder (a re-export deletes only files listed here):
+#: ``{"v": 1, "files": [...]}``.
 EXPORT_MANIFEST = ".vitrine-export.json"
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
 from pipelines.errors import InputError, NothingFoundError
+from pipelines.segmentation.person import guided_filter
 
 logger = logging.getLogger(__name__)
 
@@ -334,6 +336,74 @@ def _remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
     return keep[labels]
 
 
+def _peel_outline(m: np.ndarray, dist: np.ndarray, tol: float) -> np.ndarray:
+    """Peel the outline's backdrop-coloured outer pixels off the mask (step 3 of `cutout_product`)."""
+    # a boundary pixel is backdrop when backdrop-coloured, or when far less unlike the backdrop than
+    # the product right beside it (JPEG ringing and halos beside a dark garment)
+    interior = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
+    win = (9, 9)
+    local_fg = cv2.boxFilter(dist * interior, -1, win) / np.maximum(cv2.boxFilter(interior, -1, win), 1e-6)
+    peelable = (dist < tol) | ((dist < PEEL_RATIO * local_fg) & (local_fg > 4.0 * tol))
+    for _ in range(PEEL_STEPS):  # edge evidence was dilated and blurred: peel it back
+        outer = m & ~(cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+        peel = outer & peelable
+        if not peel.any():
+            break
+        m = m & ~peel
+    return m
+
+
+def _snap_to_edges(small: np.ndarray, m: np.ndarray, dist: np.ndarray, tol: float) -> np.ndarray:
+    """The soft alpha (float32 in [0, 1]) at the working resolution: the mask's edge band snapped to the
+    photo's edges with a guided filter (step 4 of `cutout_product`)."""
+    sh, sw = small.shape[:2]
+    soft = m.astype(np.float32)
+    radius = 2
+    k = np.ones((2 * radius + 3,) * 2, np.uint8)
+    mu = m.astype(np.uint8)
+    band = (cv2.dilate(mu, k) > 0) & ~(cv2.erode(mu, k) > 0)
+    ys, xs = np.nonzero(band)
+    if len(xs):
+        y0, y1 = max(0, ys.min() - radius - 1), min(sh, ys.max() + radius + 2)
+        x0, x1 = max(0, xs.min() - radius - 1), min(sw, xs.max() + radius + 2)
+        patch = guided_filter(np.ascontiguousarray(small[y0:y1, x0:x1]),
+                              np.ascontiguousarray(soft[y0:y1, x0:x1]), radius, 1e-3)
+        # outside the mask, backdrop-coloured pixels stay backdrop (no filter tails on it)
+        backdrop_like = (dist[y0:y1, x0:x1] < tol) & ~m[y0:y1, x0:x1]
+        patch = np.where(backdrop_like, 0.0, patch)
+        sel = band[y0:y1, x0:x1]
+        soft[y0:y1, x0:x1][sel] = patch[sel]
+    # the filter's faint tails (a few % of alpha, up to 2 radii out) are no edge: clamp them
+    soft = np.where(soft < 0.06, 0.0, np.where(soft > 0.94, 1.0, soft)).astype(np.float32)
+    return soft
+
+
+def _evidence(bd: Backdrop, dist: np.ndarray, m: np.ndarray, hard: np.ndarray, tol: float, hole_stats: dict[str, int]
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The backdrop's colour (RGB floats) and the cutout's ``evidence`` record (step 5 of `cutout_product`)."""
+    model = bd.render(3, 3)
+    bg_lab = model[1, 1]
+    bg_rgb = np.clip(cv2.cvtColor(bg_lab[None, None, :].astype(np.float32), cv2.COLOR_LAB2RGB)[0, 0] * 255.0,
+                     0, 255).round()
+    d_in = dist[m]
+    corners = bd.render(2, 2).reshape(-1, 3)
+    evidence = {
+        "backdrop_rgb": [int(c) for c in bg_rgb],
+        "backdrop_noise": round(bd.noise, 3),
+        "tolerance": round(tol, 3),
+        "backdrop_spread": round(float(np.ptp(np.linalg.norm(corners - bg_lab, axis=1))
+                                       + np.linalg.norm(corners - bg_lab, axis=1).max()), 3),
+        "uniformity": round(bd.uniformity, 4),
+        "edge_threshold": round(bd.edge_threshold, 3),
+        "texture_threshold": round(bd.texture_threshold, 3),
+        "contrast": round(float(np.median(d_in)), 3),
+        "confident_fraction": round(float((d_in >= 2.0 * tol).mean()), 4),
+        "area_fraction": round(float((hard > 0).mean()), 4),
+        **hole_stats,
+    }
+    return bg_rgb, evidence
+
+
 def cutout_product(
     image: np.ndarray,
     *,
@@ -385,41 +455,10 @@ def cutout_product(
     m = _remove_small(product, max(16, int(sh * sw * 1e-4)))
     if not m.any():
         raise NothingFoundError("no product found: every pixel matches the background colour")
-    # a boundary pixel is backdrop when backdrop-coloured, or when far less unlike the backdrop than
-    # the product right beside it (JPEG ringing and halos beside a dark garment)
-    interior = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
-    win = (9, 9)
-    local_fg = cv2.boxFilter(dist * interior, -1, win) / np.maximum(cv2.boxFilter(interior, -1, win), 1e-6)
-    peelable = (dist < tol) | ((dist < PEEL_RATIO * local_fg) & (local_fg > 4.0 * tol))
-    for _ in range(PEEL_STEPS):  # edge evidence was dilated and blurred: peel it back
-        outer = m & ~(cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-        peel = outer & peelable
-        if not peel.any():
-            break
-        m = m & ~peel
+    m = _peel_outline(m, dist, tol)
 
     # 4. Snap to the photo's edges with a guided filter (the soft alpha), then back to full resolution.
-    soft = m.astype(np.float32)
-    if refine:
-        from pipelines.segmentation.person import guided_filter
-
-        radius = 2
-        k = np.ones((2 * radius + 3,) * 2, np.uint8)
-        mu = m.astype(np.uint8)
-        band = (cv2.dilate(mu, k) > 0) & ~(cv2.erode(mu, k) > 0)
-        ys, xs = np.nonzero(band)
-        if len(xs):
-            y0, y1 = max(0, ys.min() - radius - 1), min(sh, ys.max() + radius + 2)
-            x0, x1 = max(0, xs.min() - radius - 1), min(sw, xs.max() + radius + 2)
-            patch = guided_filter(np.ascontiguousarray(small[y0:y1, x0:x1]),
-                                  np.ascontiguousarray(soft[y0:y1, x0:x1]), radius, 1e-3)
-            # outside the mask, backdrop-coloured pixels stay backdrop (no filter tails on it)
-            backdrop_like = (dist[y0:y1, x0:x1] < tol) & ~m[y0:y1, x0:x1]
-            patch = np.where(backdrop_like, 0.0, patch)
-            sel = band[y0:y1, x0:x1]
-            soft[y0:y1, x0:x1][sel] = patch[sel]
-        # the filter's faint tails (a few % of alpha, up to 2 radii out) are no edge: clamp them
-        soft = np.where(soft < 0.06, 0.0, np.where(soft > 0.94, 1.0, soft)).astype(np.float32)
+    soft = _snap_to_edges(small, m, dist, tol) if refine else m.astype(np.float32)
     if scale != 1.0:
         soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
     alpha = np.clip(np.round(soft * 255.0), 0, 255).astype(np.uint8)
@@ -428,26 +467,9 @@ def cutout_product(
     if len(xs) == 0:
         raise NothingFoundError("no product found after refinement")
     bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    model = bd.render(3, 3)
-    bg_lab = model[1, 1]
-    bg_rgb = np.clip(cv2.cvtColor(bg_lab[None, None, :].astype(np.float32), cv2.COLOR_LAB2RGB)[0, 0] * 255.0,
-                     0, 255).round()
-    d_in = dist[m]
-    corners = bd.render(2, 2).reshape(-1, 3)
-    evidence = {
-        "backdrop_rgb": [int(c) for c in bg_rgb],
-        "backdrop_noise": round(bd.noise, 3),
-        "tolerance": round(tol, 3),
-        "backdrop_spread": round(float(np.ptp(np.linalg.norm(corners - bg_lab, axis=1))
-                                       + np.linalg.norm(corners - bg_lab, axis=1).max()), 3),
-        "uniformity": round(bd.uniformity, 4),
-        "edge_threshold": round(bd.edge_threshold, 3),
-        "texture_threshold": round(bd.texture_threshold, 3),
-        "contrast": round(float(np.median(d_in)), 3),
-        "confident_fraction": round(float((d_in >= 2.0 * tol).mean()), 4),
-        "area_fraction": round(float((hard > 0).mean()), 4),
-        **hole_stats,
-    }
+
+    # 5. The backdrop colour and what the decision rests on (the manifest's evidence).
+    bg_rgb, evidence = _evidence(bd, dist, m, hard, tol, hole_stats)
     return Cutout(
         alpha=alpha,
         mask=hard,

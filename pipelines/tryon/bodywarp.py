@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from pipelines.controls.pose import COCO17_NAMES, PoseResult
+from pipelines.tryon.anchors import garment_anchors
 
 #: The backward map is evaluated every TPS_GRID canvas pixels, bilinear in between.
 TPS_GRID = 8
@@ -164,15 +165,13 @@ def garment_landmarks(alpha: np.ndarray, garment_type: str) -> dict[str, Any]:
 
     Args:
         alpha (`np.ndarray`): HxW uint8 alpha of the garment photo (255 = garment).
-        garment_type (`str`): one of `pipelines.tryon.warp.TRYON_TYPES`.
+        garment_type (`str`): one of `pipelines.tryon.anchors.TRYON_TYPES`.
 
     Returns:
         `dict`: ``points`` (name -> [x, y], garment px), ``limbs`` (``left``/``right`` -> {``pivot`` name,
         ``points``: names of the limb-end points, ``length``}), ``torso`` ([x0, x1] columns of the torso),
-        ``armpit_y`` (per side), ``anchors`` (`pipelines.tryon.warp.garment_anchors`).
+        ``armpit_y`` (per side), ``anchors`` (`pipelines.tryon.anchors.garment_anchors`).
     """
-    from pipelines.tryon.warp import garment_anchors
-
     g = garment_anchors(alpha, garment_type)
     hard = alpha >= 128
     x0, y0, x1, y1 = g["bbox"]

@@ -24,7 +24,7 @@
    model's raw output (``model_fidelity``: how faithful the model alone is to the garment).
 
 Models are passed in: tests pass tiny random pipelines, production the real ones
-(`pipelines.tryon.models`).
+(`pipelines.engines.tryon`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,14 @@ from PIL import Image
 from pipelines.compositing.seam import inpaint_seam
 from pipelines.controls.pose import PoseResult
 from pipelines.compositing.composite import alpha_composite, count_changed, dilate, preserve_mask, seam_band
+from pipelines.edit.kontext import EditParams
 from pipelines.errors import InputError, VitrineError
+from pipelines.generation.loading import enable_offload_now, prepare_for_call
+from pipelines.generation.oom import call_with_oom_fallback
+from pipelines.generation.worksize import native_side, native_work_size, seam_crop, size_multiple, upscale_factor, work_size
+from pipelines.tryon.bodywarp import back_neck_region, body_mask, garment_landmarks, in_front_mask, skin_colour, sleeve_mask
 from pipelines.tryon.fidelity import garment_fidelity
-from pipelines.tryon.warp import GarmentTransform, apply_transform, place_garment
+from pipelines.tryon.warp import GarmentTransform, apply_transform, keypoint, place_garment
 
 logger = logging.getLogger(__name__)
 
@@ -204,9 +209,6 @@ def _check_mask(name: str, a: Any, shape: tuple[int, int]) -> None:
 
 def _run(pipe, kwargs: dict[str, Any], what: str) -> np.ndarray:
     """One diffusers call through Vitrine's device placement and out-of-memory fallback; hxwx3 uint8."""
-    from pipelines.generation.loading import enable_offload_now, prepare_for_call
-    from pipelines.generation.oom import call_with_oom_fallback
-
     prepare_for_call(pipe)
     images = call_with_oom_fallback(pipe, kwargs, enable_offload=lambda: enable_offload_now(pipe), what=what)
     return np.clip(np.round(np.asarray(images[0], np.float32) * 255.0), 0, 255).astype(np.uint8)
@@ -225,6 +227,31 @@ def _generator(seed: int):
     import torch
 
     return torch.Generator("cpu").manual_seed(int(seed))
+
+
+@dataclass(frozen=True)
+class _Placing:
+    """The garment placed on the person (step 2 of `TryOnPipeline.__call__`)."""
+
+    transform: GarmentTransform
+    placed: np.ndarray  # HxWx3 uint8, the garment photo through the transform
+    alpha: np.ndarray  # HxW uint8, its alpha (the body warp's without the back-neck label and what is in front)
+    front: np.ndarray | None  # HxW uint8 0/255, what stays in front of the garment (body warp only)
+    warp_info: dict[str, Any]  # the body warp's record
+    region: np.ndarray  # HxW uint8, the region the method re-makes
+
+
+def _check_guarantees(final: np.ndarray, person_rgb: np.ndarray, placing: _Placing, keep: np.ndarray) -> None:
+    """Outside the region the person photo, bit for bit; inside the preserve mask the garment as placed.
+
+    Raises:
+        `VitrineError`: either guarantee failed (a bug).
+    """
+    changed = count_changed(final, person_rgb, placing.region == 0)
+    if changed:
+        raise VitrineError(f"try-on changed {changed} pixels outside its region")
+    if (keep > 0).any() and not np.array_equal(final[keep > 0], placing.placed[keep > 0]):
+        raise VitrineError("try-on: the garment's pixels differ from the garment as placed in the preserve mask")
 
 
 class TryOnPipeline:
@@ -329,9 +356,6 @@ class TryOnPipeline:
         Returns:
             `tuple`: (HxW uint8 placed alpha, HxW uint8 0/255 in-front mask, record).
         """
-        from pipelines.tryon.bodywarp import back_neck_region, garment_landmarks, in_front_mask, sleeve_mask
-        from pipelines.tryon.warp import keypoint
-
         marks = garment_landmarks(garment_alpha, garment_type)
         neck, neck_rec = back_neck_region(garment_alpha, garment_type, marks)
         shown = garment_alpha.copy()
@@ -359,8 +383,6 @@ class TryOnPipeline:
     def generative_inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int,
                            params: TryOnParams) -> np.ndarray:
         """Inpaint ``mask`` of ``image`` with ``self.inpaint`` at its working size; returns full-size HxWx3."""
-        from pipelines.generation.scene import native_side, size_multiple, work_size
-
         pipe = self.inpaint
         h, w = mask.shape
         ws = work_size((w, h), params.work_side or native_side(pipe), size_multiple(pipe))
@@ -378,8 +400,6 @@ class TryOnPipeline:
         Returns:
             `tuple`: (HxWx3 uint8 person-size result, record with the working sizes).
         """
-        from pipelines.generation.scene import native_side, native_work_size, seam_crop, size_multiple, upscale_factor, work_size
-
         pipe = self.fill
         h, w = region.shape
         # Only the region around what changes goes on the canvas, at its own resolution (at most 1.2x up);
@@ -413,8 +433,6 @@ class TryOnPipeline:
     def kontext_reference(self, person: np.ndarray, panel: np.ndarray, prompt: str, seed: int,
                           params: TryOnParams) -> tuple[np.ndarray, dict[str, Any]]:
         """Method ``kontext``: Kontext edits the person with the garment photo as reference to its right."""
-        from pipelines.edit.kontext import EditParams
-
         ep = EditParams(steps=params.steps, guidance=params.guidance if params.guidance is not None else 2.5,
                         max_sequence_length=params.max_sequence_length, work_side=params.work_side)
         out = self.kontext(person, prompt, seed=seed, params=ep, reference=panel)
@@ -466,11 +484,65 @@ class TryOnPipeline:
         timings: dict[str, float] = {}
         # 1. Check inputs
         self.check_inputs(person_rgb, person_alpha, garment_rgb, garment_alpha, worn_mask, method, seed)
-        h, w = person_alpha.shape
         garment_pixels = "composite" if method == "warp" else params.garment_pixels
 
         # 2. Place the garment on the body
         t = time.perf_counter()
+        placing = self.place(person_rgb, person_alpha, garment_rgb, garment_alpha, worn_mask, garment_type,
+                             method, pose, params)
+        timings["place_s"] = round(time.perf_counter() - t, 4)
+
+        # 3. Re-make the region with the method
+        t = time.perf_counter()
+        base, generated, text, info = self.remake_region(person_rgb, person_alpha, garment_rgb, garment_alpha,
+                                                         worn_mask, method, pose, seed, garment_name, prompt,
+                                                         params, placing)
+        timings["method_s"] = round(time.perf_counter() - t, 4)
+
+        # 4. The garment as placed over it, then only the seam band inpainted
+        t = time.perf_counter()
+        final, band, keep = self.composite_garment(base, placing, garment_pixels, params)
+        timings["composite_s"] = round(time.perf_counter() - t, 4)
+
+        # 5. The guarantees, checked here: outside the region the person photo; inside the preserve mask
+        # the garment as placed.
+        _check_guarantees(final, person_rgb, placing, keep)
+
+        # 6. Garment fidelity: output vs the garment as placed, inside the garment mask
+        hard = np.where(placing.alpha >= 128, 255, 0).astype(np.uint8)
+        record = {
+            "method": method,
+            # the weight-free warp is a preview of the look, not a photographic try-on (docs/tryon-and-edits.md)
+            "quality": "preview" if method == "warp" else "model",
+            "garment_type": garment_type,
+            "garment_pixels": garment_pixels,
+            "seed": int(seed),
+            "prompt": text,
+            "params": params.to_json(),
+            "garment_transform": placing.transform.to_json(),
+            "region_pixels": int((placing.region > 0).sum()),
+            "preserved_pixels": int((keep > 0).sum()),
+            "seam_band_pixels": int((band > 0).sum()),
+            "fidelity": garment_fidelity(placing.placed, final, hard),
+            "model_fidelity": garment_fidelity(placing.placed, generated, hard) if generated is not None else None,
+            "method_details": info,
+            "timings": timings,
+        }
+        return TryOnOutput(final=final, placed=placing.placed, placed_alpha=placing.alpha, preserve=keep, band=band,
+                           region=placing.region, worn=worn_mask, generated=generated, transform=placing.transform,
+                           record=record)
+
+    # -- the steps of a call --------------------------------------------------------------------------
+    def place(self, person_rgb: np.ndarray, person_alpha: np.ndarray, garment_rgb: np.ndarray,
+              garment_alpha: np.ndarray, worn_mask: np.ndarray, garment_type: str, method: str,
+              pose: PoseResult | None, params: TryOnParams) -> _Placing:
+        """Step 2: the garment placed on the body (rigid, or the body warp for ``warp`` with a pose), its
+        alpha, what is in front of it, and the region the method re-makes.
+
+        Raises:
+            `InputError`: the placed garment lands outside the person photo.
+        """
+        h, w = person_alpha.shape
         body_warp = method == "warp" and params.body_warp and pose is not None
         transform = place_garment(garment_alpha, (w, h), garment_type, pose=pose, worn_mask=worn_mask,
                                   body_warp=body_warp)
@@ -485,80 +557,54 @@ class TryOnPipeline:
         if not (placed_alpha >= 128).any():
             raise InputError("the garment lands outside the person photo", key="pose")
         region = self.region_mask(worn_mask, placed_alpha, params)
-        timings["place_s"] = round(time.perf_counter() - t, 4)
+        return _Placing(transform, placed, placed_alpha, front, warp_info, region)
 
-        # 3. Re-make the region with the method
-        t = time.perf_counter()
+    def remake_region(self, person_rgb: np.ndarray, person_alpha: np.ndarray, garment_rgb: np.ndarray,
+                      garment_alpha: np.ndarray, worn_mask: np.ndarray, method: str, pose: PoseResult | None,
+                      seed: int, garment_name: str, prompt: str | None, params: TryOnParams, placing: _Placing
+                      ) -> tuple[np.ndarray, np.ndarray | None, str | None, dict[str, Any]]:
+        """Step 3: the person photo with the region re-made by ``method``.
+
+        Returns:
+            `tuple`: (HxWx3 uint8 base image, the model's output pasted in the region or `None` for
+            ``warp``, the prompt or `None` for ``warp``, the method's record).
+        """
+        h, w = person_alpha.shape
         text = f"{FILL_PROMPT if method == 'fill' else KONTEXT_PROMPT}".format(garment=garment_name)
         if prompt:
             text += f" {prompt.strip()}"
-        generated = None
-        info: dict[str, Any] = {}
         if method == "warp":
             body = skin = None
-            if transform.warp is not None:
-                from pipelines.tryon.bodywarp import body_mask, skin_colour
-
+            if placing.transform.warp is not None:
                 body = body_mask(pose, (w, h))
                 skin = skin_colour(person_rgb, person_alpha, pose, worn_mask)
-            base, info = self.warp_base(person_rgb, worn_mask, placed_alpha, region, seed, params, front=front,
-                                        body=body, skin=skin)
-            info = {**info, "garment_warp": "thin-plate spline by the pose" if transform.warp is not None
-                    else "rigid similarity", **warp_info}
-            text = None
+            base, info = self.warp_base(person_rgb, worn_mask, placing.alpha, placing.region, seed, params,
+                                        front=placing.front, body=body, skin=skin)
+            info = {**info, "garment_warp": "thin-plate spline by the pose" if placing.transform.warp is not None
+                    else "rigid similarity", **placing.warp_info}
+            return base, None, None, info
+        panel = garment_panel(garment_rgb, garment_alpha)
+        if method == "fill":
+            raw, info = self.incontext_fill(person_rgb, panel, placing.region, text, seed, params)
         else:
-            panel = garment_panel(garment_rgb, garment_alpha)
-            if method == "fill":
-                raw, info = self.incontext_fill(person_rgb, panel, region, text, seed, params)
-            else:
-                raw, info = self.kontext_reference(person_rgb, panel, text, seed, params)
-            base = paste_region(person_rgb, raw, region, params.feather_px)
-            generated = base
-        timings["method_s"] = round(time.perf_counter() - t, 4)
+            raw, info = self.kontext_reference(person_rgb, panel, text, seed, params)
+        base = paste_region(person_rgb, raw, placing.region, params.feather_px)
+        return base, base, text, info
 
-        # 4. The garment as placed over it, then only the seam band inpainted
-        t = time.perf_counter()
-        empty = np.zeros((h, w), np.uint8)
-        if garment_pixels == "composite":
-            composite = alpha_composite(base, placed, placed_alpha)
-            band = np.where((seam_band(placed_alpha, params.seam_inner_px, params.seam_outer_px) > 0)
-                            & (region > 0) & (front == 0 if front is not None else True), 255, 0).astype(np.uint8)
-            final = inpaint_seam(composite, placed, placed_alpha, base, band)
-            keep = preserve_mask(placed_alpha, params.erode_px)
-        else:
-            final, band, keep = base, empty, empty
-        timings["composite_s"] = round(time.perf_counter() - t, 4)
+    def composite_garment(self, base: np.ndarray, placing: _Placing, garment_pixels: str, params: TryOnParams
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Step 4: with ``garment_pixels="composite"``, the garment as placed over ``base`` and only the seam
+        band inpainted; else ``base`` as it is.
 
-        # 5. The guarantees, checked here: outside the region the person photo; inside the preserve mask
-        # the garment as placed.
-        outside = region == 0
-        changed = count_changed(final, person_rgb, outside)
-        if changed:
-            raise VitrineError(f"try-on changed {changed} pixels outside its region")
-        if (keep > 0).any() and not np.array_equal(final[keep > 0], placed[keep > 0]):
-            raise VitrineError("try-on: the garment's pixels differ from the garment as placed in the preserve mask")
-
-        # 6. Garment fidelity: output vs the garment as placed, inside the garment mask
-        hard = np.where(placed_alpha >= 128, 255, 0).astype(np.uint8)
-        fidelity = garment_fidelity(placed, final, hard)
-        model_fidelity = garment_fidelity(placed, generated, hard) if generated is not None else None
-        record = {
-            "method": method,
-            # the weight-free warp is a preview of the look, not a photographic try-on (docs/tryon-and-edits.md)
-            "quality": "preview" if method == "warp" else "model",
-            "garment_type": garment_type,
-            "garment_pixels": garment_pixels,
-            "seed": int(seed),
-            "prompt": text,
-            "params": params.to_json(),
-            "garment_transform": transform.to_json(),
-            "region_pixels": int((region > 0).sum()),
-            "preserved_pixels": int((keep > 0).sum()),
-            "seam_band_pixels": int((band > 0).sum()),
-            "fidelity": fidelity,
-            "model_fidelity": model_fidelity,
-            "method_details": info,
-            "timings": timings,
-        }
-        return TryOnOutput(final=final, placed=placed, placed_alpha=placed_alpha, preserve=keep, band=band,
-                           region=region, worn=worn_mask, generated=generated, transform=transform, record=record)
+        Returns:
+            `tuple`: (HxWx3 uint8 final image, HxW uint8 seam band, HxW uint8 preserve mask).
+        """
+        if garment_pixels != "composite":
+            empty = np.zeros(base.shape[:2], np.uint8)
+            return base, empty, empty
+        placed, placed_alpha, front = placing.placed, placing.alpha, placing.front
+        composite = alpha_composite(base, placed, placed_alpha)
+        band = np.where((seam_band(placed_alpha, params.seam_inner_px, params.seam_outer_px) > 0)
+                        & (placing.region > 0) & (front == 0 if front is not None else True), 255, 0).astype(np.uint8)
+        final = inpaint_seam(composite, placed, placed_alpha, base, band)
+        return final, band, preserve_mask(placed_alpha, params.erode_px)

@@ -21,7 +21,8 @@ import numpy as np
 
 from pipelines.controls.pose import PoseResult
 from pipelines.errors import InputError
-from pipelines.tryon.warp import TORSO_RATIO, TRYON_TYPES, keypoint, shoulder_frame
+from pipelines.tryon.anchors import TRYON_TYPES
+from pipelines.tryon.warp import TORSO_RATIO, keypoint, shoulder_frame
 
 logger = logging.getLogger(__name__)
 

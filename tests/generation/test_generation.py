@@ -13,7 +13,8 @@ from pipelines.errors import InputError, MissingBackendError
 from pipelines.generation.loading import CacheKey, ModelCache
 from pipelines.generation.oom import GenerationOOMError, call_with_oom_fallback
 from pipelines.models.profiles import get_profile, list_profiles
-from pipelines.generation.scene import feather_weights, paste_band, work_size
+from pipelines.generation.scene import feather_weights, paste_band
+from pipelines.generation.worksize import work_size
 from pipelines.generation.settings import GenerationSettings
 from pipelines.controls.templates import GARMENT_REGIONS, map_pose, on_model_placement, template_pose
 from pipelines.models.known import all_models
@@ -266,7 +267,7 @@ def test_oom_succeeds_after_offload():
 @pytest.mark.parametrize("size", [(1600, 2000), (2000, 2000), (1024, 1024), (512, 640), (3000, 1000), (4000, 5000)])
 @pytest.mark.parametrize(("side", "multiple"), [(1024, 16), (1024, 8), (64, 16)])
 def test_native_work_size_upscales_at_most_1_2(size, side, multiple):
-    from pipelines.generation.scene import MAX_UPSCALE, MAX_WORK_PIXELS, native_work_size, upscale_factor
+    from pipelines.generation.worksize import MAX_UPSCALE, MAX_WORK_PIXELS, native_work_size, upscale_factor
 
     ws = native_work_size(size, side, multiple)
     assert ws[0] % multiple == 0 and ws[1] % multiple == 0
@@ -280,7 +281,7 @@ def test_native_work_size_upscales_at_most_1_2(size, side, multiple):
 
 
 def test_seam_crop_pads_the_band_and_stays_inside():
-    from pipelines.generation.scene import seam_crop
+    from pipelines.generation.worksize import seam_crop
 
     band = np.zeros((200, 100), np.uint8)
     band[50:150, 20:60] = 255

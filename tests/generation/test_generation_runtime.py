@@ -73,7 +73,7 @@ def test_generated_scene_is_upscaled_at_most_1_2x_and_records_its_sizes():
     from tests.helpers.generation import fast_settings, tiny_model_root
     from pipelines.compositing.composite import seam_band
     from pipelines.engines.generative import sdxl_engine
-    from pipelines.generation.scene import MAX_UPSCALE
+    from pipelines.generation.worksize import MAX_UPSCALE
 
     engine = sdxl_engine(model_root=tiny_model_root(), settings=fast_settings(work_side=None))
     scene = engine.generator.scene_pipeline()

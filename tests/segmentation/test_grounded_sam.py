@@ -32,8 +32,8 @@ from pipelines.segmentation.grounded_sam.detection import (
     phrase_spans,
     relaxed_thresholds,
     select_detections,
-    split_phrases,
 )
+from pipelines.segmentation.phrases import split_phrases
 from pipelines.imageio import load_image, save_image
 from pipelines.masks import RefineOptions
 

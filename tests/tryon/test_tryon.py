@@ -9,7 +9,8 @@ import pytest
 from pipelines.errors import InputError, VitrineError
 from pipelines.tryon.fidelity import garment_fidelity
 from pipelines.tryon.pipeline import TryOnParams, TryOnPipeline
-from pipelines.tryon.warp import GarmentTransform, apply_transform, garment_anchors, place_garment, similarity
+from pipelines.tryon.anchors import garment_anchors
+from pipelines.tryon.warp import GarmentTransform, apply_transform, place_garment, similarity
 from pipelines.tryon.worn import pose_region_mask, worn_garment_mask
 from tests.helpers.tryon import garment_photo, synthetic_person
 

@@ -90,9 +90,6 @@ def structural_ids(tokenizer) -> StructuralIds:
 Policy = Literal["merge", "best", "largest"]
 POLICIES: tuple[str, ...] = ("merge", "best", "largest")
 
-#: Default thresholds (the GroundingDINO demos' values); product.yaml and presets override them.
-DEFAULT_BOX_THRESHOLD = 0.35
-DEFAULT_TEXT_THRESHOLD = 0.25
 #: Each retry multiplies both thresholds by the next factor ...
 RELAX_FACTORS: tuple[float, ...] = (0.75, 0.5)
 #: ... but never takes them below this floor (a threshold already below it is kept as it is).
@@ -216,26 +213,6 @@ class Grounding:
 # --------------------------------------------------------------------------------------------------
 # Prompts and tokens
 # --------------------------------------------------------------------------------------------------
-
-
-def split_phrases(prompt: str | Sequence[str]) -> list[str]:
-    """Split a prompt into GroundingDINO phrases: ``"shirt. t-shirt."`` -> ``["shirt", "t-shirt"]``.
-
-    Phrases are separated by ``.``; each is lower-cased and stripped; empty ones and repeats are dropped.
-
-    Raises:
-        `InputError`: when no phrase is left.
-    """
-    parts = [prompt] if isinstance(prompt, str) else list(prompt)
-    phrases: list[str] = []
-    for part in parts:
-        for raw in str(part).split("."):
-            p = " ".join(raw.lower().split())
-            if p and p not in phrases:
-                phrases.append(p)
-    if not phrases:
-        raise InputError(f"the prompt {prompt!r} names nothing to segment", key="prompt")
-    return phrases
 
 
 def caption_for(phrases: Sequence[str]) -> str:

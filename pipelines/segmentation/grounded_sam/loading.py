@@ -8,11 +8,8 @@ file, revision, folder, dtype and device.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,14 @@ from pipelines.errors import InputError, MissingBackendError
 from pipelines.models import segmentation_models as sm
 from pipelines.models.location import Located, find
 from pipelines.models.registry import get as get_spec
+from pipelines.segmentation.grounded_sam.backends import TransformersGroundingDino, TransformersSamPredictor
+from pipelines.segmentation.grounded_sam.original import (
+    OriginalGroundingDinoDetector,
+    OriginalSamPredictor,
+    load_original_grounding_dino,
+    load_original_sam,
+)
+from pipelines.segmentation.grounded_sam.quiet import quiet_loading
 
 logger = logging.getLogger(__name__)
 
@@ -278,24 +283,6 @@ def clear_model_cache() -> None:
         _CACHE.clear()
 
 
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """No progress bars from transformers, no deprecation chatter from the original packages' imports."""
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*meshgrid.*", category=UserWarning)
-            yield
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _cached(key: tuple, build):
     with _LOCK:
         if key not in _CACHE:
@@ -331,16 +318,12 @@ def load_detector(record: ModelRecord, *, device: str | None = None, dtype: str 
     def build():
         torch_dtype = _dtype(dtype)
         if record.backend == BACKEND_GROUNDINGDINO:
-            from pipelines.segmentation.grounded_sam.original import OriginalGroundingDinoDetector, load_original_grounding_dino
-
             _float32_only(record, dtype)
             folder = Path(record.path)
             model = load_original_grounding_dino(folder / record.config, folder / record.file,
                                                  text_encoder=record.text_encoder)
             kwargs = {"shorter_side": original_shorter_side} if original_shorter_side else {}
             return OriginalGroundingDinoDetector(model, device, **kwargs)
-        from pipelines.segmentation.grounded_sam.backends import TransformersGroundingDino
-
         _check_weights(Path(record.path), record.id)
         return TransformersGroundingDino.from_pretrained(record.path, device=device, dtype=torch_dtype)
 
@@ -359,13 +342,9 @@ def load_mask_predictor(record: ModelRecord, *, device: str | None = None, dtype
     def build():
         torch_dtype = _dtype(dtype)
         if record.backend == BACKEND_SEGMENT_ANYTHING:
-            from pipelines.segmentation.grounded_sam.original import OriginalSamPredictor, load_original_sam
-
             _float32_only(record, dtype)
             model, _arch = load_original_sam(Path(record.path) / record.file)
             return OriginalSamPredictor(model, device)
-        from pipelines.segmentation.grounded_sam.backends import TransformersSamPredictor
-
         _check_weights(Path(record.path), record.id)
         return TransformersSamPredictor.from_pretrained(record.path, device=device, dtype=torch_dtype)
 

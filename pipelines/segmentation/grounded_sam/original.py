@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from pipelines.errors import InputError, MissingBackendError
+from pipelines.segmentation.grounded_sam.detection import DetectorOutput, caption_for, match_spans, phrase_spans, structural_ids
+from pipelines.segmentation.grounded_sam.quiet import quiet_loading
 
 logger = logging.getLogger(__name__)
 
@@ -346,8 +348,6 @@ def build_original_grounding_dino(config: str | Path | dict[str, Any], *, text_e
     cfg["text_encoder_type"] = str(text_encoder)
     cfg["device"] = "cpu"
     out = io.StringIO()
-    from pipelines.segmentation.grounded_sam.loading import quiet_loading
-
     with bert_compat(), contextlib.redirect_stdout(out), quiet_loading():  # it prints while building
         from groundingdino.models import build_model
         from groundingdino.util.slconfig import SLConfig
@@ -414,8 +414,6 @@ class OriginalGroundingDinoDetector:
     def detect(self, image: np.ndarray, phrases: list[str]):
         """Run the model on ``image`` (HxWx3 uint8 RGB) with ``phrases``; returns a `DetectorOutput`."""
         import torch
-
-        from pipelines.segmentation.grounded_sam.detection import DetectorOutput, caption_for, match_spans, phrase_spans, structural_ids
 
         caption = caption_for(phrases)
         with torch.inference_mode(), warnings.catch_warnings():

@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pipelines.segmentation.prompts import PRESETS
+
 #: A box covering at least this share of the person box is "the whole person".
 DEFAULT_PERSON_BOX_COVER = 0.9
 #: Presets whose phrases name a garment that never covers the whole person.
@@ -32,8 +34,6 @@ GENERIC_GARMENT_WORDS = frozenset({"garment", "garments", "clothing", "clothes",
 
 
 def _phrase_sets() -> tuple[set[str], set[str]]:
-    from pipelines.segmentation.prompts import PRESETS
-
     garment = {p for name in GARMENT_PRESETS for p in PRESETS[name].phrases}
     full = {p for name in FULL_BODY_PRESETS for p in PRESETS[name].phrases}
     return garment, full

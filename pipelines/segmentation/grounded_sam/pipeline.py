@@ -20,17 +20,15 @@ import numpy as np
 from pipelines.errors import InputError
 from pipelines.masks import RefineOptions, refine_mask
 from pipelines.segmentation.grounded_sam.detection import (
-    DEFAULT_BOX_THRESHOLD,
-    DEFAULT_TEXT_THRESHOLD,
     Detection,
     Grounding,
     caption_for,
     check_policy,
     check_threshold,
     ground,
-    split_phrases,
 )
 from pipelines.segmentation.grounded_sam.loading import ModelRecord, load_detector, load_mask_predictor, require_backend, resolve_models
+from pipelines.segmentation.phrases import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
 from pipelines.segmentation.grounded_sam.person_box import DEFAULT_PERSON_BOX_COVER, is_garment_prompt, reject_whole_person_boxes
 
 logger = logging.getLogger(__name__)

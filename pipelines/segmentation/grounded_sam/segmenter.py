@@ -20,7 +20,7 @@ from pipelines.errors import InputError
 from pipelines.masks import RefineOptions
 from pipelines.segmentation.classic import ClassicSegmenter
 from pipelines.segmentation.cutout import estimate_background
-from pipelines.segmentation.grounded_sam.detection import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
+from pipelines.segmentation.phrases import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
 from pipelines.segmentation.grounded_sam.loading import ModelRecord, default_device, resolve_models
 from pipelines.segmentation.grounded_sam.person_box import DEFAULT_PERSON_BOX_COVER
 from pipelines.segmentation.grounded_sam.pipeline import GroundedSam
