@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -29,11 +28,10 @@ import numpy as np
 
 from pipelines.errors import InputError, MissingBackendError
 from pipelines.native_logs import quiet_native_stderr
+from pipelines.settings import quiet_native_library_logs
 
 logger = logging.getLogger(__name__)
 
-# mediapipe's C++ side logs through glog; keep it to warnings and above unless the caller chose otherwise.
-os.environ.setdefault("GLOG_minloglevel", "2")
 # mediapipe 0.10.14 calls a protobuf API that protobuf 4.x deprecates, once per process() call.
 warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
 
@@ -241,6 +239,8 @@ class PoseEstimator:
 
     def _get_model(self) -> Any:
         if self._model is None:
+            # mediapipe's C++ side logs through glog: warnings and above unless the caller chose otherwise
+            quiet_native_library_logs()
             try:
                 import mediapipe as mp
             except ImportError as err:  # pragma: no cover - mediapipe is a core dependency

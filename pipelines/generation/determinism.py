@@ -8,9 +8,10 @@ needs PyTorch's deterministic algorithms, cuDNN without autotuning, and a fixed 
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
+
+from pipelines.settings import cublas_workspace_config
 
 #: The cuBLAS workspace setting PyTorch documents for deterministic results.
 CUBLAS_WORKSPACE = ":4096:8"
@@ -42,7 +43,7 @@ def configure_determinism(device: str, *, force: bool = False) -> dict[str, Any]
         if _state is not None and not force:
             return dict(_state)
         before = bool(torch.cuda.is_available() and torch.cuda.is_initialized())
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        workspace = cublas_workspace_config(CUBLAS_WORKSPACE)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -52,7 +53,7 @@ def configure_determinism(device: str, *, force: bool = False) -> dict[str, Any]
             "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            "cublas_workspace_config": workspace,
             "cuda_initialised_before": before,
         }
         return dict(_state)

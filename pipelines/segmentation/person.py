@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +42,9 @@ from pipelines.controls.pose import (
 )
 from pipelines.errors import InputError, MissingBackendError
 from pipelines.native_logs import quiet_native_stderr
+from pipelines.settings import quiet_native_library_logs
 
 logger = logging.getLogger(__name__)
-
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 # The selfie model's output is 256x256: the guided filter radius is one upsampling step of that grid.
 _MODEL_MASK_SIDE = 256
@@ -143,6 +141,7 @@ class SelfieSegmenter:
 
     def _get_model(self) -> Any:
         if self._model is None:
+            quiet_native_library_logs()  # glog (mediapipe's C++ logs): warnings and above unless chosen otherwise
             try:
                 import mediapipe as mp
             except ImportError as err:  # pragma: no cover - mediapipe is a core dependency

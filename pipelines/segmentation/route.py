@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pipelines.controls.pose import PoseResult, get_pose_estimator, resize_for_inference
+from pipelines.settings import quiet_native_library_logs
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class FaceDetector:
         """``(score, (cx, cy))`` of every face found in ``image`` (HxWx3 uint8 RGB), centre in pixels."""
         with self._lock:
             if self._models is None:
+                quiet_native_library_logs()  # glog (mediapipe's C++ logs): warnings and above unless chosen otherwise
                 import mediapipe as mp
 
                 fd = mp.solutions.face_detection
