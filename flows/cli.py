@@ -76,7 +76,7 @@ def _check_catalog_dir(catalog: Path) -> str | None:
     return None
 
 
-def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
+def _run_batch(products: Path, catalog: Path, engine: str, settings, force: bool,
                progress: bool, identity: str | None = None, commercial: bool = False,
                use_prefect: bool = False) -> int:
     from tqdm import tqdm
@@ -91,7 +91,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     if problem:
         return _error(problem)
     try:  # fail fast, before any Prefect start-up or SKU work, when the engine cannot be used
-        engine_for(engine, model_root)
+        engine_for(engine, settings)
     except InputError as exc:
         return _error(_engine_error(exc, engine))
     goods, bads = discover_products(products)
@@ -105,12 +105,12 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # issue 5
     try:
         if use_prefect or prefect_api_configured():  # the Prefect flow: task runs, artifacts, the UI
-            result = _run_prefect_batch(products, catalog, engine, model_root, force, hook, batch)
+            result = _run_prefect_batch(products, catalog, engine, settings, force, hook, batch)
         else:  # no Prefect API configured: the library directly, no server start-up (flows/local_batch.py)
             from flows.local_batch import run_local_batch
 
-            result = run_local_batch(str(products), str(catalog), engine=engine, model_root=model_root,
-                                     force=force, on_entry=hook, **batch)
+            result = run_local_batch(str(products), str(catalog), engine=engine, model_root=_root(settings),
+                                     force=force, on_entry=hook, settings=settings, **batch)
     finally:
         bar.close()
     counts = result["counts"]
@@ -128,7 +128,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     return EXIT_FAILED_SKUS if counts["failed"] else EXIT_OK
 
 
-def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
+def _run_prefect_batch(products: Path, catalog: Path, engine: str, settings, force: bool,
                        hook, batch: dict) -> dict:
     """The batch as the Prefect flow `flows.catalog_batch.catalog_batch` (``--prefect`` or a configured API)."""
     from flows.prefect_local import ephemeral_server_dies_with_us
@@ -143,8 +143,9 @@ def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: s
 
     cb.PROGRESS_HOOKS.append(hook)
     try:
-        return cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root, force=force,
-                                **batch)
+        config = str(settings.config_file) if settings.config_file is not None else None
+        return cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=_root(settings), force=force,
+                                config=config, **batch)
     finally:
         cb.PROGRESS_HOOKS.remove(hook)
 
@@ -156,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.catalog.store import check_separate_trees
 
     check_separate_trees(products, args.catalog)  # an InputError: exit 2 before anything is touched
-    return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress,
+    return _run_batch(products, Path(args.catalog), args.engine, args.settings, args.force, not args.no_progress,
                       args.identity, args.commercial, use_prefect=args.prefect)
 
 
@@ -169,7 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_separate_trees(products, args.catalog)
     build_sample_products(products)
     print(f"sample products: {products}")
-    return _run_batch(products, Path(args.catalog), args.engine, None, args.force, not args.no_progress,
+    return _run_batch(products, Path(args.catalog), args.engine, args.settings, args.force, not args.no_progress,
                       use_prefect=args.prefect)
 
 
@@ -205,9 +206,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 from pipelines.segmentation.api import segment_image_detailed
 
                 mask, report = segment_image_detailed(img.rgb, args.prompt, engine=args.engine,
-                                                      model_root=args.model_root, threshold=args.threshold, **options)
+                                                      model_root=_root(args.settings), threshold=args.threshold,
+                                                      **options)
             else:
-                mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=args.model_root,
+                mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=_root(args.settings),
                                      threshold=args.threshold, **options)
             if img.scale != 1.0:  # back to the photo's exact size
                 import cv2
@@ -333,7 +335,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     rows = []
     for spec in all_models():
-        loc = find(spec.id, args.model_root)
+        loc = find(spec.id, _root(args.settings))
         rows.append({"id": spec.id, "key": spec.key, "family": spec.family, "licence": spec.licence, "commercial": spec.commercial,
                      "found": str(loc.path) if loc else None, "source": loc.source if loc else None,
                      "description": spec.description})
@@ -355,7 +357,8 @@ def cmd_models_plan(args: argparse.Namespace) -> int:
     from pipelines.generation.memplan import plan_for_engine, plan_to_text
 
     try:
-        plan = plan_for_engine(args.engine, args.model_root, gpu_memory_gb=args.gpu_memory)
+        plan = plan_for_engine(args.engine, _root(args.settings), gpu_memory_gb=args.gpu_memory,
+                               settings=args.settings.generation)
     except VitrineError as exc:
         return _error(str(exc))
     if args.json:
@@ -397,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vitrine", description="Product photos in, catalog imagery out.")
     p.add_argument("--version", action="version", version=f"vitrine {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--config", dest="settings_file", default=None, metavar="FILE",
+                   help="settings file (TOML; default $VITRINE_CONFIG): model root, VITRINE_GEN_* generation "
+                        "settings, storage... (docs/configuration.md); options and environment variables win")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="render every SKU of a products folder into a catalog")
@@ -508,16 +514,22 @@ CLI_EXTENSIONS.append("flows.cli_edit")  # vitrine edit: Kontext edits as new ve
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # -- settings: the process environment's defaults, then the one settings object ----------------------
+    from pipelines.settings import configure_process_env
+
+    configure_process_env()  # native log levels, Prefect's embedded-server defaults: before mediapipe/Prefect
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.verbose:
         # Prefect's run logs still reach its API (and the UI); the terminal shows the progress bar.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        configure_process_env(quiet_prefect_logs=True)
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
+    problem = _load_settings(args)
+    if problem:
+        return _error(problem)
+    # -- end settings ------------------------------------------------------------------------------------
     from pipelines.native_logs import silenced_process_stderr
 
     # Native libraries (mediapipe/TFLite, absl, XNNPACK) write to fd 2 directly: without -v, fd 2 goes to
@@ -526,6 +538,27 @@ def main(argv: list[str] | None = None) -> int:
     # that inherit fd 2, and their logs must reach the journal.
     with silenced_process_stderr(enabled=not args.verbose and args.command in QUIET_NATIVE_COMMANDS):
         return _main(args)
+
+
+def _load_settings(args: argparse.Namespace) -> str | None:
+    """Build ``args.settings`` (`pipelines.settings.VitrineSettings`: flags > environment > config file), once
+    per command; commands read the model root and the rest from it. Returns the error message, if any."""
+    from pipelines.errors import InputError
+    from pipelines.native_logs import keep_native_logs
+    from pipelines.settings import load_settings
+
+    try:
+        args.settings = load_settings({"model_root": getattr(args, "model_root", None)},
+                                      config_file=args.settings_file)
+    except InputError as exc:
+        return str(exc)
+    keep_native_logs(args.settings.native_logs)
+    return None
+
+
+def _root(settings) -> str | None:
+    """The settings' model root as the string the library takes (`None`: no model root)."""
+    return str(settings.model_root) if settings.model_root is not None else None
 
 
 #: Commands whose native-library stderr lines are silenced (see `main`).

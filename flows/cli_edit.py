@@ -56,8 +56,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     try:
         result = edit_flow.catalog_edit(
             str(catalog), instruction=args.instruction, skus=args.sku or None, outputs=args.output or None,
-            model_root=args.model_root, identity=args.identity, commercial=args.commercial, garment=args.garment,
-            seed=args.seed)
+            model_root=_model_root(args), identity=args.identity, commercial=args.commercial, garment=args.garment,
+            seed=args.seed, config=str(args.settings.config_file) if args.settings.config_file else None)
     except (InputError, ModelNotFoundError) as exc:
         return _error(str(exc))
     finally:
@@ -84,7 +84,13 @@ def _check_kontext(catalog: Path, args: argparse.Namespace) -> None:
     from pipelines.models.location import locate
 
     profile = get_profile(FLUX_KONTEXT)
-    locate(profile.id, args.model_root, required_files=profile.required_files, revision=profile.revision)
+    locate(profile.id, _model_root(args), required_files=profile.required_files, revision=profile.revision)
+
+
+def _model_root(args: argparse.Namespace) -> str | None:
+    """The model root of the command's settings (``--model-root``, ``$VITRINE_MODEL_ROOT``, the config file)."""
+    root = args.settings.model_root
+    return str(root) if root is not None else None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -108,7 +108,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         specs = _load_folders(args)
     except (ValueError, InputError) as exc:
         return _error(str(exc))
-    os.environ["PREFECT_LOGGING_LEVEL"] = args.log_level  # before Prefect reads its settings
+    from pipelines.settings import set_process_env
+
+    set_process_env("PREFECT_LOGGING_LEVEL", args.log_level)  # before Prefect reads its settings
     if not _api_url():
         return _error(_NO_API)
     from flows.deploy import serve_folders
@@ -157,6 +159,7 @@ def ensure_gpu_limit(name: str, slots: int) -> bool:
 def worker_commands(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str]]]:
     """(argv, environment) of each ``prefect worker start`` process: one per GPU, or one without GPU."""
     from flows.gpu import GPU_LIMIT_ENV, WORKER_NAME_ENV, gpu_limit_name
+    from pipelines.settings import process_environ
 
     host = socket.gethostname()
     gpus = [] if args.no_gpu else _gpu_list(args.gpu or [])
@@ -172,7 +175,7 @@ def worker_commands(args: argparse.Namespace) -> list[tuple[list[str], dict[str,
         else:
             name = (args.name if len(gpus) == 1 and args.name else
                     f"{args.name or host}-gpu{gpu}")
-        env = dict(os.environ)
+        env = process_environ()
         env["PREFECT_LOGGING_LEVEL"] = args.log_level
         env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # zombie detection (flows/deploy.py)
         env[WORKER_NAME_ENV] = name

@@ -429,14 +429,15 @@ class EngineEntry:
 
     Attributes:
         name (`str`): the ``--engine`` value.
-        factory (`Callable`): ``factory(requested, reason, model_root) -> Engine``.
-        probe (`Callable`): ``probe(model_root) -> (available, reason)``; cheap (no model loading).
+        factory (`Callable`): ``factory(requested, reason, model_root, settings=None) -> Engine``
+            (``settings``: the `GenerationSettings`, or `None` for the defaults).
+        probe (`Callable`): ``probe(model_root, settings=None) -> (available, reason)``; cheap (no model loading).
         priority (`int`): ``auto`` tries available engines from the highest priority down.
     """
 
     name: str
-    factory: Callable[[str, str, "str | Path | None"], Engine]
-    probe: Callable[["str | Path | None"], tuple[bool, str]]
+    factory: Callable[..., Engine]
+    probe: Callable[..., tuple[bool, str]]
     priority: int = 0
 
 
@@ -468,19 +469,21 @@ def engine_names() -> list[str]:
 
 register_engine(EngineEntry(
     name="classic",
-    factory=lambda requested, reason, model_root: ClassicEngine(requested, reason),
-    probe=lambda model_root: (True, "the embedded classic engine needs no weights"),
+    factory=lambda requested, reason, model_root, settings=None: ClassicEngine(requested, reason),
+    probe=lambda model_root, settings=None: (True, "the embedded classic engine needs no weights"),
     priority=-100,
 ))
 
 
-def get_engine(name: str = "auto", *, model_root: str | Path | None = None) -> Engine:
+def get_engine(name: str = "auto", *, model_root: str | Path | None = None, settings: Any = None) -> Engine:
     """Resolve an engine name to an engine instance.
 
     Args:
         name (`str`, *optional*, defaults to ``"auto"``): ``auto`` or a registered engine (see
             `engine_names`); ``classic`` is always there.
         model_root (`str | Path`, *optional*): where model weights live (``DIR/<org>/<name>/``).
+        settings (`GenerationSettings`, *optional*): the generative engines' settings (the CLI and flows
+            pass `VitrineSettings.generation`); default `GenerationSettings()`.
 
     Returns:
         An `Engine`; its ``describe()`` says which engine was picked and why.
@@ -494,17 +497,17 @@ def get_engine(name: str = "auto", *, model_root: str | Path | None = None) -> E
         raise InputError(f"unknown engine {name!r}; expected one of {', '.join(names)}", key="engine")
     if name != "auto":
         entry = ENGINES[name]
-        ok, why = entry.probe(model_root)
+        ok, why = entry.probe(model_root, settings=settings)
         if not ok:
             raise InputError(f"engine {name!r} is not available: {why}", key="engine")
-        return entry.factory(name, "requested explicitly", model_root)
+        return entry.factory(name, "requested explicitly", model_root, settings=settings)
     skipped = []
     for entry in sorted(ENGINES.values(), key=lambda e: -e.priority):
         if entry.name == "classic":
             continue
-        ok, why = entry.probe(model_root)
+        ok, why = entry.probe(model_root, settings=settings)
         if ok:
-            return entry.factory("auto", f"picked {entry.name}: {why}", model_root)
+            return entry.factory("auto", f"picked {entry.name}: {why}", model_root, settings=settings)
         skipped.append(f"{entry.name}: {why}")
     base = (
         "no generation model weights configured (no --model-root)"

@@ -100,9 +100,9 @@ class GenerativeEngine(ClassicEngine):
     Args:
         requested (`str`, *optional*): what the user asked for (the family name or ``auto``).
         reason (`str`, *optional*): why this engine was picked.
-        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; then ``$VITRINE_MODEL_ROOT``
-            and the Hugging Face cache.
-        settings (`GenerationSettings`, *optional*): defaults to `GenerationSettings.from_env` (``VITRINE_GEN_*``).
+        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; then the Hugging Face cache.
+        settings (`GenerationSettings`, *optional*): defaults to `GenerationSettings()` (the CLI and flows
+            pass `VitrineSettings.generation`: ``VITRINE_GEN_*``, the config file).
         model_set (`ModelSet`, *optional*): the models to use; defaults to `resolve_model_set` of the family.
 
     Raises:
@@ -116,7 +116,7 @@ class GenerativeEngine(ClassicEngine):
                  model_set: ModelSet | None = None):
         super().__init__(requested or self.family, reason)
         self.model_root = str(model_root) if model_root is not None else None
-        self.settings = settings if settings is not None else GenerationSettings.from_env()
+        self.settings = settings if settings is not None else GenerationSettings()
         self.model_set = model_set or resolve_model_set(self.family, self.model_root, self.settings)
         self.commercial_set, self.commercial_reason = self._resolve_commercial()
         for ms in (self.model_set, self.commercial_set):
@@ -512,13 +512,13 @@ def _denoiser_bytes(path: Path) -> int:
 def make_probe(family: str):
     """A cheap probe for ``family``: its models are found, and a GPU is there for full-size ones."""
 
-    def probe(model_root) -> tuple[bool, str]:
-        ms, why = probe_model_set(family, model_root)
+    def probe(model_root, settings: GenerationSettings | None = None) -> tuple[bool, str]:
+        settings = settings if settings is not None else GenerationSettings()
+        ms, why = probe_model_set(family, model_root, settings)
         if ms is None:
             return False, why
         path = (ms.paths or {}).get(ms.base.name)
         if path is not None and _denoiser_bytes(path) > FULL_SIZE_BYTES:
-            settings = GenerationSettings.from_env()
             if not settings.allow_cpu and settings.device in ("auto", "cpu"):
                 import torch
 
@@ -530,10 +530,10 @@ def make_probe(family: str):
     return probe
 
 
-register_engine(EngineEntry(name="flux", factory=lambda requested, reason, model_root: FluxEngine(
-    requested, reason, model_root), probe=make_probe("flux"), priority=30))
-register_engine(EngineEntry(name="sdxl", factory=lambda requested, reason, model_root: SdxlEngine(
-    requested, reason, model_root), probe=make_probe("sdxl"), priority=20))
+register_engine(EngineEntry(name="flux", factory=lambda requested, reason, model_root, settings=None: FluxEngine(
+    requested, reason, model_root, settings=settings), probe=make_probe("flux"), priority=30))
+register_engine(EngineEntry(name="sdxl", factory=lambda requested, reason, model_root, settings=None: SdxlEngine(
+    requested, reason, model_root, settings=settings), probe=make_probe("sdxl"), priority=20))
 
 
 def _grounded_sam_segmenter(model_root: str | None):

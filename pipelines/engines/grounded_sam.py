@@ -154,8 +154,9 @@ class GroundedSamEngine(ClassicEngine):
         return Subject(kind=kind, source=source, alpha=alpha, bbox=_bbox(alpha), reason=reason, metrics=metrics)
 
 
-def _factory(requested: str, reason: str, model_root: str | Path | None) -> GroundedSamEngine:
+def _factory(requested: str, reason: str, model_root: str | Path | None, settings=None) -> GroundedSamEngine:
     return GroundedSamEngine(requested, reason, model_root)
 
 
-register_engine(EngineEntry(name=ENGINE_NAME, factory=_factory, probe=probe, priority=ENGINE_PRIORITY))
+register_engine(EngineEntry(name=ENGINE_NAME, factory=_factory, probe=lambda model_root, settings=None: probe(model_root),
+                            priority=ENGINE_PRIORITY))
