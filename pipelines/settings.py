@@ -13,9 +13,8 @@ arguments (or the settings object), never from the environment.
 
 The few writes to the process environment are explicit functions that entry points call, never import
 side effects: `configure_process_env` (native libraries' log levels and Prefect's embedded-server
-defaults, before mediapipe or Prefect is imported), `quiet_native_library_logs` (glog's level, just
-before mediapipe is imported), `cublas_workspace_config` (deterministic cuBLAS, before CUDA starts) and
-`set_process_env`. `process_environ` gives a copy of the environment for child processes.
+defaults, before mediapipe or Prefect is imported), `cublas_workspace_config` (deterministic cuBLAS,
+called by the generative engine before CUDA starts) and `set_process_env`. `process_environ` gives a copy of the environment for child processes.
 
 Every validation error is an `InputError` naming the variable (``VITRINE_GPU_GUARD``) or the config
 file and key (``vitrine.toml [gpu.guard]``).
@@ -380,11 +379,6 @@ def configure_process_env(*, quiet_prefect_logs: bool = False) -> None:
         os.environ.setdefault(name, value)
     if quiet_prefect_logs:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-
-
-def quiet_native_library_logs() -> None:
-    """``GLOG_minloglevel=2`` unless set: call just before importing mediapipe (glog reads it at start)."""
-    os.environ.setdefault("GLOG_minloglevel", NATIVE_LOG_ENV_DEFAULTS["GLOG_minloglevel"])
 
 
 def cublas_workspace_config(default: str) -> str:

@@ -28,7 +28,6 @@ import numpy as np
 
 from pipelines.errors import InputError, MissingBackendError
 from pipelines.native_logs import quiet_native_stderr
-from pipelines.settings import quiet_native_library_logs
 
 logger = logging.getLogger(__name__)
 
@@ -239,8 +238,6 @@ class PoseEstimator:
 
     def _get_model(self) -> Any:
         if self._model is None:
-            # mediapipe's C++ side logs through glog: warnings and above unless the caller chose otherwise
-            quiet_native_library_logs()
             try:
                 import mediapipe as mp
             except ImportError as err:  # pragma: no cover - mediapipe is a core dependency

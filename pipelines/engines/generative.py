@@ -123,11 +123,14 @@ class GenerativeEngine(ClassicEngine):
             if ms is not None:
                 check_step_settings(self.scene_params(ms), ms, self.settings)
         self._preload_classes()
-        from pipelines.generation.determinism import configure_determinism
+        from pipelines.generation.determinism import CUBLAS_WORKSPACE, configure_determinism
         from pipelines.generation.loading import resolve_device
+        from pipelines.settings import cublas_workspace_config
 
         # before any model or CUDA matmul: cuBLAS reads its workspace setting when it starts
-        self.determinism = configure_determinism(resolve_device(self.settings.device))
+        device = resolve_device(self.settings.device)
+        workspace = cublas_workspace_config(CUBLAS_WORKSPACE) if device.startswith("cuda") else None
+        self.determinism = configure_determinism(device, cublas_workspace=workspace)
         self._check_backends()
         self._scenes: dict[str, GarmentScenePipeline] = {}
         self._load_lock = threading.Lock()

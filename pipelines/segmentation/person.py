@@ -42,7 +42,6 @@ from pipelines.controls.pose import (
 )
 from pipelines.errors import InputError, MissingBackendError
 from pipelines.native_logs import quiet_native_stderr
-from pipelines.settings import quiet_native_library_logs
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +140,6 @@ class SelfieSegmenter:
 
     def _get_model(self) -> Any:
         if self._model is None:
-            quiet_native_library_logs()  # glog (mediapipe's C++ logs): warnings and above unless chosen otherwise
             try:
                 import mediapipe as mp
             except ImportError as err:  # pragma: no cover - mediapipe is a core dependency
