@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _child_classic() -> dict:
     t0 = time.perf_counter()
     import flows.catalog_batch as cb  # noqa: F401  (Prefect + the pipelines, as a flow-run process does)
+    from pipelines.settings import VitrineSettings
 
     t_import = time.perf_counter() - t0
     from pipelines.catalog.store import process_sku
@@ -49,7 +50,7 @@ def _child_classic() -> dict:
         save_image(d / "front.png", rgb)
         (d / "product.yaml").write_text("backgrounds: [white]\n")
     t0 = time.perf_counter()
-    engine = cb.worker_engine("classic", None)
+    engine = cb.worker_engine("classic", VitrineSettings())
     t_engine = time.perf_counter() - t0
     out = {"import_s": t_import, "engine_s": t_engine}
     for sku in ("tee", "person"):
@@ -61,7 +62,7 @@ def _child_classic() -> dict:
             out[f"{sku}_{'first' if k == 1 else 'warm'}_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(1000):
-        cb.worker_engine("classic", None)
+        cb.worker_engine("classic", VitrineSettings())
     out["cache_hit_us"] = (time.perf_counter() - t0) * 1000  # 1000 calls -> us per call
     return out
 

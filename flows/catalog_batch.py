@@ -2,57 +2,44 @@
 
 Thin orchestration over ``pipelines``: one task run per SKU, each SKU's failure isolated and reported,
 unchanged SKUs skipped by content hash. Runs on Prefect's embedded local API (no server to start) and
-on a real server when ``PREFECT_API_URL`` is set.
+on a real server when ``PREFECT_API_URL`` is set. The embedded API's start-up defaults are put in the
+environment by the entry point (`pipelines.settings.configure_process_env`) before Prefect is imported.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Defaults that make the embedded API work on a fresh 2-core machine; an explicit setting wins.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
-import logging  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from functools import lru_cache  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.exceptions import MissingContextError  # noqa: E402
-from prefect.futures import as_completed  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-
-from flows.gpu import guard_engine, runner_info  # noqa: E402
-from flows.observability import current_run_id, publish_batch_artifacts  # noqa: E402
-from pipelines.catalog.store import RenderOptions, check_separate_trees, clean_stale_staging  # noqa: E402
-from pipelines.catalog.contact_sheet import attach_contact_sheets  # noqa: E402
-from pipelines.engines.registry import get_engine  # noqa: E402
-from pipelines.product import discover_products  # noqa: E402
-from pipelines.catalog.report import build_report, report_markdown  # noqa: E402
-from pipelines.catalog.publish import is_url, write_catalog_report  # noqa: E402
+from flows.gpu import guard_engine, runner_info
+from flows.local_batch import batch_settings
+from flows.observability import current_run_id, publish_batch_artifacts
+from pipelines.catalog.store import RenderOptions, check_separate_trees, clean_stale_staging
+from pipelines.catalog.contact_sheet import attach_contact_sheets
+from pipelines.product import discover_products
+from pipelines.catalog.report import build_report, report_markdown
+from pipelines.catalog.publish import is_url, write_catalog_report
+from pipelines.settings import VitrineSettings
 
 # A flow-run process whose worker dies must not die on the next log line: guard the pipes as
 # soon as the flow is imported, before Prefect's engine logs anything.
-from flows.prefect_local import survive_dead_pipes  # noqa: E402
+from flows.prefect_local import survive_dead_pipes
 
 survive_dead_pipes()
 
 #: Called in the flow's process after each SKU finishes (the CLI's progress bar). Not a flow parameter:
 #: callables cannot travel to a remote worker.
 PROGRESS_HOOKS: list[Callable[[dict[str, Any]], None]] = []
-_engine_lock = threading.Lock()
-
-
-@lru_cache(maxsize=8)
-def _engine(name: str, model_root: str | None):
-    """One engine per (name, model root) per worker process: models load once and are reused."""
-    return get_engine(name, model_root=model_root)
 
 
 def _logger():
@@ -63,25 +50,28 @@ def _logger():
         return logging.getLogger(__name__)
 
 
-def worker_engine(name: str, model_root: str | None):
-    """The process's engine for (name, model root): shared with the local path (the CLI resolves it first)."""
+def worker_engine(name: str, settings: VitrineSettings):
+    """The process's engine for (name, settings): shared with the local path (the CLI resolves it first)."""
     from flows.local_batch import engine_for
 
-    return engine_for(name, model_root)
+    return engine_for(name, settings)
 
 
 @task(name="render-sku", task_run_name="render-{sku}", cache_policy=NO_CACHE)
 def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "auto",
                model_root: str | None = None, force: bool = False, identity: str | None = None,
-               commercial: bool = False) -> dict[str, Any]:
+               commercial: bool = False, settings: VitrineSettings | None = None) -> dict[str, Any]:
     """Render one SKU. Never raises for a bad product: the failure is returned as the entry.
 
-    ``identity`` (an identity preset YAML path) and ``commercial`` are the batch's (`RenderOptions`).
+    ``identity`` (an identity preset YAML path) and ``commercial`` are the batch's (`RenderOptions`);
+    ``settings`` the flow run's (default: built from ``model_root`` and the environment).
     """
     from flows.local_batch import render_one  # the same render as a local (Prefect-free) run
 
+    settings = settings or batch_settings(model_root)
     return render_one(products_dir, sku, catalog_dir, engine, model_root, force, identity, commercial,
-                      log=_logger(), engine_obj=guard_engine(worker_engine(engine, model_root)))
+                      log=_logger(), engine_obj=guard_engine(worker_engine(engine, settings), settings),
+                      settings=settings)
 
 
 def _render_options(identity: str | None, commercial: bool) -> RenderOptions:
@@ -106,6 +96,7 @@ def catalog_batch(
     skus: list[str] | None = None,
     identity: str | None = None,
     commercial: bool = False,
+    config: str | None = None,
 ) -> dict[str, Any]:
     """Render every SKU of a products folder into a catalog and write a batch report.
 
@@ -121,21 +112,27 @@ def catalog_batch(
             every SKU (`pipelines.edit.identity`).
         commercial (`bool`, *optional*, defaults to `False`): the whole batch is for commercial use
             (non-commercial models are refused; `pipelines.models.licence`).
+        config (`str`, *optional*): a settings TOML file (docs/configuration.md); default
+            ``$VITRINE_CONFIG``. The run's settings are built once from these parameters, the worker's
+            environment and that file.
 
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
     survive_dead_pipes()  # a killed worker's broken stdout pipe must not crash this run
     logger = _logger()
+    settings = batch_settings(model_root, config)
+    model_root = str(settings.model_root) if settings.model_root is not None else None
     started = datetime.now(UTC)
     if not is_url(catalog_dir):  # overlapping products/catalog trees refused, killed runs' staging cleaned
         check_separate_trees(products_dir, catalog_dir)
         clean_stale_staging(catalog_dir)
-    eng = worker_engine(engine, model_root)
+    eng = worker_engine(engine, settings)
     if identity is not None:  # resolved once: every task reads the same preset file
         from pipelines.edit.identity import identity_dirs, load_identity
 
-        identity = str(load_identity(identity, identity_dirs(products_dir, catalog_dir)).path.resolve())
+        search = identity_dirs(products_dir, catalog_dir, first=settings.identities_dirs)
+        identity = str(load_identity(identity, search).path.resolve())
     products, failures = discover_products(Path(products_dir))
     entries: list[dict[str, Any]] = [
         {"sku": sku, "status": "failed", "error": str(err), "outputs": [], "reason": None}
@@ -152,11 +149,11 @@ def catalog_batch(
     for e in entries:
         _notify(e)
     logger.info("%d SKUs to render with engine %s (%s)", len(names), eng.name, eng.describe()["reason"])
-    logger.info("runner: %s", runner_info())
+    logger.info("runner: %s", runner_info(settings))
     folders = {p.sku: p.dir.name for p in products}  # a SKU is its folder's name in NFC (macOS "café")
     futures = [
         render_sku.submit(str(products_dir), folders.get(name, name), str(catalog_dir), engine, model_root, force,
-                          identity, commercial)
+                          identity, commercial, settings)
         for name in names
     ]
     for fut in as_completed(futures):
@@ -166,8 +163,8 @@ def catalog_batch(
 
     report = build_report(entries, products_dir=products_dir, catalog_dir=catalog_dir, engine=eng.describe(),
                           started_at=started, run_id=current_run_id())
-    report["runner"] = runner_info()  # which worker/GPU made this shard (scale-out accounting)
-    path = write_catalog_report(report, catalog_dir)
+    report["runner"] = runner_info(settings)  # which worker/GPU made this shard (scale-out accounting)
+    path = write_catalog_report(report, catalog_dir, settings)
     try:  # contact sheets next to the report, listed in it (and so linked from the artifact below)
         if not is_url(catalog_dir):  # a catalog at a URL has no local entries to draw (pipelines/catalog/publish.py)
             attach_contact_sheets(report, catalog_dir, path)

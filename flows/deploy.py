@@ -27,21 +27,17 @@ A schedules file lists the folders (unknown keys are errors)::
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-import logging  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: E402
-
-import yaml  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator  # noqa: E402
-
-from pipelines.errors import InputError  # noqa: E402
+from pipelines.errors import InputError
 
 logger = logging.getLogger(__name__)
 

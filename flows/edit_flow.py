@@ -3,31 +3,28 @@
 Thin orchestration over `pipelines.catalog.edit_batch`: the flow plans the jobs (an ``instruction`` for chosen
 SKUs, or the pending review requests when there is none), runs one task per output (one at a time: they
 share one Kontext model on one GPU), reports each review request's outcome back to the decisions file,
-and writes ``CATALOG/_reports/edit-<time>-<run id>.json`` with a Markdown artifact.
+and writes ``CATALOG/_reports/edit-<time>-<run id>.json`` with a Markdown artifact. The run's settings
+(`pipelines.settings.VitrineSettings`: model root, ``VITRINE_GEN_*``, identity folders) are built once at its
+start from its parameters, the environment and the config file.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Defaults that make the embedded API work on a fresh 2-core machine; an explicit setting wins.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
-import logging  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.exceptions import MissingContextError  # noqa: E402
-
-from flows.observability import current_run_id  # noqa: E402
-from pipelines.catalog.edit_batch import EditJob, apply_edit_job, plan_edits, report_markdown, write_edit_report  # noqa: E402
-from pipelines.edit.identity import identity_dirs, load_identity  # noqa: E402
+from flows.observability import current_run_id
+from pipelines.catalog.edit_batch import EditJob, apply_edit_job, plan_edits, report_markdown, write_edit_report
+from pipelines.edit.identity import identity_dirs, load_identity
+from pipelines.settings import VitrineSettings, load_settings
 
 #: Called in the flow's process after each edit (the CLI's progress lines). Not a flow parameter.
 PROGRESS_HOOKS: list[Callable[[dict[str, Any]], None]] = []
@@ -43,11 +40,14 @@ def _logger():
 @task(name="edit-output", task_run_name="edit-{sku}", cache_policy=NO_CACHE)
 def edit_output_task(catalog_dir: str, sku: str, output: str, instruction: str, expected_sha256: str | None = None,
                      decision_id: str | None = None, model_root: str | None = None, identity: str | None = None,
-                     commercial: bool = False, garment: str = "auto", seed: int | None = None) -> dict[str, Any]:
+                     commercial: bool = False, garment: str = "auto", seed: int | None = None,
+                     settings: VitrineSettings | None = None) -> dict[str, Any]:
     """Edit one output (``CATALOG/<sku>/<output>``). Never raises for a failed edit: the entry says why."""
+    settings = settings or load_settings({"model_root": model_root})
+    root = str(settings.model_root) if settings.model_root is not None else None
     entry = apply_edit_job(catalog_dir, EditJob(sku, output, instruction, expected_sha256, decision_id),
-                           model_root=model_root, identity=identity, commercial=commercial, garment=garment,
-                           seed=seed)
+                           model_root=root, identity=identity, commercial=commercial, garment=garment,
+                           seed=seed, settings=settings.generation)
     level = _logger().info if entry["status"] == "applied" else _logger().warning
     level("%s/%s: %s %s", sku, output, entry["status"], entry["new_output"] or entry["error"])
     return entry
@@ -64,6 +64,7 @@ def catalog_edit(
     commercial: bool = False,
     garment: str = "auto",
     seed: int | None = None,
+    config: str | None = None,
 ) -> dict[str, Any]:
     """Apply Kontext edits to catalog outputs as new versions.
 
@@ -82,6 +83,7 @@ def catalog_edit(
         garment (`str`, *optional*, defaults to ``"auto"``): ``auto``, ``keep`` or ``release`` (garment pixels
             re-composited unless the instruction targets the garment / always / never).
         seed (`int`, *optional*): the seed (default: the identity's, else each output's own).
+        config (`str`, *optional*): a settings TOML file (docs/configuration.md); default ``$VITRINE_CONFIG``.
 
     Returns:
         `dict` with ``report_path``, ``counts`` (``applied``, ``failed``) and ``entries``.
@@ -92,9 +94,11 @@ def catalog_edit(
     """
     logger = _logger()
     started = datetime.now(UTC)
+    settings = load_settings({"model_root": model_root}, config_file=config)
+    root = str(settings.model_root) if settings.model_root is not None else None
     identity_path = None
     if identity is not None:
-        identity_path = str(load_identity(identity, identity_dirs(catalog_dir)).path)
+        identity_path = str(load_identity(identity, identity_dirs(catalog_dir, first=settings.identities_dirs)).path)
     jobs = plan_edits(catalog_dir, instruction=instruction, skus=skus, outputs=outputs)
     if jobs and not commercial:  # fail fast, once, when Kontext is not there (a commercial run is refused per job)
         from pipelines.catalog.edits import FLUX_KONTEXT
@@ -102,12 +106,12 @@ def catalog_edit(
         from pipelines.models.location import locate
 
         profile = get_profile(FLUX_KONTEXT)
-        locate(profile.id, model_root, required_files=profile.required_files, revision=profile.revision)
+        locate(profile.id, root, required_files=profile.required_files, revision=profile.revision)
     logger.info("%d output(s) to edit (%s)", len(jobs), "instruction" if instruction else "review requests")
     entries = []
     for job in jobs:
         entry = edit_output_task(str(catalog_dir), job.sku, job.output, job.instruction, job.expected_sha256,
-                                 job.decision_id, model_root, identity_path, commercial, garment, seed)
+                                 job.decision_id, root, identity_path, commercial, garment, seed, settings)
         entries.append(entry)
         for hook in list(PROGRESS_HOOKS):
             try:

@@ -15,7 +15,7 @@ leased: a process killed while holding one (SIGKILL, OOM killer) frees it when i
 Without ``VITRINE_GPU_LIMIT`` (a laptop, the CLI's ``vitrine run``, the tests' embedded API) the
 engine is used as it is, and ``VITRINE_GPU_GUARD`` (``auto``/``always``/``never``) decides for engines
 that never touch a GPU: under ``auto`` the CPU-only ``classic`` engine skips the slot, since every
-acquire + release is an API round trip.
+acquire + release is an API round trip. Both come in through `pipelines.settings.VitrineSettings.gpu`.
 """
 
 from __future__ import annotations
@@ -27,24 +27,28 @@ from typing import Any
 
 from pipelines.engines.bundle import Engine
 
-#: Environment variable naming the global concurrency limit of this process's GPU.
-GPU_LIMIT_ENV = "VITRINE_GPU_LIMIT"
-#: Environment variable naming this worker (shown in reports and artifacts).
-WORKER_NAME_ENV = "VITRINE_WORKER_NAME"
-#: Seconds a model call waits for its GPU slot before the SKU fails with a timeout.
-GPU_SLOT_TIMEOUT_ENV = "VITRINE_GPU_SLOT_TIMEOUT_S"
-GPU_SLOT_TIMEOUT_S = 3600.0
+# Environment variables naming the global concurrency limit of this process's GPU, this worker (shown in
+# reports and artifacts), the seconds a model call waits for its GPU slot, and the guard mode.
+from pipelines.settings import (
+    GPU_GUARD_ENV,
+    GPU_GUARD_MODES,
+    GPU_LIMIT_ENV,
+    GPU_SLOT_TIMEOUT_ENV,
+    GPU_SLOT_TIMEOUT_S,
+    WORKER_NAME_ENV,
+    VitrineSettings,
+)
+
+__all__ = ["GPU_GUARD_ENV", "GPU_GUARD_MODES", "GPU_LIMIT_ENV", "GPU_SLOT_TIMEOUT_ENV", "GPU_SLOT_TIMEOUT_S",
+           "WORKER_NAME_ENV", "GpuGuardedEngine", "gpu_limit_name", "guard_engine", "runner_info"]
 #: Lease of a held slot, renewed while the call runs; Prefect's renewal API needs at least 60 s.
 GPU_SLOT_LEASE_S = 60.0
 #: Engine methods that run models (and so hold the GPU). ``describe``/``models`` are metadata; ``compose``
 #: runs the background and seam stages (generation included) inside one call.
 GUARDED_METHODS = frozenset({"find_subject", "controls", "background", "inpaint_seam", "compose"})
-#: ``auto`` (default): guard every engine but the CPU-only ones; ``always``; ``never``.
-GPU_GUARD_ENV = "VITRINE_GPU_GUARD"
-GPU_GUARD_MODES = ("auto", "always", "never")
-#: Engines whose stages never touch a GPU (``Engine.uses_gpu`` false, e.g. ``classic``) skip the slot under
-#: ``auto``: each acquire + release is an API round trip, ~0.17 s measured on a 2-core box with the server
-#: beside it (bench/reload_cost.py).
+# Engines whose stages never touch a GPU (``Engine.uses_gpu`` false, e.g. ``classic``) skip the slot under
+# ``auto``: each acquire + release is an API round trip, ~0.17 s measured on a 2-core box with the server
+# beside it (bench/reload_cost.py).
 
 
 def gpu_limit_name(device: str | int, host: str | None = None) -> str:
@@ -61,14 +65,14 @@ def gpu_limit_name(device: str | int, host: str | None = None) -> str:
     return f"vitrine-gpu-{slug}-{dev}"
 
 
-def runner_info() -> dict[str, Any]:
+def runner_info(settings: VitrineSettings) -> dict[str, Any]:
     """Who is running this batch: host, process, worker name, visible GPUs and the GPU limit."""
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "worker": os.environ.get(WORKER_NAME_ENV),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpu_limit": os.environ.get(GPU_LIMIT_ENV) or None,
+        "worker": settings.gpu.worker_name,
+        "cuda_visible_devices": settings.gpu.cuda_visible_devices,
+        "gpu_limit": settings.gpu.limit,
     }
 
 
@@ -80,16 +84,14 @@ class GpuGuardedEngine:
             `GUARDED_METHODS` is passed through unchanged (so ``describe()`` and the content hash of
             a SKU do not change).
         limit_name (`str`): the global concurrency limit, e.g. ``vitrine-gpu-box1-0``.
-        timeout_s (`float`, *optional*): seconds to wait for a slot; defaults to
-            ``$VITRINE_GPU_SLOT_TIMEOUT_S`` or 3600. Past it the call raises `TimeoutError`.
+        timeout_s (`float`, *optional*): seconds to wait for a slot (`GpuSettings.slot_timeout_s`,
+            ``$VITRINE_GPU_SLOT_TIMEOUT_S``); defaults to 3600. Past it the call raises `TimeoutError`.
     """
 
     def __init__(self, engine: Any, limit_name: str, timeout_s: float | None = None):
         self._engine = engine
         self.limit_name = limit_name
-        if timeout_s is None:
-            timeout_s = float(os.environ.get(GPU_SLOT_TIMEOUT_ENV, GPU_SLOT_TIMEOUT_S))
-        self.timeout_s = timeout_s
+        self.timeout_s = GPU_SLOT_TIMEOUT_S if timeout_s is None else float(timeout_s)
 
     @property
     def wrapped(self) -> Any:
@@ -111,16 +113,14 @@ class GpuGuardedEngine:
         return guarded
 
 
-def guard_engine(engine: Any) -> Any:
-    """``engine`` wrapped in `GpuGuardedEngine` when ``$VITRINE_GPU_LIMIT`` names a limit, else as is.
+def guard_engine(engine: Any, settings: VitrineSettings) -> Any:
+    """``engine`` wrapped in `GpuGuardedEngine` when ``settings.gpu.limit`` (``$VITRINE_GPU_LIMIT``) names a
+    limit, else as is.
 
-    ``$VITRINE_GPU_GUARD`` chooses: ``auto`` (default) guards every engine except the CPU-only ones
-    (``classic``: no stage uses a GPU); ``always`` guards every engine; ``never`` none.
+    ``settings.gpu.guard`` (``$VITRINE_GPU_GUARD``) chooses: ``auto`` (default) guards every engine except
+    the CPU-only ones (``classic``: no stage uses a GPU); ``always`` guards every engine; ``never`` none.
     """
-    name = os.environ.get(GPU_LIMIT_ENV, "").strip()
-    mode = os.environ.get(GPU_GUARD_ENV, "auto").strip() or "auto"
-    if mode not in GPU_GUARD_MODES:
-        raise ValueError(f"{GPU_GUARD_ENV}={mode!r}: expected one of {', '.join(GPU_GUARD_MODES)}")
+    name, mode = settings.gpu.limit, settings.gpu.guard
     if not name or mode == "never" or (mode == "auto" and isinstance(engine, Engine) and not engine.uses_gpu):
         return engine
-    return GpuGuardedEngine(engine, name)
+    return GpuGuardedEngine(engine, name, settings.gpu.slot_timeout_s)

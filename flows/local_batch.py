@@ -13,10 +13,9 @@ only Prefect has (task runs, artifacts, the UI). This module imports nothing fro
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -25,6 +24,8 @@ from typing import Any
 
 from pipelines.errors import SKU_FAILURE_LOG as SKU_FAILURE  # one failure, one terminal line (flows/cli.py)
 from pipelines.errors import describe_os_error
+from pipelines.generation.settings import GenerationSettings
+from pipelines.settings import VitrineSettings, load_settings, process_environ
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +33,24 @@ _engine_lock = threading.Lock()
 
 
 @lru_cache(maxsize=8)
-def _engine(name: str, model_root: str | None):
+def _engine(name: str, model_root: str | None, generation: GenerationSettings):
     from pipelines.engines.registry import get_engine
 
-    return get_engine(name, model_root=model_root)
+    return get_engine(name, model_root=model_root, settings=generation)
 
 
-def engine_for(name: str, model_root: str | None):
-    """One engine per (name, model root) per process: models load once and are reused by every SKU."""
+def engine_for(name: str, settings: VitrineSettings):
+    """One engine per (name, model root, generation settings) per process: models load once and are reused
+    by every SKU, and a long-lived process (``serve``, a worker) whose settings changed gets a new engine."""
+    root = str(settings.model_root) if settings.model_root is not None else None
     with _engine_lock:
-        return _engine(name, model_root)
+        return _engine(name, root, settings.generation)
+
+
+def batch_settings(model_root: str | None = None, config: str | None = None) -> VitrineSettings:
+    """The settings of a batch started from parameters (a flow run, a direct call): ``model_root`` and the
+    config file as flags over the environment (`pipelines.settings.load_settings`)."""
+    return load_settings({"model_root": model_root}, config_file=config)
 
 
 def render_options(identity: str | None, commercial: bool):
@@ -62,13 +71,15 @@ def failed_entry(sku: str, error: str) -> dict[str, Any]:
 
 def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "auto", model_root: str | None = None,
                force: bool = False, identity: str | None = None, commercial: bool = False,
-               log: logging.Logger | logging.LoggerAdapter | None = None, engine_obj: Any = None) -> dict[str, Any]:
+               log: logging.Logger | logging.LoggerAdapter | None = None, engine_obj: Any = None,
+               settings: VitrineSettings | None = None) -> dict[str, Any]:
     """Load and render one SKU; never raises for a bad product (the failure is the returned entry).
 
     Args:
         products_dir (`str`): the products root; the SKU's folder is ``products_dir/sku``.
-        engine_obj (*optional*): the engine to use; default ``engine_for(engine, model_root)`` wrapped by
+        engine_obj (*optional*): the engine to use; default ``engine_for(engine, settings)`` wrapped by
             `flows.gpu.guard_engine`.
+        settings (`VitrineSettings`, *optional*): the batch's settings; default `batch_settings(model_root)`.
         log (*optional*): where to log (the Prefect run logger inside a flow); default this module's logger.
 
     Returns:
@@ -82,12 +93,13 @@ def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
 
     log = log or logger
     try:
+        settings = settings or batch_settings(model_root)
         options = render_options(identity, commercial)
         product = load_product(Path(products_dir) / sku, root=Path(products_dir))
         # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
-        eng = engine_obj if engine_obj is not None else guard_engine(engine_for(engine, model_root))
+        eng = engine_obj if engine_obj is not None else guard_engine(engine_for(engine, settings), settings)
         if is_url(catalog_dir):  # an object store: render to local scratch, then publish (pipelines/catalog/publish.py)
-            result = process_sku_at_url(product, catalog_dir, eng, options, force=force)
+            result = process_sku_at_url(product, catalog_dir, eng, options, force=force, settings=settings)
         else:
             result = process_sku(product, catalog_dir, eng, options, force=force)
     except VitrineError as exc:
@@ -139,6 +151,7 @@ def run_local_batch(
     *,
     max_workers: int = 2,
     on_entry: Callable[[dict[str, Any]], None] | None = None,
+    settings: VitrineSettings | None = None,
 ) -> dict[str, Any]:
     """Render every SKU of a products folder into a catalog and write a batch report, without Prefect.
 
@@ -149,6 +162,8 @@ def run_local_batch(
             ``ThreadPoolTaskRunner(max_workers=2)``.
         on_entry (*optional*): called with each SKU's entry as it finishes (a progress bar); its errors are
             ignored.
+        settings (`VitrineSettings`, *optional*): the process's settings (the CLI's); default
+            `batch_settings(model_root)`. Its ``model_root`` is the one used.
 
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
@@ -159,16 +174,19 @@ def run_local_batch(
     from pipelines.catalog.publish import is_url, write_catalog_report
 
     started = datetime.now(UTC)
+    settings = settings or batch_settings(model_root)
+    model_root = str(settings.model_root) if settings.model_root is not None else None
     if not is_url(catalog_dir):  # as the flow: overlapping trees refused, killed runs' staging cleaned
         from pipelines.catalog.store import check_separate_trees, clean_stale_staging
 
         check_separate_trees(products_dir, catalog_dir)
         clean_stale_staging(catalog_dir)
-    eng = engine_for(engine, model_root)
+    eng = engine_for(engine, settings)
     if identity is not None:  # resolved once: every SKU reads the same preset file
         from pipelines.edit.identity import identity_dirs, load_identity
 
-        identity = str(load_identity(identity, identity_dirs(products_dir, catalog_dir)).path.resolve())
+        search = identity_dirs(products_dir, catalog_dir, first=settings.identities_dirs)
+        identity = str(load_identity(identity, search).path.resolve())
     names, entries = discover(str(products_dir), skus)
 
     def notify(entry: dict[str, Any]) -> None:
@@ -181,11 +199,11 @@ def run_local_batch(
     for e in entries:
         notify(e)
     logger.info("%d SKUs to render with engine %s (%s)", len(names), eng.name, eng.describe()["reason"])
-    guarded = guard_engine(eng)
+    guarded = guard_engine(eng, settings)
     workers = max(1, min(int(max_workers), len(names) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitrine-sku") as pool:
         futures = [pool.submit(render_one, str(products_dir), name, str(catalog_dir), engine, model_root, force,
-                               identity, commercial, None, guarded) for name in names]
+                               identity, commercial, None, guarded, settings) for name in names]
         for fut in as_completed(futures):
             entry = fut.result()  # render_one never raises for a SKU
             entries.append(entry)
@@ -193,11 +211,11 @@ def run_local_batch(
 
     report = build_report(entries, products_dir=products_dir, catalog_dir=catalog_dir, engine=eng.describe(),
                           started_at=started, run_id=None)
-    report["runner"] = runner_info()
+    report["runner"] = runner_info(settings)
     report["runner"]["orchestrator"] = "local"  # no Prefect flow run: `vitrine run` without an API (docs/cli.md)
     result: dict[str, Any] = {}
     try:
-        path = write_catalog_report(report, catalog_dir)
+        path = write_catalog_report(report, catalog_dir, settings)
     except OSError as exc:  # a full disk: the SKUs' outcomes are still known, and shown by the caller
         path = None
         result["report_error"] = describe_os_error(exc)
@@ -214,13 +232,13 @@ def run_local_batch(
             "warnings": {e["sku"]: e["warnings"] for e in report["entries"] if e.get("warnings")}}
 
 
-def prefect_api_configured(environ: dict[str, str] | None = None) -> bool:
+def prefect_api_configured(environ: Mapping[str, str] | None = None) -> bool:
     """True when a Prefect API is configured: ``PREFECT_API_URL`` in the environment or the active profile.
 
     Reads ``$PREFECT_PROFILES_PATH`` (default ``$PREFECT_HOME/profiles.toml``, ``~/.prefect/profiles.toml``)
     without importing Prefect (that import alone costs about a second).
     """
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     if env.get("PREFECT_API_URL", "").strip():
         return True
     home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()

@@ -21,6 +21,8 @@ import stat
 import sys
 import threading
 
+from pipelines.settings import PREFECT_ENV_DEFAULTS, process_environ
+
 logger = logging.getLogger(__name__)
 
 #: Runs ``argv[2:]`` with PR_SET_PDEATHSIG=SIGTERM; exits at once if the parent (``argv[1]``) is gone already.
@@ -70,8 +72,11 @@ def ephemeral_server_dies_with_us(timeout: int | None = None) -> None:
         argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
                 "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(server.port),
                 "--log-level", "error", "--lifespan", "on"]
+        # The CLI's process environment (native log levels, Prefect defaults: pipelines.settings), the
+        # embedded-server defaults where this process was started without them, then Prefect's own settings.
         return subprocess.Popen(pdeathsig_command(argv), env={
-            **os.environ, **server_env, **get_current_settings().to_environment_variables(exclude_unset=True)})
+            **PREFECT_ENV_DEFAULTS, **process_environ(), **server_env,
+            **get_current_settings().to_environment_variables(exclude_unset=True)})
 
     server._run_uvicorn_command = run_uvicorn  # this instance only; Prefect's start() logic is unchanged
     server.start(timeout=timeout)

@@ -15,26 +15,22 @@ lock and skipped when unchanged, so two overlapping batches never write one SKU 
 
 from __future__ import annotations
 
-import os
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
 
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from prefect import flow, get_run_logger
+from prefect.exceptions import MissingContextError
 
-import logging  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-from uuid import UUID  # noqa: E402
-
-from prefect import flow, get_run_logger  # noqa: E402
-from prefect.exceptions import MissingContextError  # noqa: E402
-
-from flows.observability import SCATTER_TABLE_KEY, current_run_id, publish_batch_artifacts  # noqa: E402
-from pipelines.product import discover_products  # noqa: E402
-from pipelines.catalog.report import build_report, report_markdown  # noqa: E402
-from pipelines.catalog.publish import find_catalog_report, write_catalog_report  # noqa: E402
+from flows.observability import SCATTER_TABLE_KEY, current_run_id, publish_batch_artifacts
+from pipelines.product import discover_products
+from pipelines.catalog.report import build_report, report_markdown
+from pipelines.catalog.publish import find_catalog_report, write_catalog_report
+from pipelines.settings import VitrineSettings, load_settings
 
 #: Tag on every shard run (filter on it in the UI: ``tag:vitrine-shard``).
 SHARD_TAG = "vitrine-shard"
@@ -78,9 +74,12 @@ def list_skus(products_dir: str | Path) -> list[str]:
     return sorted({p.sku for p in products} | {sku for sku, _path, _err in failures})
 
 
-def find_shard_report(catalog_dir: str | Path, run_id: str) -> dict[str, Any] | None:
-    """The report a ``catalog-batch`` run wrote (``_reports/<time>-<run id>.json``, path or URL), or `None`."""
-    return find_catalog_report(catalog_dir, run_id)
+def find_shard_report(catalog_dir: str | Path, run_id: str,
+                      settings: VitrineSettings | None = None) -> dict[str, Any] | None:
+    """The report a ``catalog-batch`` run wrote (``_reports/<time>-<run id>.json``, path or URL), or `None`.
+
+    ``settings``: the storage options and scratch folder of a catalog at a URL (default: the defaults)."""
+    return find_catalog_report(catalog_dir, run_id, settings)
 
 
 def wait_for_flow_runs(run_ids: list[UUID], *, poll_seconds: float, timeout_s: float,
@@ -142,6 +141,7 @@ def catalog_scatter(
 
     logger = _logger()
     started = datetime.now(UTC)
+    settings = load_settings()  # this process's storage settings (the shards resolve theirs on their workers)
     names = list_skus(products_dir)
     shards = plan_shards(names, shard_size)
     parent = current_run_id()
@@ -178,7 +178,7 @@ def catalog_scatter(
     for shard, run in submitted:
         fr = final.get(run.id, run)
         state = fr.state.name if fr.state is not None else "unknown"
-        rep = find_shard_report(catalog_dir, str(run.id)) if fr.state is not None and fr.state.is_final() else None
+        rep = find_shard_report(catalog_dir, str(run.id), settings) if fr.state is not None and fr.state.is_final() else None
         runner = (rep or {}).get("runner") or {}
         if rep is not None:
             engine_info = engine_info or rep.get("engine")
@@ -194,7 +194,7 @@ def catalog_scatter(
                           engine=engine_info or {"name": engine, "reason": "no shard reported"},
                           started_at=started, run_id=parent)
     report["shards"] = shard_rows
-    path = write_catalog_report(report, catalog_dir)
+    path = write_catalog_report(report, catalog_dir, settings)
     try:
         from prefect.artifacts import create_markdown_artifact
 

@@ -15,7 +15,8 @@ Two tools:
   terminal, then fd 2 itself goes to ``/dev/null`` for the command's duration. Inside it
   `quiet_native_stderr` does nothing.
 
-``VITRINE_NATIVE_LOGS=1`` (or the CLI's ``-v``) keeps native logs.
+``VITRINE_NATIVE_LOGS=1`` (`VitrineSettings.native_logs`, which entry points pass to `keep_native_logs`) or
+the CLI's ``-v`` keeps native logs.
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-NATIVE_LOGS_ENV = "VITRINE_NATIVE_LOGS"
-
 _lock = threading.Lock()
 _depth = 0
 _saved_fd: int | None = None
 _process_silenced = 0
+_keep = False
+
+
+def keep_native_logs(keep: bool) -> None:
+    """Keep (or silence again) native libraries' stderr lines in this process: entry points pass
+    `VitrineSettings.native_logs` (``$VITRINE_NATIVE_LOGS``)."""
+    global _keep
+    _keep = bool(keep)
 
 
 def native_logs_wanted() -> bool:
-    """True when ``$VITRINE_NATIVE_LOGS`` asks to keep native libraries' stderr lines."""
-    return os.environ.get(NATIVE_LOGS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """True when this process keeps native libraries' stderr lines (`keep_native_logs`)."""
+    return _keep
 
 
 def _flush_python_stderr() -> None:

@@ -19,7 +19,6 @@ over photos, and interactive controls that degrade to plain output.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -214,8 +213,11 @@ def draw_boxes(rgb: np.ndarray, boxes: Sequence[dict[str, Any]], rejected: Seque
 
 
 def widgets_available() -> bool:
-    """Whether interactive controls can be shown: ipywidgets importable and ``VITRINE_NOTEBOOK_STATIC`` unset."""
-    if os.environ.get("VITRINE_NOTEBOOK_STATIC"):
+    """Whether interactive controls can be shown: ipywidgets importable and ``VITRINE_NOTEBOOK_STATIC`` unset
+    (`VitrineSettings.notebook_static`: a notebook is an entry point, so its settings are read here)."""
+    from pipelines.settings import load_settings
+
+    if load_settings().notebook_static:
         return False
     try:
         import ipywidgets  # noqa: F401

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from flows.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, not_a_sku_failure, printable
+from flows.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, model_root_of, not_a_sku_failure, printable
 from pipelines.catalog.folder import prepare_catalog_dir
 from pipelines.errors import InputError, VitrineError
 from pipelines.models.inventory import model_inventory
@@ -29,7 +29,7 @@ def _engine_error(exc: Exception, engine: str) -> str:
             f"which needs no weights")
 
 
-def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
+def _run_batch(products: Path, catalog: Path, engine: str, settings, force: bool,
                progress: bool, identity: str | None = None, commercial: bool = False,
                use_prefect: bool = False) -> int:
     from tqdm import tqdm
@@ -43,7 +43,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     if problem:
         return error(f"--catalog {catalog}: {problem}")
     try:  # fail fast, before any Prefect start-up or SKU work, when the engine cannot be used
-        engine_for(engine, model_root)
+        engine_for(engine, settings)
     except InputError as exc:
         return error(_engine_error(exc, engine))
     goods, bads = discover_products(products)
@@ -57,12 +57,12 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # issue 5
     try:
         if use_prefect or prefect_api_configured():  # the Prefect flow: task runs, artifacts, the UI
-            result = _run_prefect_batch(products, catalog, engine, model_root, force, hook, batch)
+            result = _run_prefect_batch(products, catalog, engine, settings, force, hook, batch)
         else:  # no Prefect API configured: the library directly, no server start-up (flows/local_batch.py)
             from flows.local_batch import run_local_batch
 
-            result = run_local_batch(str(products), str(catalog), engine=engine, model_root=model_root,
-                                     force=force, on_entry=hook, **batch)
+            result = run_local_batch(str(products), str(catalog), engine=engine, model_root=model_root_of(settings),
+                                     force=force, on_entry=hook, settings=settings, **batch)
     finally:
         bar.close()
     counts = result["counts"]
@@ -80,7 +80,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, model_root: str | Non
     return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
-def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: str | None, force: bool,
+def _run_prefect_batch(products: Path, catalog: Path, engine: str, settings, force: bool,
                        hook, batch: dict) -> dict:
     """The batch as the Prefect flow `flows.catalog_batch.catalog_batch` (``--prefect`` or a configured API)."""
     from flows.prefect_local import ephemeral_server_dies_with_us
@@ -95,8 +95,9 @@ def _run_prefect_batch(products: Path, catalog: Path, engine: str, model_root: s
 
     cb.PROGRESS_HOOKS.append(hook)
     try:
-        return cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root, force=force,
-                                **batch)
+        config = str(settings.config_file) if settings.config_file is not None else None
+        return cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root_of(settings), force=force,
+                                config=config, **batch)
     finally:
         cb.PROGRESS_HOOKS.remove(hook)
 
@@ -108,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.catalog.store import check_separate_trees
 
     check_separate_trees(products, args.catalog)  # an InputError: exit 2 before anything is touched
-    return _run_batch(products, Path(args.catalog), args.engine, args.model_root, args.force, not args.no_progress,
+    return _run_batch(products, Path(args.catalog), args.engine, args.settings, args.force, not args.no_progress,
                       args.identity, args.commercial, use_prefect=args.prefect)
 
 
@@ -120,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_separate_trees(products, args.catalog)
     build_sample_products(products)
     print(f"sample products: {products}")
-    return _run_batch(products, Path(args.catalog), args.engine, None, args.force, not args.no_progress,
+    return _run_batch(products, Path(args.catalog), args.engine, args.settings, args.force, not args.no_progress,
                       use_prefect=args.prefect)
 
 
@@ -158,9 +159,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
             img = load_image(image_path)
             if args.json:
                 mask, report = segment_image_detailed(img.rgb, args.prompt, engine=args.engine,
-                                                      model_root=args.model_root, threshold=args.threshold, **options)
+                                                      model_root=model_root_of(args.settings), threshold=args.threshold,
+                                                      **options)
             else:
-                mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=args.model_root,
+                mask = segment_image(img.rgb, args.prompt, engine=args.engine, model_root=model_root_of(args.settings),
                                      threshold=args.threshold, **options)
             mask = mask_to_source_size(mask, img.source_size)  # the segmenter may have seen a downscaled copy
             save_mask(out_path, mask)
@@ -253,7 +255,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     if getattr(args, "plan", False):
         return cmd_models_plan(args)
-    rows = model_inventory(args.model_root)
+    rows = model_inventory(model_root_of(args.settings))
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -271,7 +273,8 @@ def cmd_models_plan(args: argparse.Namespace) -> int:
     from pipelines.generation.memplan import plan_for_engine, plan_to_text
 
     try:
-        plan = plan_for_engine(args.engine, args.model_root, gpu_memory_gb=args.gpu_memory)
+        plan = plan_for_engine(args.engine, model_root_of(args.settings), gpu_memory_gb=args.gpu_memory,
+                               settings=args.settings.generation)
     except VitrineError as exc:
         return error(str(exc))
     if args.json:

@@ -38,6 +38,12 @@ def printable(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
+def model_root_of(settings) -> str | None:
+    """The settings' model root (`pipelines.settings.VitrineSettings`) as the string the library takes
+    (`None`: no model root)."""
+    return str(settings.model_root) if settings.model_root is not None else None
+
+
 def not_a_sku_failure(record: logging.LogRecord) -> bool:
     """Logging filter: drop the records that report one SKU's failure (the CLI prints those once itself)."""
     return not getattr(record, "vitrine_sku_failure", False)

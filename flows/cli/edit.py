@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli.common import EXIT_FAILED, EXIT_OK, error, printable
+from flows.cli.common import EXIT_FAILED, EXIT_OK, error, model_root_of, printable
 from pipelines.errors import InputError
 from pipelines.models.location import ModelNotFoundError, locate
 
@@ -47,8 +47,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     try:
         result = edit_flow.catalog_edit(
             str(catalog), instruction=args.instruction, skus=args.sku or None, outputs=args.output or None,
-            model_root=args.model_root, identity=args.identity, commercial=args.commercial, garment=args.garment,
-            seed=args.seed)
+            model_root=model_root_of(args.settings), identity=args.identity, commercial=args.commercial, garment=args.garment,
+            seed=args.seed, config=str(args.settings.config_file) if args.settings.config_file else None)
     except (InputError, ModelNotFoundError) as exc:
         return error(str(exc))
     finally:
@@ -74,7 +74,9 @@ def _check_kontext(catalog: Path, args: argparse.Namespace) -> None:
     from pipelines.models.profiles import get_profile
 
     profile = get_profile(FLUX_KONTEXT)
-    locate(profile.id, args.model_root, required_files=profile.required_files, revision=profile.revision)
+    locate(profile.id, model_root_of(args.settings), required_files=profile.required_files,
+           revision=profile.revision)
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,6 +18,7 @@ import time
 from flows.cli.common import EXIT_FAILED, EXIT_OK, error
 from flows.gpu import GPU_LIMIT_ENV, WORKER_NAME_ENV, gpu_limit_name
 from pipelines.errors import InputError
+from pipelines.settings import process_environ, set_process_env
 
 
 def _api_url() -> str | None:
@@ -101,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         specs = _load_folders(args)
     except (ValueError, InputError) as exc:
         return error(str(exc))
-    os.environ["PREFECT_LOGGING_LEVEL"] = args.log_level  # before Prefect reads its settings
+    set_process_env("PREFECT_LOGGING_LEVEL", args.log_level)  # before Prefect reads its settings
     if not _api_url():
         return error(_NO_API)
     from flows.deploy import serve_folders
@@ -163,7 +164,7 @@ def worker_commands(args: argparse.Namespace) -> list[tuple[list[str], dict[str,
         else:
             name = (args.name if len(gpus) == 1 and args.name else
                     f"{args.name or host}-gpu{gpu}")
-        env = dict(os.environ)
+        env = process_environ()
         env["PREFECT_LOGGING_LEVEL"] = args.log_level
         env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # zombie detection (flows/deploy.py)
         env[WORKER_NAME_ENV] = name

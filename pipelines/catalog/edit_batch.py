@@ -118,7 +118,7 @@ def kontext_editor(model_root: str | None, settings=None):
     """The Kontext editor of this process for ``model_root`` (loaded once; `load_kontext_editor`)."""
     from pipelines.generation.settings import GenerationSettings
 
-    settings = settings or GenerationSettings.from_env()
+    settings = settings or GenerationSettings()
     with _LOAD_LOCK:
         return _cached_editor(str(model_root) if model_root is not None else None,
                               json.dumps(settings.to_json(), sort_keys=True))
@@ -147,7 +147,8 @@ def apply_edit_job(
         commercial (`bool`, *optional*, defaults to `False`): the batch is commercial.
         garment (`str`, *optional*, defaults to ``"auto"``): ``auto``, ``keep`` or ``release``.
         seed (`int`, *optional*): the seed (the identity's wins).
-        settings (`GenerationSettings`, *optional*): defaults to the ``VITRINE_GEN_*`` environment.
+        settings (`GenerationSettings`, *optional*): defaults to `GenerationSettings()` (the flows pass
+            `VitrineSettings.generation`).
         editor (*optional*): ``(KontextEditor, model record)`` to use instead of loading one.
 
     Returns:
@@ -161,7 +162,7 @@ def apply_edit_job(
 
     entry: dict[str, Any] = {**job.to_json(), "status": "failed", "new_output": None, "exports": [], "error": None}
     try:
-        settings = settings or GenerationSettings.from_env()
+        settings = settings or GenerationSettings()
         preset = read_identity(identity) if identity is not None else None
         ed, model = editor if editor is not None else kontext_editor(
             str(model_root) if model_root is not None else None, settings)

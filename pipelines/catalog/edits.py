@@ -99,10 +99,10 @@ def load_kontext_editor(model_root: str | Path | None = None, settings=None) -> 
     generative engine of the same process), else from the Kontext repo itself.
 
     Args:
-        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; then ``$VITRINE_MODEL_ROOT``, the
+        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; then the
             Hugging Face cache.
-        settings (`GenerationSettings`, *optional*): device, dtype, offload...; defaults to the
-            ``VITRINE_GEN_*`` environment.
+        settings (`GenerationSettings`, *optional*): device, dtype, offload...; defaults to
+            `GenerationSettings()` (the flows pass `VitrineSettings.generation`).
 
     Returns:
         `tuple`: (`KontextEditor`, the model's manifest record with its licence).
@@ -116,7 +116,7 @@ def load_kontext_editor(model_root: str | Path | None = None, settings=None) -> 
     from pipelines.models.licence import model_record
     from pipelines.models.location import find, locate
 
-    settings = settings or GenerationSettings.from_env()
+    settings = settings or GenerationSettings()
     profile = get_profile(FLUX_KONTEXT)
     path = locate(profile.id, model_root, required_files=profile.required_files, revision=profile.revision).path
     base = next((p for p in list_profiles("flux", "base")

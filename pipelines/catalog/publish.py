@@ -1,7 +1,8 @@
 """Catalogs at fsspec URLs (``s3://bucket/catalog``, ``gs://...``, ``file:///mnt/...``).
 
 Object stores have neither atomic folder renames nor file locks, so a SKU is rendered by the usual
-`process_sku` into a local *scratch* catalog (``$VITRINE_SCRATCH``, default ``<tmp>/vitrine-scratch``)
+`process_sku` into a local *scratch* catalog (`VitrineSettings.scratch_root`: ``$VITRINE_SCRATCH``, default
+``<tmp>/vitrine-scratch``)
 and then *published*: every file of the entry is uploaded, the ``manifest.json`` last. The manifest is
 the commit marker: a reader (and the skip check) trusts an entry only through its manifest, whose
 ``outputs`` carry the sha256 of every file. Files a previous render left that the new manifest does not
@@ -16,7 +17,8 @@ engine the files are identical, but with a non-deterministic one a reader betwee
 see images of one run under the manifest of the other (``vitrine verify`` flags it: sha256 mismatch).
 Credentials and endpoints come from the fsspec backend's usual settings (for S3: ``s3fs`` with
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` for an S3-compatible store) or
-``VITRINE_STORAGE_OPTIONS`` (JSON passed to ``fsspec.url_to_fs``).
+`VitrineSettings.storage_options` (``VITRINE_STORAGE_OPTIONS``, JSON passed to ``fsspec.url_to_fs``).
+Each function takes the process's ``settings`` (`pipelines.settings.VitrineSettings`; default: the defaults).
 """
 
 from __future__ import annotations
@@ -24,43 +26,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
 from pipelines.catalog.manifest import MANIFEST_NAME
+from pipelines.settings import VitrineSettings
 
 logger = logging.getLogger(__name__)
-
-SCRATCH_ENV = "VITRINE_SCRATCH"
-STORAGE_OPTIONS_ENV = "VITRINE_STORAGE_OPTIONS"
-
 
 def is_url(location: str | Path) -> bool:
     """True for ``scheme://...`` locations (handled by fsspec), False for local paths."""
     return "://" in str(location)
 
 
-def storage_options() -> dict[str, Any]:
-    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
-    if not raw:
-        return {}
-    try:
-        opts = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{STORAGE_OPTIONS_ENV} is not JSON: {exc}", key=STORAGE_OPTIONS_ENV) from None
-    if not isinstance(opts, dict):
-        raise InputError(f"{STORAGE_OPTIONS_ENV} must be a JSON object", key=STORAGE_OPTIONS_ENV)
-    return opts
-
-
-def scratch_catalog(url: str) -> Path:
-    """The local scratch catalog of a catalog URL (one per URL, under ``$VITRINE_SCRATCH``)."""
-    base = Path(os.environ.get(SCRATCH_ENV) or Path(tempfile.gettempdir()) / "vitrine-scratch")
+def scratch_catalog(url: str, settings: VitrineSettings | None = None) -> Path:
+    """The local scratch catalog of a catalog URL (one per URL, under ``settings.scratch_root``)."""
+    base = (settings or VitrineSettings()).scratch_root
     return base / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
@@ -69,7 +53,7 @@ class RemoteCatalog:
 
     Args:
         url (`str`): e.g. ``s3://bucket/catalog`` (needs ``s3fs``), ``file:///mnt/catalog``.
-        options (`dict`, *optional*): fsspec storage options; default ``$VITRINE_STORAGE_OPTIONS``.
+        options (`dict`, *optional*): fsspec storage options (`VitrineSettings.storage_options`); default none.
     """
 
     def __init__(self, url: str, options: dict[str, Any] | None = None):
@@ -77,7 +61,7 @@ class RemoteCatalog:
 
         self.url = url.rstrip("/")
         try:
-            self.fs, root = fsspec.url_to_fs(self.url, **(storage_options() if options is None else options))
+            self.fs, root = fsspec.url_to_fs(self.url, **(options or {}))
         except (ImportError, ValueError) as exc:
             raise InputError(f"cannot open catalog {url}: {exc} (install the fsspec backend, e.g. s3fs)",
                              key="catalog_dir") from None
@@ -158,7 +142,8 @@ class RemoteCatalog:
             return json.loads(f.read().decode("utf-8"))
 
 
-def process_sku_at_url(product, url: str, engine, options=None, *, force: bool = False):
+def process_sku_at_url(product, url: str, engine, options=None, *, force: bool = False,
+                       settings: VitrineSettings | None = None):
     """`pipelines.catalog.store.process_sku` for a catalog at a URL: skip, or render to scratch and publish.
 
     Returns:
@@ -171,7 +156,7 @@ def process_sku_at_url(product, url: str, engine, options=None, *, force: bool =
     t0 = time.perf_counter()
     options = options or RenderOptions()
     try:
-        remote = RemoteCatalog(url)
+        remote = RemoteCatalog(url, dict((settings or VitrineSettings()).storage_options))
         content_hash = sku_content_hash(product, engine, options)
         current = None if force else remote.is_up_to_date(product.sku, content_hash)
     except (OSError, VitrineError) as exc:
@@ -179,7 +164,7 @@ def process_sku_at_url(product, url: str, engine, options=None, *, force: bool =
     if current is not None:
         return SkuResult(product.sku, "skipped", reason="unchanged", outputs=[o["file"] for o in current["outputs"]],
                          manifest=remote.entry_url(product.sku), seconds=time.perf_counter() - t0)
-    scratch = scratch_catalog(url)
+    scratch = scratch_catalog(url, settings)
     # A current scratch copy (an earlier render whose upload failed) is published without re-rendering.
     result = process_sku(product, scratch, engine, options, force=force)
     if result.status == "failed" or result.reason == "locked by another run":
@@ -197,25 +182,29 @@ def process_sku_at_url(product, url: str, engine, options=None, *, force: bool =
     return result
 
 
-def write_catalog_report(report: dict[str, Any], catalog_dir: str | Path) -> str:
+def write_catalog_report(report: dict[str, Any], catalog_dir: str | Path,
+                         settings: VitrineSettings | None = None) -> str:
     """`pipelines.catalog.report.write_report` for a path or a URL; returns the report's path or URL."""
     from pipelines.catalog.report import REPORTS_DIR, write_report
 
     if not is_url(catalog_dir):
         return str(write_report(report, catalog_dir))
     url = str(catalog_dir)
-    local = write_report(report, scratch_catalog(url))
+    settings = settings or VitrineSettings()
+    local = write_report(report, scratch_catalog(url, settings))
     try:
-        return RemoteCatalog(url).put_report(local, REPORTS_DIR)
+        return RemoteCatalog(url, dict(settings.storage_options)).put_report(local, REPORTS_DIR)
     finally:
         local.unlink(missing_ok=True)
 
 
-def find_catalog_report(catalog_dir: str | Path, run_id: str) -> dict[str, Any] | None:
+def find_catalog_report(catalog_dir: str | Path, run_id: str,
+                        settings: VitrineSettings | None = None) -> dict[str, Any] | None:
     """The batch report a flow run wrote (``_reports/<time>-<run id>.json``) at a path or URL, or `None`."""
     from pipelines.catalog.report import REPORTS_DIR
 
     if is_url(catalog_dir):
-        return RemoteCatalog(str(catalog_dir)).find_report(REPORTS_DIR, run_id)
+        options = dict((settings or VitrineSettings()).storage_options)
+        return RemoteCatalog(str(catalog_dir), options).find_report(REPORTS_DIR, run_id)
     matches = sorted((Path(catalog_dir) / REPORTS_DIR).glob(f"*-{run_id}.json"))
     return json.loads(matches[-1].read_text(encoding="utf-8")) if matches else None

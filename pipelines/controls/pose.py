@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from pipelines.native_logs import quiet_native_stderr
 
 logger = logging.getLogger(__name__)
 
-# mediapipe's C++ side logs through glog; keep it to warnings and above unless the caller chose otherwise.
-os.environ.setdefault("GLOG_minloglevel", "2")
 # mediapipe 0.10.14 calls a protobuf API that protobuf 4.x deprecates, once per process() call.
 warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
 

@@ -23,7 +23,6 @@ Kontext drifts faces across edits. An *identity preset* pins the model for a who
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from pipelines.product import Product
 
 IDENTITY_DIR = "_identities"
-ENV_DIRS = "VITRINE_IDENTITIES"
 _SEED_MAX = 2**32 - 1
 
 
@@ -126,10 +124,11 @@ def read_identity(path: str | Path) -> IdentityPreset:
                          sha256=sha256_file(path), reference_face=face, reference_sha256=face_sha)
 
 
-def identity_dirs(*roots: str | Path | None) -> list[Path]:
-    """Where preset names are looked up: ``$VITRINE_IDENTITIES`` (``os.pathsep``-separated), then
-    ``<root>/_identities`` for each root given (the products folder, the catalog)."""
-    dirs = [Path(d) for d in os.environ.get(ENV_DIRS, "").split(os.pathsep) if d]
+def identity_dirs(*roots: str | Path | None, first: tuple[Path, ...] | list[Path] = ()) -> list[Path]:
+    """Where preset names are looked up: the folders ``first`` (`VitrineSettings.identities_dirs`, from
+    ``$VITRINE_IDENTITIES``), then ``<root>/_identities`` for each root given (the products folder, the
+    catalog)."""
+    dirs = [Path(d) for d in first]
     dirs += [Path(r) / IDENTITY_DIR for r in roots if r is not None]
     return dirs
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -233,12 +232,14 @@ class EngineEntry:
 
     Attributes:
         name (`str`): the ``--engine`` value.
-        build (`Callable`): ``build(requested, reason, model_root) -> Engine``.
-        probe (`Callable`): ``probe(model_root) -> (available, reason)``; cheap (no model loading).
+        build (`Callable`): ``build(requested, reason, model_root, settings=None) -> Engine``
+            (``settings``: the `GenerationSettings`, or `None` for the defaults).
+        probe (`Callable`): ``probe(model_root, settings=None) -> (available, reason)``; cheap (no model
+            loading).
         priority (`int`): ``auto`` tries available engines from the highest priority down.
     """
 
     name: str
-    build: Callable[[str, str, str | Path | None], Engine]
-    probe: Callable[[str | Path | None], tuple[bool, str]]
+    build: Callable[..., Engine]
+    probe: Callable[..., tuple[bool, str]]
     priority: int = 0

@@ -105,7 +105,12 @@ def grounded_sam_engine(requested: str = GROUNDED_SAM_SEGMENTATION.name, reason:
                           name=GROUNDED_SAM_SEGMENTATION.name)
 
 
-CLASSIC = EngineEntry(name="classic", build=lambda requested, reason, model_root: classic_engine(requested, reason),
-                      probe=CLASSIC_SEGMENTATION.probe, priority=CLASSIC_PRIORITY)
-GROUNDED_SAM = EngineEntry(name=GROUNDED_SAM_SEGMENTATION.name, build=grounded_sam_engine,
-                           probe=GROUNDED_SAM_SEGMENTATION.probe, priority=GROUNDED_SAM_PRIORITY)
+CLASSIC = EngineEntry(name="classic",
+                      build=lambda requested, reason, model_root, settings=None: classic_engine(requested, reason),
+                      probe=lambda model_root, settings=None: CLASSIC_SEGMENTATION.probe(model_root),
+                      priority=CLASSIC_PRIORITY)
+GROUNDED_SAM = EngineEntry(name=GROUNDED_SAM_SEGMENTATION.name,
+                           build=lambda requested, reason, model_root, settings=None: grounded_sam_engine(
+                               requested, reason, model_root),
+                           probe=lambda model_root, settings=None: GROUNDED_SAM_SEGMENTATION.probe(model_root),
+                           priority=GROUNDED_SAM_PRIORITY)

@@ -104,9 +104,9 @@ class SceneGenerator:
 
     Args:
         family (`str`): ``flux`` or ``sdxl``.
-        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; then ``$VITRINE_MODEL_ROOT``
-            and the Hugging Face cache.
-        settings (`GenerationSettings`, *optional*): defaults to `GenerationSettings.from_env` (``VITRINE_GEN_*``).
+        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; then the Hugging Face cache.
+        settings (`GenerationSettings`, *optional*): defaults to `GenerationSettings()` (the CLI and flows
+            pass `VitrineSettings.generation`: ``VITRINE_GEN_*``, the config file).
         model_set (`ModelSet`, *optional*): the models to use; defaults to `resolve_model_set` of the family.
 
     Raises:
@@ -120,18 +120,21 @@ class SceneGenerator:
         self.family = family
         self.backgrounds = ClassicBackgrounds()  # main and alternate images stay procedural white
         self.model_root = str(model_root) if model_root is not None else None
-        self.settings = settings if settings is not None else GenerationSettings.from_env()
+        self.settings = settings if settings is not None else GenerationSettings()
         self.model_set = model_set or resolve_model_set(self.family, self.model_root, self.settings)
         self.commercial_set, self.commercial_reason = self._resolve_commercial()
         for ms in (self.model_set, self.commercial_set):
             if ms is not None:
                 check_step_settings(self.scene_params(ms), ms, self.settings)
         self._preload_classes()
-        from pipelines.generation.determinism import configure_determinism
+        from pipelines.generation.determinism import CUBLAS_WORKSPACE, configure_determinism
         from pipelines.generation.loading import resolve_device
+        from pipelines.settings import cublas_workspace_config
 
         # before any model or CUDA matmul: cuBLAS reads its workspace setting when it starts
-        self.determinism = configure_determinism(resolve_device(self.settings.device))
+        device = resolve_device(self.settings.device)
+        workspace = cublas_workspace_config(CUBLAS_WORKSPACE) if device.startswith("cuda") else None
+        self.determinism = configure_determinism(device, cublas_workspace=workspace)
         self._check_backends()
         self._scenes: dict[str, GarmentScenePipeline] = {}
         self._load_lock = threading.Lock()
@@ -534,13 +537,13 @@ def _denoiser_bytes(path: Path) -> int:
 def make_probe(family: str):
     """A cheap probe for ``family``: its models are found, and a GPU is there for full-size ones."""
 
-    def probe(model_root) -> tuple[bool, str]:
-        ms, why = probe_model_set(family, model_root)
+    def probe(model_root, settings: GenerationSettings | None = None) -> tuple[bool, str]:
+        settings = settings if settings is not None else GenerationSettings()
+        ms, why = probe_model_set(family, model_root, settings)
         if ms is None:
             return False, why
         path = (ms.paths or {}).get(ms.base.name)
         if path is not None and _denoiser_bytes(path) > FULL_SIZE_BYTES:
-            settings = GenerationSettings.from_env()
             if not settings.allow_cpu and settings.device in ("auto", "cpu"):
                 import torch
 

@@ -3,12 +3,12 @@
 Review carries an approved output over to a re-render only when its bytes did not change; on CUDA that
 needs PyTorch's deterministic algorithms, cuDNN without autotuning, and a fixed cuBLAS workspace
 (``CUBLAS_WORKSPACE_CONFIG``, read when cuBLAS initialises: it must be set before the first CUDA matmul).
-`configure_determinism` sets them once per process on CUDA; what was set is recorded with each output.
+`configure_determinism` sets them once per process on CUDA (the engine puts the workspace setting in the
+environment first, through `pipelines.settings`); what was set is recorded with each output.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -18,15 +18,18 @@ _lock = threading.Lock()
 _state: dict[str, Any] | None = None
 
 
-def configure_determinism(device: str, *, force: bool = False) -> dict[str, Any]:
+def configure_determinism(device: str, *, force: bool = False, cublas_workspace: str | None = None) -> dict[str, Any]:
     """On a CUDA ``device``: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (an op without a
     deterministic kernel warns instead of failing the SKU), ``cudnn.deterministic = True``,
-    ``cudnn.benchmark = False`` and ``CUBLAS_WORKSPACE_CONFIG`` (unless already set). Other devices run
+    ``cudnn.benchmark = False``; records ``cublas_workspace``. Other devices run
     deterministically already and are left alone.
 
     Args:
         device (`str`): the generation device (``cuda``, ``cuda:N``, ``cpu``, ``mps``).
         force (`bool`, *optional*, defaults to `False`): apply even when ``device`` is not CUDA (tests).
+        cublas_workspace (`str`, *optional*): the ``CUBLAS_WORKSPACE_CONFIG`` in effect, recorded: the caller
+            sets it before CUDA starts (`pipelines.settings.cublas_workspace_config(CUBLAS_WORKSPACE)`,
+            which keeps a value already set).
 
     Returns:
         `dict`: ``{"applied", "deterministic_algorithms", "cudnn_deterministic", "cudnn_benchmark",
@@ -42,7 +45,6 @@ def configure_determinism(device: str, *, force: bool = False) -> dict[str, Any]
         if _state is not None and not force:
             return dict(_state)
         before = bool(torch.cuda.is_available() and torch.cuda.is_initialized())
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -52,7 +54,7 @@ def configure_determinism(device: str, *, force: bool = False) -> dict[str, Any]
             "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            "cublas_workspace_config": cublas_workspace,
             "cuda_initialised_before": before,
         }
         return dict(_state)

@@ -745,8 +745,8 @@ def build_pipeline(
     Args:
         profile (`ModelProfile | str`): the repo whose ``model_index.json`` lists the components
             (a profile or its name), e.g. ``black-forest-labs/FLUX.1-Kontext-dev``.
-        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; else ``$VITRINE_MODEL_ROOT``,
-            then the Hugging Face cache.
+        model_root (`str | Path`, *optional*): ``DIR/<org>/<name>/`` layout; then the Hugging Face
+            cache.
         settings (`GenerationSettings`, *optional*): device, dtype, LoRAs, quantization, offload and
             speed-ups; defaults to `GenerationSettings()` (auto device, no add-ons).
         pipeline_class (`str`, *optional*): the diffusers class to build (e.g. ``FluxControlNetInpaintPipeline``

@@ -581,12 +581,12 @@ def tryon_extras(model_set, model_root) -> tuple:
 def plan_for_engine(engine: str = "auto", model_root=None, *, gpu_memory_gb: float | None = None,
                     settings=None) -> MemoryPlan:
     """The plan of ``engine``'s models (``flux``, ``sdxl``, or ``auto``: the first family found, FLUX first)
-    under ``model_root``, with the settings from ``VITRINE_GEN_*``; see `plan_for`.
+    under ``model_root``, with ``settings`` (default `GenerationSettings()`); see `plan_for`.
 
     Raises:
         `ModelNotFoundError`: no base model of the family is found. `InputError`: bad settings.
     """
-    settings = settings or GenerationSettings.from_env()
+    settings = settings or GenerationSettings()
     families = ("flux", "sdxl") if engine == "auto" else (engine,)
     model_set, first_error = None, None
     for family in families:

@@ -239,7 +239,7 @@ def resolve_model_set(family: str, model_root: str | Path | None, settings: Gene
 
     Args:
         family (`str`): ``flux`` or ``sdxl``.
-        model_root (`str | Path`, *optional*): where to look (then ``$VITRINE_MODEL_ROOT``, the HF cache).
+        model_root (`str | Path`, *optional*): where to look (then the HF cache).
         settings (`GenerationSettings`): ``base``, ``loras``, ``gguf``, ``refiner`` choices.
         commercial_only (`bool`, *optional*, defaults to `False`): only models whose licence allows
             commercial use (for SKUs marked ``commercial: true``). FLUX then means FLUX.1-schnell without
@@ -270,7 +270,7 @@ def probe_model_set(family: str, model_root: str | Path | None,
                     settings: GenerationSettings | None = None) -> tuple[ModelSet | None, str]:
     """`resolve_model_set` that reports instead of raising: ``(model set or None, reason)``."""
     try:
-        settings = settings or GenerationSettings.from_env()
+        settings = settings or GenerationSettings()
         ms = resolve_model_set(family, model_root, settings)
     except ModelNotFoundError:
         names = ", ".join(p.id for p in list_profiles(family, "base"))

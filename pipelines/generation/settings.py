@@ -1,13 +1,13 @@
 """Generation settings: device, dtype, steps, LoRAs, quantization, offload, speed-ups.
 
 Every field is recorded in the manifest (``engine.settings``) and in each SKU's content hash. The CLI
-takes them from ``VITRINE_GEN_*`` environment variables (`GenerationSettings.from_env`); Python callers
-build a `GenerationSettings` directly.
+and the flows take them from ``VITRINE_GEN_*`` environment variables or the config file's ``[generation]``
+table, through `pipelines.settings.load_settings` (`VitrineSettings.generation`); Python callers build a
+`GenerationSettings` directly and pass it to the engine.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -118,8 +118,8 @@ class GenerationSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GenerationSettings:
-        """Settings from ``VITRINE_GEN_<FIELD>`` environment variables (unset ones keep their defaults).
+    def from_env(cls, environ: Mapping[str, str]) -> GenerationSettings:
+        """Settings from the ``VITRINE_GEN_<FIELD>`` variables of ``environ`` (unset ones keep their defaults).
 
         Booleans take ``1/0/true/false/yes/no``; ``LORAS`` is a comma-separated list of ``name[@scale]``;
         ``CONTROLNET_SCALE`` is ``pose,edges``.
@@ -127,22 +127,24 @@ class GenerationSettings:
         Raises:
             `InputError`: a bad value or an unknown ``VITRINE_GEN_*`` variable (the key names it).
         """
-        env = os.environ if environ is None else environ
-        fields = cls.__dataclass_fields__
         kwargs: dict[str, Any] = {}
-        for name, value in env.items():
-            if not name.startswith(ENV_PREFIX):
-                continue
-            fname = name[len(ENV_PREFIX):].lower()
-            if fname not in fields:
-                raise InputError(f"unknown setting; known: {', '.join(ENV_PREFIX + f.upper() for f in fields)}",
-                                 key=name)
-            kwargs[fname] = _parse(fname, value.strip(), name)
+        for name, value in environ.items():
+            if name.startswith(ENV_PREFIX):
+                fname = name[len(ENV_PREFIX):].lower()
+                kwargs[fname] = parse_setting(fname, value.strip(), name)
         return cls(**kwargs)
 
 
-def _parse(fname: str, value: str, key: str) -> Any:
-    default = GenerationSettings.__dataclass_fields__[fname].default
+def parse_setting(fname: str, value: str, key: str) -> Any:
+    """The typed value of field ``fname`` from its text form (as in ``VITRINE_GEN_<FIELD>``).
+
+    Raises:
+        `InputError`: an unknown field or a value that does not parse (``key`` names where it came from).
+    """
+    fields = GenerationSettings.__dataclass_fields__
+    if fname not in fields:
+        raise InputError(f"unknown setting; known: {', '.join(ENV_PREFIX + f.upper() for f in fields)}", key=key)
+    default = fields[fname].default
     try:
         if fname in ("loras",):
             return tuple(v.strip() for v in value.split(",") if v.strip())

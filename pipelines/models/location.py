@@ -4,7 +4,6 @@ snapshot of the Hugging Face repo), then the Hugging Face cache. Nothing is down
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from pipelines.models import known
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable naming the default model root (the CLI's ``--model-root`` wins).
+#: Environment variable the CLI and flows read the model root from (`pipelines.settings`; ``--model-root`` wins).
 MODEL_ROOT_ENV = "VITRINE_MODEL_ROOT"
 
 
@@ -39,12 +38,6 @@ class Located:
     model_id: str
     path: Path
     source: str
-
-
-def default_model_root() -> Path | None:
-    """``$VITRINE_MODEL_ROOT`` as a path, or ``None``."""
-    v = os.environ.get(MODEL_ROOT_ENV)
-    return Path(v) if v else None
 
 
 def _complete(folder: Path, required: tuple[str, ...]) -> bool:
@@ -78,8 +71,8 @@ def locate(
 
     Args:
         model_id (`str`): ``org/name`` as on the Hugging Face Hub, e.g. ``facebook/sam-vit-huge``.
-        model_root (`str | Path`, *optional*): searched first, as ``<model_root>/<org>/<name>/``;
-            defaults to ``$VITRINE_MODEL_ROOT``.
+        model_root (`str | Path`, *optional*): searched first, as ``<model_root>/<org>/<name>/``
+            (the CLI and flows pass `VitrineSettings.model_root`: ``--model-root`` or ``$VITRINE_MODEL_ROOT``).
         required_files (`tuple[str, ...]`, *optional*): files a complete snapshot has; defaults to the
             registry's entry, else ``("config.json",)``. Pass ``()`` to accept any existing folder.
         revision (`str`, *optional*): revision to look for in the Hugging Face cache.
@@ -98,7 +91,7 @@ def locate(
         required_files = spec.required_files if spec else ("config.json",)
     if revision is None and spec is not None:
         revision = spec.revision
-    root = Path(model_root) if model_root is not None else default_model_root()
+    root = Path(model_root) if model_root is not None else None
     looked: list[str] = []
     if root is not None:
         folder = root / model_id

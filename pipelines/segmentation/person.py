@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,8 +44,6 @@ from pipelines.errors import InputError, MissingBackendError
 from pipelines.native_logs import quiet_native_stderr
 
 logger = logging.getLogger(__name__)
-
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 # The selfie model's output is 256x256: the guided filter radius is one upsampling step of that grid.
 _MODEL_MASK_SIDE = 256

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pipelines.controls.pose import PoseResult, get_pose_estimator, resize_for_inference
+from pipelines.native_logs import quiet_native_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class FaceDetector:
 
     def __call__(self, image: np.ndarray) -> list[tuple[float, tuple[float, float]]]:
         """``(score, (cx, cy))`` of every face found in ``image`` (HxWx3 uint8 RGB), centre in pixels."""
-        with self._lock:
+        with self._lock, quiet_native_stderr():  # glog/TFLite lines go to fd 2 (pipelines/native_logs.py)
             if self._models is None:
                 import mediapipe as mp
 

@@ -142,6 +142,7 @@ def test_gpu_guard_holds_the_limit_around_model_calls_only(monkeypatch):
     import prefect.concurrency.sync as conc
 
     from flows.gpu import GpuGuardedEngine, guard_engine
+    from pipelines.settings import load_settings
 
     calls = []
 
@@ -154,7 +155,7 @@ def test_gpu_guard_holds_the_limit_around_model_calls_only(monkeypatch):
     monkeypatch.setattr(conc, "concurrency", fake)
     monkeypatch.setenv("VITRINE_GPU_LIMIT", "vitrine-gpu-box-0")
     monkeypatch.delenv("VITRINE_GPU_GUARD", raising=False)
-    eng = guard_engine(_Engine())
+    eng = guard_engine(_Engine(), load_settings())
     assert isinstance(eng, GpuGuardedEngine) and eng.name == "fake-gpu"
     assert eng.describe() == {"name": "fake-gpu"} and calls == []  # metadata: no slot
     assert eng.find_subject(1) == "subject" and eng.background(1, seed=2) == "background"
@@ -163,22 +164,23 @@ def test_gpu_guard_holds_the_limit_around_model_calls_only(monkeypatch):
 
 def test_gpu_guard_modes(monkeypatch):
     from flows.gpu import GpuGuardedEngine, guard_engine
+    from pipelines.settings import load_settings
     from pipelines.engines.registry import get_engine
 
     classic = get_engine("classic")
     monkeypatch.delenv("VITRINE_GPU_LIMIT", raising=False)
-    assert guard_engine(_Engine()).__class__ is _Engine  # no GPU limit: as is
+    assert guard_engine(_Engine(), load_settings()).__class__ is _Engine  # no GPU limit: as is
     monkeypatch.setenv("VITRINE_GPU_LIMIT", "vitrine-gpu-box-0")
     monkeypatch.setenv("VITRINE_GPU_GUARD", "auto")
-    assert guard_engine(classic) is classic  # CPU-only engine: no API round trip per call
-    assert isinstance(guard_engine(_Engine()), GpuGuardedEngine)
+    assert guard_engine(classic, load_settings()) is classic  # CPU-only engine: no API round trip per call
+    assert isinstance(guard_engine(_Engine(), load_settings()), GpuGuardedEngine)
     monkeypatch.setenv("VITRINE_GPU_GUARD", "always")
-    assert isinstance(guard_engine(classic), GpuGuardedEngine)
+    assert isinstance(guard_engine(classic, load_settings()), GpuGuardedEngine)
     monkeypatch.setenv("VITRINE_GPU_GUARD", "never")
-    assert guard_engine(_Engine()).__class__ is _Engine
+    assert guard_engine(_Engine(), load_settings()).__class__ is _Engine
     monkeypatch.setenv("VITRINE_GPU_GUARD", "sometimes")
     with pytest.raises(ValueError, match="VITRINE_GPU_GUARD='sometimes'"):
-        guard_engine(classic)
+        guard_engine(classic, load_settings())
 
 
 def test_gpu_limit_names():
@@ -283,12 +285,14 @@ def test_url_catalog_publishes_manifest_last_and_skips_unchanged(tmp_path, monke
     from pipelines.engines.registry import get_engine
     from pipelines.catalog.manifest import read_manifest, validate_manifest
     from pipelines.catalog.publish import find_catalog_report, process_sku_at_url, write_catalog_report
+    from pipelines.settings import load_settings
 
     monkeypatch.setenv("VITRINE_SCRATCH", str(tmp_path / "scratch"))
+    settings = load_settings()  # the environment, as an entry point reads it
     remote = tmp_path / "bucket" / "catalog"
     url = remote.as_uri()  # file:///...: the same code path as s3://, through fsspec
     engine = get_engine("classic")
-    first = process_sku_at_url(tee_product, url, engine)
+    first = process_sku_at_url(tee_product, url, engine, settings=settings)
     assert first.status == "ok" and first.manifest == f"{url}/tee/manifest.json"
     manifest = read_manifest(remote / "tee" / "manifest.json")
     validate_manifest(manifest)
@@ -297,18 +301,18 @@ def test_url_catalog_publishes_manifest_last_and_skips_unchanged(tmp_path, monke
     assert not any((tmp_path / "scratch").rglob("manifest.json"))  # scratch entry removed once published
 
     (remote / "tee" / "work" / "stale-from-an-old-render.png").write_bytes(b"x")
-    again = process_sku_at_url(tee_product, url, engine)
+    again = process_sku_at_url(tee_product, url, engine, settings=settings)
     assert (again.status, again.reason) == ("skipped", "unchanged")
 
     (remote / "tee" / "main.png").unlink()  # an incomplete entry is rendered and published again
-    third = process_sku_at_url(tee_product, url, engine)
+    third = process_sku_at_url(tee_product, url, engine, settings=settings)
     assert third.status == "ok" and (remote / "tee" / "main.png").is_file()
     assert not (remote / "tee" / "work" / "stale-from-an-old-render.png").exists()
 
     report = {"run_id": "run-1", "finished_at": "2026-01-01T00:00:00+00:00", "entries": []}
-    where = write_catalog_report(report, url)
+    where = write_catalog_report(report, url, settings)
     assert where.startswith(url + "/_reports/") and where.endswith("-run-1.json")
-    assert find_catalog_report(url, "run-1") == json.loads(json.dumps(report))
+    assert find_catalog_report(url, "run-1", settings) == json.loads(json.dumps(report))
     assert find_catalog_report(url, "run-2") is None
 
 

@@ -22,7 +22,10 @@ def test_determinism_is_left_alone_off_cuda_and_set_on_cuda(monkeypatch):
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
-        state = determinism.configure_determinism("cuda", force=True)
+        from pipelines.settings import cublas_workspace_config  # the entry point sets it before CUDA starts
+
+        workspace = cublas_workspace_config(determinism.CUBLAS_WORKSPACE)
+        state = determinism.configure_determinism("cuda", force=True, cublas_workspace=workspace)
         assert state["applied"] and state["deterministic_algorithms"] and state["warn_only"]
         assert state["cudnn_deterministic"] and not state["cudnn_benchmark"]
         assert state["cublas_workspace_config"] == os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
