@@ -81,7 +81,8 @@ def delitem(self, key):
 cls.__setitem__, cls.__delitem__ = setitem, delitem
 before = dict(os.environ)
 names = [m.name for pkg in ("pipelines", "flows") for m in pkgutil.walk_packages([os.path.join(repo, pkg)],
-                                                                                 prefix=pkg + ".")]
+                                                                                 prefix=pkg + ".")
+         if not m.name.endswith(".__main__")]  # `python -m` entry points run when imported
 for name in names:
     importlib.import_module(name)
 import json
@@ -230,11 +231,12 @@ def test_cli_config_errors_exit_2(tmp_path, capsys):
 
 def test_cli_builds_settings_once_from_flags_env_and_file(tmp_path, monkeypatch):
     import flows.cli as cli
+    from flows.cli import commands
 
     path = tmp_path / "vitrine.toml"
     path.write_text('model_root = "/file/models"\n[generation]\nsteps = 4\n', encoding="utf-8")
     seen = []
-    monkeypatch.setattr(cli, "cmd_models", lambda args: seen.append(args.settings) or 0)
+    monkeypatch.setattr(commands, "cmd_models", lambda args: seen.append(args.settings) or 0)
     monkeypatch.setenv("VITRINE_GEN_SEAM_STEPS", "3")
     monkeypatch.delenv("VITRINE_MODEL_ROOT", raising=False)
     monkeypatch.delenv("VITRINE_CONFIG", raising=False)
