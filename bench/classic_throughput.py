@@ -55,7 +55,7 @@ def make_products(root: Path, n: int, size: int) -> None:
 
 def _work(args):
     products, catalog, skus = args
-    from pipelines.catalog.store import process_sku
+    from pipelines.catalog.render import process_sku
     from pipelines.engines.base import get_engine
     from pipelines.product import load_product
 
@@ -78,7 +78,7 @@ def measure_floor(products: Path, catalog: Path, skus: list[str]) -> list[dict[s
     PNG level, masks and work images as written, JPEG/WebP exports) again: the floor no pipeline beats."""
     import io
 
-    from pipelines.catalog.store import RenderOptions
+    from pipelines.catalog.options import RenderOptions
 
     level = RenderOptions().png_compress_level
     rows = []

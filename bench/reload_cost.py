@@ -37,7 +37,7 @@ def _child_classic() -> dict:
     import flows.catalog_batch as cb  # noqa: F401  (Prefect + the pipelines, as a flow-run process does)
 
     t_import = time.perf_counter() - t0
-    from pipelines.catalog.store import process_sku
+    from pipelines.catalog.render import process_sku
     from pipelines.imageio import save_image
     from pipelines.product import load_product
     from pipelines.samples import astronaut, draw_tee

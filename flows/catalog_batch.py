@@ -30,7 +30,8 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows.gpu import guard_engine, runner_info  # noqa: E402
 from flows.observability import current_run_id, publish_batch_artifacts  # noqa: E402
-from pipelines.catalog.store import RenderOptions, check_separate_trees, clean_stale_staging  # noqa: E402
+from pipelines.catalog.options import RenderOptions  # noqa: E402
+from pipelines.catalog.store import check_separate_trees, clean_stale_staging  # noqa: E402
 from pipelines.catalog.contact_sheet import attach_contact_sheets  # noqa: E402
 from pipelines.engines.base import get_engine  # noqa: E402
 from pipelines.product import discover_products  # noqa: E402

@@ -271,7 +271,7 @@ def cmd_pose(args: argparse.Namespace) -> int:
 
 # -- verify / samples ------------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pipelines.catalog.store import entry_file_problems, verify_entry
+    from pipelines.catalog.verify import entry_file_problems, verify_entry
     from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest, validate_manifest
 
     catalog = Path(args.catalog_dir)

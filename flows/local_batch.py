@@ -46,7 +46,7 @@ def engine_for(name: str, model_root: str | None):
 
 def render_options(identity: str | None, commercial: bool):
     """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag (issue 5)."""
-    from pipelines.catalog.store import RenderOptions
+    from pipelines.catalog.options import RenderOptions
 
     if identity is None:
         return RenderOptions(commercial=commercial)
@@ -75,7 +75,7 @@ def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
         `dict`: the report entry (`pipelines.catalog.store.SkuResult.to_json`, or a ``failed`` entry).
     """
     from flows.gpu import guard_engine
-    from pipelines.catalog.store import process_sku
+    from pipelines.catalog.render import process_sku
     from pipelines.errors import VitrineError
     from pipelines.product import load_product
     from pipelines.catalog.publish import is_url, process_sku_at_url

@@ -165,7 +165,9 @@ def process_sku_at_url(product, url: str, engine, options=None, *, force: bool =
         `SkuResult` with ``manifest`` set to the entry's URL. ``skipped`` (reason ``unchanged``) when the
         remote entry is complete and current; ``ok`` once published; ``failed`` with the error otherwise.
     """
-    from pipelines.catalog.store import RenderOptions, SkuResult, process_sku, sku_content_hash, sku_lock
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku, sku_content_hash, SkuResult
+    from pipelines.catalog.store import sku_lock
     from pipelines.errors import VitrineError
 
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipelines.quality import flags as qf
-from pipelines.catalog.store import RenderOptions, process_sku
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
 from pipelines.engines.base import ClassicEngine, Subject
 from pipelines.errors import InputError
 from pipelines.imageio import save_image

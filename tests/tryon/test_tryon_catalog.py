@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.verify import verify_entry
 from pipelines.engines.base import get_engine
 from pipelines.imageio import save_image
 from pipelines.catalog.manifest import read_manifest, validate_manifest
