@@ -1,7 +1,7 @@
 """SKUs per minute through the classic engine on this machine, at 1024 px inputs.
 
 Builds N sample SKUs (code-drawn products and package photos, resized to 1024 px on the longer
-side), renders them with ``pipelines.catalog.store.process_sku`` in W worker processes (the batch flow's
+side), renders them with ``pipelines.catalog.render.process_sku`` in W worker processes (the batch flow's
 unit of work, without Prefect's start-up), and prints per-stage timings and throughput. A second
 pass over the same catalog measures the skip path (unchanged SKUs).
 

@@ -1,4 +1,4 @@
-"""The catalog batch without Prefect: a plain thread pool over `pipelines.catalog.store.process_sku`.
+"""The catalog batch without Prefect: a plain thread pool over `pipelines.catalog.render.process_sku`.
 
 ``vitrine run`` uses this when no Prefect API is configured (``PREFECT_API_URL`` unset, in the environment
 and in the active Prefect profile) and ``--prefect`` is not given: a local run then starts working in well
@@ -72,7 +72,7 @@ def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
         log (*optional*): where to log (the Prefect run logger inside a flow); default this module's logger.
 
     Returns:
-        `dict`: the report entry (`pipelines.catalog.store.SkuResult.to_json`, or a ``failed`` entry).
+        `dict`: the report entry (`pipelines.catalog.render.SkuResult.to_json`, or a ``failed`` entry).
     """
     from flows.gpu import guard_engine
     from pipelines.catalog.render import process_sku

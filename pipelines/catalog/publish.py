@@ -159,7 +159,7 @@ class RemoteCatalog:
 
 
 def process_sku_at_url(product, url: str, engine, options=None, *, force: bool = False):
-    """`pipelines.catalog.store.process_sku` for a catalog at a URL: skip, or render to scratch and publish.
+    """`pipelines.catalog.render.process_sku` for a catalog at a URL: skip, or render to scratch and publish.
 
     Returns:
         `SkuResult` with ``manifest`` set to the entry's URL. ``skipped`` (reason ``unchanged``) when the

@@ -1,6 +1,6 @@
 """Helpers shared by the reliability tests: a batch worker subprocess, a catalog integrity check, figures.
 
-Not a test module. The worker renders SKUs with `pipelines.catalog.store.process_sku` (no Prefect, so it starts
+Not a test module. The worker renders SKUs with `pipelines.catalog.render.process_sku` (no Prefect, so it starts
 in about a second) and can be SIGKILLed at any moment; `check_catalog` says whether what it left is sound.
 """
 

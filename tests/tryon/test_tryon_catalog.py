@@ -1,4 +1,4 @@
-"""Try-on SKUs through the per-SKU pipeline (`pipelines.catalog.store.process_sku`): a product folder holding a
+"""Try-on SKUs through the per-SKU pipeline (`pipelines.catalog.render.process_sku`): a product folder holding a
 person photo (``person.*``) and garment photos, on the classic engine (warp) and the tiny ``flux`` engine
 (FLUX.1 Fill / Kontext), with the licence guard, manifests and ``vitrine verify``."""
 
