@@ -1,7 +1,7 @@
 """SKUs per minute through the classic engine on this machine, at 1024 px inputs.
 
 Builds N sample SKUs (code-drawn products and package photos, resized to 1024 px on the longer
-side), renders them with ``pipelines.catalog.store.process_sku`` in W worker processes (the batch flow's
+side), renders them with ``pipelines.catalog.render.process_sku`` in W worker processes (the batch flow's
 unit of work, without Prefect's start-up), and prints per-stage timings and throughput. A second
 pass over the same catalog measures the skip path (unchanged SKUs).
 
@@ -55,7 +55,7 @@ def make_products(root: Path, n: int, size: int) -> None:
 
 def _work(args):
     products, catalog, skus = args
-    from pipelines.catalog.store import process_sku
+    from pipelines.catalog.render import process_sku
     from pipelines.engines.registry import get_engine
     from pipelines.product import load_product
 
@@ -78,7 +78,7 @@ def measure_floor(products: Path, catalog: Path, skus: list[str]) -> list[dict[s
     PNG level, masks and work images as written, JPEG/WebP exports) again: the floor no pipeline beats."""
     import io
 
-    from pipelines.catalog.store import RenderOptions
+    from pipelines.catalog.options import RenderOptions
 
     level = RenderOptions().png_compress_level
     rows = []

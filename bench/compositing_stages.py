@@ -33,7 +33,7 @@ def main() -> int:
     from pipelines.imageio import save_image, save_mask
     from pipelines.samples import draw_tee
 
-    try:  # the catalog's seam-only check (as pipelines.catalog.store._render counts it)
+    try:  # the catalog's seam-only check (as pipelines.catalog.guarantee.check_guarantee counts it)
         from pipelines.compositing.composite import count_changed
     except ImportError:  # an older checkout
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines.catalog.store import process_sku
+from pipelines.catalog.render import process_sku
 from pipelines.engines.registry import get_engine
 from pipelines.catalog.manifest import read_manifest
 from pipelines.product import discover_products

@@ -38,7 +38,7 @@ def _child_classic() -> dict:
     from pipelines.settings import VitrineSettings
 
     t_import = time.perf_counter() - t0
-    from pipelines.catalog.store import process_sku
+    from pipelines.catalog.render import process_sku
     from pipelines.imageio import save_image
     from pipelines.product import load_product
     from pipelines.samples import astronaut, draw_tee

@@ -24,11 +24,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.gpu import guard_engine, runner_info
 from flows.local_batch import batch_settings
 from flows.observability import current_run_id, publish_batch_artifacts
-from pipelines.catalog.store import RenderOptions, check_separate_trees, clean_stale_staging
 from pipelines.catalog.contact_sheet import attach_contact_sheets
-from pipelines.product import discover_products
-from pipelines.catalog.report import build_report, report_markdown
+from pipelines.catalog.options import RenderOptions
 from pipelines.catalog.publish import is_url, write_catalog_report
+from pipelines.catalog.report import build_report, report_markdown
+from pipelines.catalog.store import check_separate_trees, clean_stale_staging
+from pipelines.product import discover_products
 from pipelines.settings import VitrineSettings
 
 # A flow-run process whose worker dies must not die on the next log line: guard the pipes as

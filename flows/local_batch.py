@@ -1,4 +1,4 @@
-"""The catalog batch without Prefect: a plain thread pool over `pipelines.catalog.store.process_sku`.
+"""The catalog batch without Prefect: a plain thread pool over `pipelines.catalog.render.process_sku`.
 
 ``vitrine run`` uses this when no Prefect API is configured (``PREFECT_API_URL`` unset, in the environment
 and in the active Prefect profile) and ``--prefect`` is not given: a local run then starts working in well
@@ -55,7 +55,7 @@ def batch_settings(model_root: str | None = None, config: str | None = None) -> 
 
 def render_options(identity: str | None, commercial: bool):
     """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag."""
-    from pipelines.catalog.store import RenderOptions
+    from pipelines.catalog.options import RenderOptions
 
     if identity is None:
         return RenderOptions(commercial=commercial)
@@ -83,10 +83,10 @@ def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
         log (*optional*): where to log (the Prefect run logger inside a flow); default this module's logger.
 
     Returns:
-        `dict`: the report entry (`pipelines.catalog.store.SkuResult.to_json`, or a ``failed`` entry).
+        `dict`: the report entry (`pipelines.catalog.render.SkuResult.to_json`, or a ``failed`` entry).
     """
     from flows.gpu import guard_engine
-    from pipelines.catalog.store import process_sku
+    from pipelines.catalog.render import process_sku
     from pipelines.errors import VitrineError
     from pipelines.product import load_product
     from pipelines.catalog.publish import is_url, process_sku_at_url

@@ -210,8 +210,8 @@ def cmd_pose(args: argparse.Namespace) -> int:
 # -- verify / samples ------------------------------------------------------------------------------------
 def cmd_verify(args: argparse.Namespace) -> int:
     from pipelines.catalog.entries import manifest_dirs, unapproved_flags
+    from pipelines.catalog.verify import entry_file_problems, verify_entry
     from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest, validate_manifest
-    from pipelines.catalog.store import entry_file_problems, verify_entry
 
     catalog = Path(args.catalog_dir)
     entries = manifest_dirs(catalog)

@@ -24,10 +24,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pipelines.catalog.edits import default_edit_params, edit_output, editable_outputs, load_kontext_editor
+from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
+from pipelines.catalog.review import catalog_entries, pending_edit_requests, record_edit_result
 from pipelines.errors import InputError, VitrineError
 from pipelines.imageio import atomic_write_json
-from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
-from pipelines.catalog.edits import editable_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ def plan_edits(catalog_dir: str | Path, *, instruction: str | None = None, skus:
         `InputError`: no catalog; a named SKU without an entry; with an instruction, a named output that no
             chosen SKU has.
     """
-    from pipelines.catalog.review import catalog_entries, pending_edit_requests
-
     catalog = Path(catalog_dir)
     entries = dict(catalog_entries(catalog))
     if skus:
@@ -107,7 +106,6 @@ def plan_edits(catalog_dir: str | Path, *, instruction: str | None = None, skus:
 @lru_cache(maxsize=4)
 def _cached_editor(model_root: str | None, settings_json: str):
     from pipelines.generation.settings import GenerationSettings
-    from pipelines.catalog.edits import load_kontext_editor
 
     settings = GenerationSettings(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in json.loads(settings_json).items()})
@@ -155,10 +153,8 @@ def apply_edit_job(
         `dict`: ``sku``, ``output``, ``instruction``, ``decision_id``, ``status`` (``applied``/``failed``),
         ``new_output``, ``exports``, ``error``.
     """
-    from pipelines.generation.settings import GenerationSettings
-    from pipelines.catalog.review import record_edit_result
-    from pipelines.catalog.edits import default_edit_params, edit_output
     from pipelines.edit.identity import read_identity
+    from pipelines.generation.settings import GenerationSettings
 
     entry: dict[str, Any] = {**job.to_json(), "status": "failed", "new_output": None, "exports": [], "error": None}
     try:

@@ -1,4 +1,11 @@
-"""The catalog manifest: ``CATALOG/<sku>/manifest.json``. Format documented in docs/catalog-format.md."""
+"""The catalog manifest: ``CATALOG/<sku>/manifest.json``. Format documented in docs/catalog-format.md.
+
+The format is defined here once: `build_manifest` (the entry), `input_record` / `spec_input_record` (an input
+photo and ``product.yaml``), `subject_record`, `work_record` (a file under ``work/``), `output_record` (an
+image a render step made) and `export_record` (a lossy or marketplace copy of one), and `preservation_quality`
+(the guarantee's figures in an output's ``quality``). Every kind of entry (products, try-on SKUs) and every
+edit builds its records through them.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError
+from pipelines.imageio import atomic_write_json, sha256_file
 
 if TYPE_CHECKING:
+    from pipelines.imageio import LoadedImage
     from pipelines.product import Product
 
 MANIFEST_NAME = "manifest.json"
@@ -108,9 +117,97 @@ def build_manifest(product: "Product", content_hash: str, **sections: Any) -> di
 
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
     """Validate a manifest against the schema, then write it atomically as ``folder/manifest.json``."""
-    from pipelines.imageio import atomic_write_json
-
     path = Path(folder) / MANIFEST_NAME
     validate_manifest(manifest, path=path)
     atomic_write_json(path, manifest)
     return path
+
+
+PENDING = "pending"
+
+
+def pending_review() -> dict[str, str]:
+    """The ``review`` of a new output: ``{"status": "pending"}``."""
+    return {"status": PENDING}
+
+
+def work_record(rel: str, kind: str, sha256: str) -> dict[str, Any]:
+    """One entry of ``work[]``: a file under ``work/`` (``rel``), what it is, its sha256."""
+    return {"file": rel, "kind": kind, "sha256": sha256}
+
+
+def input_record(path: Path, img: LoadedImage, normalized: str, role: str) -> dict[str, Any]:
+    """One photo of ``inputs[]``: the file's hash, how it was normalised, its normalised copy and its role."""
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "source_size": list(img.source_size),
+        "size": [int(img.rgb.shape[1]), int(img.rgb.shape[0])],
+        "source_mode": img.source_mode,
+        "exif_rotated": img.exif_rotated,
+        "icc_converted": img.icc_converted,
+        "scale": img.scale,
+        "has_alpha": img.alpha is not None,
+        "normalized": normalized,
+        "role": role,
+    }
+
+
+def spec_input_record(spec_path: Path) -> dict[str, Any]:
+    """``product.yaml`` in ``inputs[]``."""
+    return {"file": spec_path.name, "sha256": sha256_file(spec_path), "role": "spec"}
+
+
+def subject_record(input_name: str, kind: str, subject: Any, alpha: str, mask: str,
+                   metrics: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``subjects[]``: the subject found in ``input_name`` (a `pipelines.segmentation.subject.Subject`) and
+    its alpha and mask work files; the caller adds ``quality``, ``controls``, ``worn`` as it has them."""
+    return {
+        "input": input_name,
+        "kind": kind,
+        "source": subject.source,
+        "reason": subject.reason,
+        "bbox": list(subject.bbox),
+        "alpha": alpha,
+        "mask": mask,
+        "metrics": metrics,
+    }
+
+
+def output_record(file: str, sha256: str, kind: str, size: tuple[int, int], **fields: Any) -> dict[str, Any]:
+    """One PNG of ``outputs[]`` a render step (or an edit) made.
+
+    Args:
+        file (`str`), sha256 (`str`), kind (`str`): the file, its hash, ``main``/``lifestyle``/``alternate``/
+            ``tryon``/``edit``.
+        size (`tuple[int, int]`): (width, height).
+        **fields: the kind's own keys, in the order they are recorded (``seed``, ``source_input``,
+            ``placement`` or ``garment_transform``, the guarantee's masks, ``quality``...).
+
+    Returns:
+        `dict`: ``file``, ``sha256``, ``kind``, ``format``, ``lossy``, ``width``, ``height``, the ``fields``,
+        and ``review`` (pending) last.
+    """
+    return {"file": file, "sha256": sha256, "kind": kind, "format": "png", "lossy": False,
+            "width": int(size[0]), "height": int(size[1]), **fields, "review": pending_review()}
+
+
+def export_record(file: str, fmt: str, size: tuple[int, int], derived_from: str, *, sha256: str | None = None,
+                  **fields: Any) -> dict[str, Any]:
+    """One export of ``outputs[]``: ``derived_from``'s pixels as ``fmt`` (``jpeg``, ``webp``, ``png``).
+
+    ``sha256`` follows ``file`` when known; an export whose file is written later gets it appended then.
+    ``fields`` (``background``, ``marketplace``) follow ``derived_from``; ``review`` (pending) is last.
+    """
+    head: dict[str, Any] = {"file": file} if sha256 is None else {"file": file, "sha256": sha256}
+    return {**head, "kind": "export", "format": fmt, "lossy": fmt != "png", "width": int(size[0]),
+            "height": int(size[1]), "derived_from": derived_from, **fields, "review": pending_review()}
+
+
+def preservation_quality(preserved: dict[str, Any] | None, seam_band_pixels: int) -> dict[str, Any]:
+    """The guarantee's figures in an output's ``quality``: ``preserved_pixels``, ``preserved_identical_fraction``
+    (left out without a guarantee, ``preserved`` `None`) and ``seam_band_pixels``."""
+    if preserved is None:
+        return {"preserved_pixels": 0, "seam_band_pixels": int(seam_band_pixels)}
+    return {"preserved_pixels": preserved["pixels"], "preserved_identical_fraction": preserved["identical_fraction"],
+            "seam_band_pixels": int(seam_band_pixels)}

@@ -144,13 +144,15 @@ class RemoteCatalog:
 
 def process_sku_at_url(product, url: str, engine, options=None, *, force: bool = False,
                        settings: VitrineSettings | None = None):
-    """`pipelines.catalog.store.process_sku` for a catalog at a URL: skip, or render to scratch and publish.
+    """`pipelines.catalog.render.process_sku` for a catalog at a URL: skip, or render to scratch and publish.
 
     Returns:
         `SkuResult` with ``manifest`` set to the entry's URL. ``skipped`` (reason ``unchanged``) when the
         remote entry is complete and current; ``ok`` once published; ``failed`` with the error otherwise.
     """
-    from pipelines.catalog.store import RenderOptions, SkuResult, process_sku, sku_content_hash, sku_lock
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku, sku_content_hash, SkuResult
+    from pipelines.catalog.store import sku_lock
     from pipelines.errors import VitrineError
 
     t0 = time.perf_counter()

@@ -23,6 +23,8 @@ reaches the edit flow) but not yet in the manifest. The format is documented in 
 An edit request is pending while it is the latest decision for its output, no ``applied`` result names
 it, and the output's file still has the sha256 it had when the reviewer asked (a re-render that changed
 the pixels makes the request stale: the reviewer saw other pixels).
+
+A re-render keeps the decisions on outputs whose bytes did not change (`carry_reviews`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from filelock import FileLock, Timeout
 from pipelines.catalog.store import LOCKS_DIR, sku_lock
 from pipelines.errors import InputError, VitrineError
 from pipelines.imageio import atomic_write_bytes, atomic_write_json
-from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest, validate_manifest
+from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest, validate_manifest, write_manifest
 from pipelines.product import validate_sku
 from pipelines.quality.flags import output_flags
 
@@ -224,6 +226,39 @@ def review_counts(outputs: Iterable[dict[str, Any]]) -> dict[str, int]:
             status = (o.get("review") or {}).get("status", "pending")
             counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def carry_reviews(staging: Path, old_dir: Path, manifest: dict[str, Any]) -> None:
+    """Keep review decisions across a re-render for outputs whose bytes did not change.
+
+    An output of the new entry with the same file name and sha256 as in the old entry is the very
+    image a reviewer decided on: its ``review`` is carried over (exports follow their source). Outputs
+    that changed start ``pending``. Rewrites the staging manifest only when something was carried.
+    """
+    old_path = old_dir / MANIFEST_NAME
+    if not old_path.is_file():
+        return
+    try:
+        old = read_manifest(old_path)
+    except InputError:
+        return
+    old_by_file = {o.get("file"): o for o in old.get("outputs", []) if isinstance(o, dict)}
+    carried = False
+    for o in manifest["outputs"]:
+        prev = old_by_file.get(o["file"])
+        review = (prev or {}).get("review") or {}
+        if prev and prev.get("sha256") == o["sha256"] and review.get("status", "pending") != "pending":
+            o["review"] = dict(review)
+            carried = True
+    if not carried:
+        return
+    manifest["review"] = {
+        "status": sku_review_status(manifest["outputs"]),
+        "updated_at": (old.get("review") or {}).get("updated_at"),
+        "counts": review_counts(manifest["outputs"]),
+        "carried_over": True,
+    }
+    write_manifest(staging, manifest)
 
 
 def _sku_dir(catalog: Path, sku: str) -> Path:

@@ -1,6 +1,6 @@
 """Try-on SKUs in the catalog: a product folder holding a person photo (``person.*``) and garment photos.
 
-`pipelines.catalog.store._render` hands such a folder to `render_tryon`, which writes the SKU's staging folder
+`TryOnStep` is the render step of such a folder (`pipelines.catalog.steps`): it writes the SKU's staging folder
 like any other SKU (normalised inputs, masks, pose, outputs, manifest) with one ``tryon`` output per garment
 photo (and per seed, for the generative methods)::
 
@@ -16,30 +16,36 @@ photo (and per seed, for the generative methods)::
 Each output's manifest entry has kind ``tryon``, ``source_input`` (the person photo), ``garment_input``, the
 ``garment_transform`` that places the garment photo, its masks, and ``tryon``: the method, why it was
 chosen, its models with their licences, prompt, seed, parameters and the garment-fidelity scores. The
-guarantee is checked before anything is written (`TryOnPipeline`), and again from the files by
-`verify_tryon_output` (``vitrine verify``).
+guarantee is checked before anything is written (`TryOnPipeline`, and the catalog's own check,
+`pipelines.catalog.guarantee`), and again from the files by `pipelines.catalog.verify` (``vitrine verify``).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from pipelines.errors import InputError, VitrineError
-from pipelines.imageio import atomic_write_json, load_image, save_image, save_mask, sha256_file
+from pipelines.catalog.guarantee import Guarantee
+from pipelines.catalog.manifest import output_record, preservation_quality, subject_record
+from pipelines.catalog.steps import EntryParts, RenderJob, Timer, load_inputs
+from pipelines.controls.pose import PoseResult, get_pose_estimator, render_openpose
+from pipelines.segmentation.overrides import mask_override_path, read_override_mask
+from pipelines.errors import InputError
+from pipelines.imageio import LoadedImage
+from pipelines.masks import RefineOptions
 from pipelines.models.licence import merge_model_records
-from pipelines.catalog.manifest import MANIFEST_NAME, build_manifest, write_manifest
+from pipelines.models.profiles import get_profile
+from pipelines.product import Product
 from pipelines.segmentation.grounded_sam.segmenter import GroundedSamSegmenter
+from pipelines.segmentation.prompts import resolve_prompt
+from pipelines.engines.tryon import TryOnChoice, choose_tryon
+from pipelines.tryon.pipeline import TryOnOutput, TryOnParams
 from pipelines.tryon.anchors import TRYON_TYPES
-from pipelines.tryon.warp import GarmentTransform, apply_transform
-
-if TYPE_CHECKING:
-    from pipelines.catalog.store import RenderOptions
-    from pipelines.engines.bundle import Engine
-    from pipelines.product import Product
+from pipelines.tryon.worn import worn_garment_mask
 
 PERSON_STEM = "person"
 
@@ -100,8 +106,6 @@ def _segmenter(engine, product: Product):
     segmenter = engine.segmenter
     if not isinstance(segmenter, GroundedSamSegmenter) or engine.generator.kind != "classic":
         return None
-    from pipelines.masks import RefineOptions
-    from pipelines.segmentation.prompts import resolve_prompt
 
     def segment(rgb: np.ndarray, garment_type: str) -> np.ndarray:
         spec = product.spec if product.spec.garment_type else product.spec.model_copy(
@@ -121,233 +125,160 @@ def _garment_name(product: Product, garment_type: str) -> str:
                                                "lower": "trousers"}[garment_type]
 
 
-def render_tryon(product: Product, out: Path, engine: Engine, options: RenderOptions, content_hash: str,
-                 params: dict[str, Any]) -> dict[str, Any]:
-    """Render a try-on SKU into the staging folder ``out``; returns the manifest written there.
+@dataclass
+class _Person:
+    """The person photo of a try-on SKU and what they wear."""
 
-    Args:
-        product (`Product`): a try-on SKU (`is_tryon_product`).
-        out (`Path`): the staging folder (with ``work/``), moved into place by `pipelines.catalog.store`.
-        engine (`Engine`): the batch's engine (segmentation, pose; FLUX.1 Fill/Kontext with ``flux``).
-        options (`RenderOptions`): erosion, seam band, PNG compression, input size limit.
-        content_hash (`str`), params (`dict`): recorded in the manifest.
+    path: Path
+    img: LoadedImage
+    subject: Any
+    pose: PoseResult
+    worn: np.ndarray
 
-    Raises:
-        `InputError`: bad roles, a garment type that cannot be tried on, nothing worn found, a garment
-        photo that is not a product shot; `LicenceError`: a non-commercial method for a commercial SKU.
-        `VitrineError`: a broken guarantee (nothing is written then).
-    """
-    from pipelines.catalog.store import _unique_stems
-    from pipelines.controls.pose import PoseResult, get_pose_estimator
-    from pipelines.segmentation.overrides import mask_override_path, read_override_mask
-    from pipelines.engines.tryon import choose_tryon
-    from pipelines.tryon.pipeline import TryOnParams
-    from pipelines.tryon.worn import worn_garment_mask
 
-    timings: dict[str, float] = {}
-    t_total = time.perf_counter()
-    spec = product.spec
-    where = product.spec_path or product.dir
-    person_path, garment_paths = tryon_roles(product)  # type: ignore[misc]
-    garment_type = spec.garment_type or "upper"
-    if garment_type not in TRYON_TYPES:
-        raise InputError(f"garment type {garment_type!r} cannot be tried on; use one of {', '.join(TRYON_TYPES)}",
-                         where, "garment_type")
-    ts = spec.tryon  # its defaults when product.yaml has no tryon key
-    work: list[dict[str, Any]] = []
+class TryOnStep:
+    """Try-on SKUs (see the module's docstring): one ``tryon`` output per garment photo (and seed)."""
 
-    def save_work(name: str, kind: str, array: np.ndarray, *, mask: bool = False) -> str:
-        rel = f"work/{name}"
-        sha = save_mask(out / rel, array) if mask else save_image(out / rel, array,
-                                                                   compress_level=options.png_compress_level)
-        work.append({"file": rel, "kind": kind, "sha256": sha})
-        return rel
+    name = "tryon"
 
-    # 0. The method and its models: the licence guard refuses before any work is done
-    t = time.perf_counter()
-    subject = "the batch (--commercial)" if getattr(options, "commercial", False) else f"SKU {product.sku}"
-    choice = choose_tryon(engine, ts.method, commercial=spec.commercial, where=where,
-                          subject=subject)
-    timings["models"] = round(time.perf_counter() - t, 4)
+    def accepts(self, product: Product) -> bool:
+        return is_tryon_product(product)
 
-    # 1. Load and normalise the inputs
-    t = time.perf_counter()
-    stems = _unique_stems(product.images)
-    inputs, loaded = [], {}
-    for path in [person_path, *garment_paths]:
-        img = load_image(path, max_side=options.max_input_side)
-        loaded[path.name] = img
-        inputs.append({
-            "file": path.name, "sha256": sha256_file(path), "source_size": list(img.source_size),
-            "size": [int(img.rgb.shape[1]), int(img.rgb.shape[0])], "source_mode": img.source_mode,
-            "exif_rotated": img.exif_rotated, "icc_converted": img.icc_converted, "scale": img.scale,
-            "has_alpha": img.alpha is not None,
-            "normalized": save_work(f"input-{stems[path.name]}.png", "input-normalized", img.rgb),
-            "role": "person" if path == person_path else "garment",
-        })
-    if product.spec_path is not None:
-        inputs.append({"file": product.spec_path.name, "sha256": sha256_file(product.spec_path), "role": "spec"})
-    timings["load"] = round(time.perf_counter() - t, 4)
+    def render(self, job: RenderJob) -> EntryParts:
+        """Render a try-on SKU through ``job.writer``.
 
-    # 2. The person: alpha, pose, what they wear
-    t = time.perf_counter()
-    pimg = loaded[person_path.name]
-    pstem = stems[person_path.name]
-    psub = engine.find_subject(pimg, product)
-    pose = psub.pose if isinstance(psub.pose, PoseResult) else get_pose_estimator()(pimg.rgb)
-    ov_path = mask_override_path(product, person_path, "garment")
-    override = read_override_mask(ov_path, pimg.source_size, pimg.size) if ov_path is not None else None
-    worn, worn_rec = worn_garment_mask(pimg.rgb, psub.alpha, garment_type, pose=pose,
-                                       segmenter=_segmenter(engine, product), override=override)
+        Raises:
+            `InputError`: bad roles, a garment type that cannot be tried on, nothing worn found, a garment
+            photo that is not a product shot; `LicenceError`: a non-commercial method for a commercial SKU.
+            `VitrineError`: a broken guarantee (nothing is written then).
+        """
+        timer = Timer()
+        product, spec = job.product, job.product.spec
+        where = product.spec_path or product.dir
+        person_path, garment_paths = tryon_roles(product)  # type: ignore[misc]
+        garment_type = spec.garment_type or "upper"
+        if garment_type not in TRYON_TYPES:
+            raise InputError(f"garment type {garment_type!r} cannot be tried on; use one of "
+                             f"{', '.join(TRYON_TYPES)}", where, "garment_type")
+        # 0. The method and its models: the licence guard refuses before any work is done
+        t = time.perf_counter()
+        subject = "the batch (--commercial)" if getattr(job.options, "commercial", False) else f"SKU {product.sku}"
+        choice = choose_tryon(job.engine, spec.tryon.method, commercial=spec.commercial, where=where,
+                              subject=subject)
+        timer.add("models", t)
+        # 1. Load and normalise the inputs
+        t = time.perf_counter()
+        roles = {p.name: "person" if p == person_path else "garment" for p in [person_path, *garment_paths]}
+        inputs, loaded, stems = load_inputs(job, [person_path, *garment_paths], roles)
+        timer.add("load", t)
+        # 2. The person (alpha, pose, what they wear) and the garments
+        t = time.perf_counter()
+        person, subjects = _person(job, person_path, loaded[person_path.name], stems[person_path.name],
+                                   garment_type)
+        garments = {}
+        for gpath in garment_paths:
+            garments[gpath.name], rec = _garment(job, gpath, loaded[gpath.name], stems[gpath.name])
+            subjects.append(rec)
+        timer.add("segment", t)
+        # 3. One try-on per garment (and per seed for the generative methods)
+        tparams = _tryon_params(job, choice)
+        seeds = list(spec.seeds) if choice.method != "warp" else [spec.seeds[0]]
+        outputs: list[dict[str, Any]] = []
+        for gpath in garment_paths:
+            for seed in seeds:
+                outputs.append(_tryon_output(job, choice, tparams, person, gpath, garments[gpath.name],
+                                             stems[gpath.name], garment_type, seed, timer))
+        timer.timings.setdefault("tryon", 0.0)
+        timer.timings.setdefault("write", 0.0)
+        return EntryParts(
+            inputs=inputs, subjects=subjects, outputs=outputs,
+            quality={"all_preserved": True, "tryon_method": choice.method,
+                     "min_garment_ssim": min((o["quality"]["garment_fidelity"]["ssim"] or 0.0) for o in outputs)},
+            parameters={**job.params, "tryon": {"method": choice.method, "method_reason": choice.reason,
+                                                "params": tparams.to_json(), "seeds": seeds}},
+            models=merge_model_records(job.engine.models(), choice.models), timings=timer.timings)
+
+
+def _person(job: RenderJob, path: Path, img: LoadedImage, stem: str,
+            garment_type: str) -> tuple[_Person, list[dict[str, Any]]]:
+    """The person: alpha, pose, what they wear (honouring a painted garment mask); their ``subjects[]`` record."""
+    w, product = job.writer, job.product
+    psub = job.engine.find_subject(img, product)
+    pose = psub.pose if isinstance(psub.pose, PoseResult) else get_pose_estimator()(img.rgb)
+    ov_path = mask_override_path(product, path, "garment")
+    override = read_override_mask(ov_path, img.source_size, img.size) if ov_path is not None else None
+    worn, worn_rec = worn_garment_mask(img.rgb, psub.alpha, garment_type, pose=pose,
+                                       segmenter=_segmenter(job.engine, product), override=override)
     if ov_path is not None:
         worn_rec["override"] = str(ov_path.relative_to(product.dir))
-    subjects = [{
-        "input": person_path.name, "kind": "person", "source": psub.source, "reason": psub.reason,
-        "bbox": list(psub.bbox),
-        "alpha": save_work(f"alpha-{pstem}.png", "alpha", psub.alpha, mask=True),
-        "mask": save_work(f"mask-{pstem}.png", "mask", np.where(psub.alpha >= 128, 255, 0).astype(np.uint8),
-                          mask=True),
-        "metrics": {**psub.metrics, "detected_as": psub.kind},
-        "worn": {**worn_rec, "mask": save_work(f"worn-{pstem}.png", "worn-garment-mask", worn, mask=True)},
-    }]
+    rec = subject_record(path.name, "person", psub, *w.subject_masks(stem, psub.alpha),
+                         {**psub.metrics, "detected_as": psub.kind})
+    rec["worn"] = {**worn_rec, "mask": w.mask(f"worn-{stem}.png", "worn-garment-mask", worn)}
     if pose.found:
-        from pipelines.controls.pose import render_openpose
-
-        pose_rel = f"work/pose-{pstem}.json"
-        atomic_write_json(out / pose_rel, pose.to_json())
-        work.append({"file": pose_rel, "kind": "pose-keypoints", "sha256": sha256_file(out / pose_rel)})
-        subjects[0]["controls"] = {
+        pose_rel = w.json(f"pose-{stem}.json", "pose-keypoints", pose.to_json())
+        rec["controls"] = {
             "pose_json": pose_rel,
-            "openpose": save_work(f"control-openpose-{pstem}.png", "control-openpose", render_openpose(pose)),
+            "openpose": w.image(f"control-openpose-{stem}.png", "control-openpose", render_openpose(pose)),
         }
-    garments = {}
-    for gpath in garment_paths:
-        gimg = loaded[gpath.name]
-        gsub = engine.find_subject(gimg, product)
-        if gsub.kind != "product":
-            raise InputError("a garment photo must show the garment alone on a plain background (it looks like a "
-                             "photo of a person)", gpath)
-        gstem = stems[gpath.name]
-        garments[gpath.name] = (gimg, gsub)
-        subjects.append({
-            "input": gpath.name, "kind": "product", "source": gsub.source, "reason": gsub.reason,
-            "bbox": list(gsub.bbox), "alpha": save_work(f"alpha-{gstem}.png", "alpha", gsub.alpha, mask=True),
-            "mask": save_work(f"mask-{gstem}.png", "mask", np.where(gsub.alpha >= 128, 255, 0).astype(np.uint8),
-                              mask=True),
-            "metrics": gsub.metrics,
-        })
-    timings["segment"] = round(time.perf_counter() - t, 4)
+    return _Person(path, img, psub, pose, worn), [rec]
 
-    # 3. Steps and sizes of the method
-    settings = engine.generator.settings
-    from pipelines.models.profiles import get_profile
 
+def _garment(job: RenderJob, path: Path, img: LoadedImage, stem: str) -> tuple[tuple[LoadedImage, Any],
+                                                                               dict[str, Any]]:
+    """A garment photo's subject (it must be a product shot) and its ``subjects[]`` record."""
+    gsub = job.engine.find_subject(img, job.product)
+    if gsub.kind != "product":
+        raise InputError("a garment photo must show the garment alone on a plain background (it looks like a "
+                         "photo of a person)", path)
+    return (img, gsub), subject_record(path.name, "product", gsub, *job.writer.subject_masks(stem, gsub.alpha),
+                                       gsub.metrics)
+
+
+def _tryon_params(job: RenderJob, choice: TryOnChoice) -> TryOnParams:
+    """Steps and sizes of the method (the engine's settings, else the model's profile)."""
+    o, settings = job.options, job.engine.generator.settings
     default_steps = {"fill": get_profile("black-forest-labs/FLUX.1-Fill-dev").steps,
                      "kontext": get_profile("black-forest-labs/FLUX.1-Kontext-dev").steps}.get(choice.method) or 28
-    tparams = TryOnParams(
-        erode_px=options.preserve_erode_px, seam_inner_px=options.seam_inner_px, seam_outer_px=options.seam_outer_px,
-        garment_pixels=ts.garment_pixels,
+    return TryOnParams(
+        erode_px=o.preserve_erode_px, seam_inner_px=o.seam_inner_px, seam_outer_px=o.seam_outer_px,
+        garment_pixels=job.product.spec.tryon.garment_pixels,
         steps=(settings.steps if settings is not None and settings.steps else default_steps),
         work_side=settings.work_side if settings is not None else None,
     )
 
-    # 4. One try-on per garment (and per seed for the generative methods)
-    outputs: list[dict[str, Any]] = []
-    seeds = list(spec.seeds) if choice.method != "warp" else [spec.seeds[0]]
-    t_tryon = t_write = 0.0
-    for gpath in garment_paths:
-        gimg, gsub = garments[gpath.name]
-        gstem = stems[gpath.name]
-        for seed in seeds:
-            t = time.perf_counter()
-            with choice.run_lock:
-                res = choice.pipeline(pimg.rgb, psub.alpha, gimg.rgb, gsub.alpha, worn_mask=worn,
-                                      garment_type=garment_type, method=choice.method, pose=pose, seed=seed,
-                                      garment_name=_garment_name(product, garment_type),
-                                      prompt=ts.prompt, params=tparams)
-            t_tryon += time.perf_counter() - t
-            t = time.perf_counter()
-            fname = f"tryon-{gstem}.png" if choice.method == "warp" else f"tryon-{gstem}-s{seed}.png"
-            ostem = Path(fname).stem
-            sha = save_image(out / fname, res.final, compress_level=options.png_compress_level)
-            preserved = int((res.preserve > 0).sum())
-            rec = {
-                "file": fname, "sha256": sha, "kind": "tryon", "format": "png", "lossy": False,
-                "width": int(res.final.shape[1]), "height": int(res.final.shape[0]), "seed": int(seed),
-                "source_input": person_path.name, "garment_input": gpath.name,
-                "garment_transform": res.transform.to_json(),
-                "product_mask": save_work(f"{ostem}.product-mask.png", "product-mask", res.placed_alpha, mask=True),
-                "preserve_mask": save_work(f"{ostem}.preserve-mask.png", "preserve-mask", res.preserve, mask=True),
-                "seam_band": save_work(f"{ostem}.seam-band.png", "seam-band", res.band, mask=True),
-                "tryon_region": save_work(f"{ostem}.region.png", "tryon-region", res.region, mask=True),
-                "placed_garment": save_work(f"{ostem}.placed.png", "placed-garment", res.placed),
-                "tryon": {**res.record, "method_reason": choice.reason, "models": choice.models},
-                "quality": {
-                    "preserved_pixels": preserved,
-                    "preserved_identical_fraction": 1.0,
-                    "seam_band_pixels": int((res.band > 0).sum()),
-                    "garment_fidelity": res.record["fidelity"],
-                    "model_garment_fidelity": res.record["model_fidelity"],
-                },
-                "review": {"status": "pending"},
-            }
-            rec["tryon"].pop("garment_transform", None)
-            if res.generated is not None:
-                rec["tryon"]["generated"] = save_work(f"{ostem}.generated.png", "tryon-generated", res.generated)
-            outputs.append(rec)
-            t_write += time.perf_counter() - t
-    timings["tryon"] = round(t_tryon, 4)
-    timings["write"] = round(t_write, 4)
-    timings["total"] = round(time.perf_counter() - t_total, 4)
 
-    # 5. The manifest
-    manifest = build_manifest(
-        product, content_hash,
-        inputs=inputs,
-        engine=engine.describe(),
-        models=merge_model_records(engine.models(), choice.models),
-        parameters={**params, "tryon": {"method": choice.method, "method_reason": choice.reason,
-                                        "params": tparams.to_json(), "seeds": seeds}},
-        subjects=subjects,
-        work=work,
-        outputs=outputs,
-        quality={"all_preserved": True, "tryon_method": choice.method,
-                 "min_garment_ssim": min((o["quality"]["garment_fidelity"]["ssim"] or 0.0) for o in outputs)},
-        timings=timings,
-    )
-    write_manifest(out, manifest)
-    return manifest
-
-
-def verify_tryon_output(sku_dir: str | Path, manifest: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
-    """Re-check a try-on (or an edit of one) from its files: the garment photo through the recorded transform
-    equals the output inside its preserve mask, and the output's sha256 matches the manifest.
-
-    Returns:
-        `dict`: ``file``, ``pixels``, ``identical``, ``identical_fraction``, ``max_abs_diff``, ``sha256_ok``, ``ok``.
-    """
-    from PIL import Image
-
-    from pipelines.compositing.composite import check_preserved
-
-    sku_dir = Path(sku_dir)
-    by_name = {i["file"]: i for i in manifest["inputs"]}
-    garment = by_name.get(output.get("garment_input", ""))
-    if garment is None or "normalized" not in garment:
-        raise VitrineError(f"{sku_dir / MANIFEST_NAME}: {output['file']} names no garment input")
-    src = np.asarray(Image.open(sku_dir / garment["normalized"]).convert("RGB"))
-    transform = GarmentTransform.from_json(output["garment_transform"])
-    galpha = None
-    if transform.warp is not None:  # the body warp layers the limbs by the garment's alpha (its work file)
-        rel = next((s.get("alpha") for s in manifest.get("subjects", []) if s.get("input") == garment["file"]), None)
-        if rel is None:
-            raise VitrineError(f"{sku_dir / MANIFEST_NAME}: {output['file']} has a body warp but the garment "
-                               f"{garment['file']} has no alpha in subjects[]")
-        galpha = np.asarray(Image.open(sku_dir / rel).convert("L"))
-    placed = apply_transform(src, transform, alpha=galpha)
-    img = np.asarray(Image.open(sku_dir / output["file"]).convert("RGB"))
-    keep = np.asarray(Image.open(sku_dir / output["preserve_mask"]).convert("L"))
-    rec = {"file": output["file"], **check_preserved(img, placed, keep)}
-    rec["sha256_ok"] = sha256_file(sku_dir / output["file"]) == output["sha256"]
-    rec["ok"] = rec["identical_fraction"] == 1.0 and rec["sha256_ok"]
+def _tryon_output(job: RenderJob, choice: TryOnChoice, tparams: TryOnParams, person: _Person, gpath: Path,
+                  garment: tuple[LoadedImage, Any], gstem: str, garment_type: str, seed: int,
+                  timer: Timer) -> dict[str, Any]:
+    """One try-on: the pipeline's result, checked and written; returns its ``outputs[]`` record."""
+    gimg, gsub = garment
+    t = time.perf_counter()
+    with choice.run_lock:
+        res: TryOnOutput = choice.pipeline(
+            person.img.rgb, person.subject.alpha, gimg.rgb, gsub.alpha, worn_mask=person.worn,
+            garment_type=garment_type, method=choice.method, pose=person.pose, seed=seed,
+            garment_name=_garment_name(job.product, garment_type), prompt=job.product.spec.tryon.prompt,
+            params=tparams)
+    timer.add("tryon", t)
+    t = time.perf_counter()
+    w = job.writer
+    fname = f"tryon-{gstem}.png" if choice.method == "warp" else f"tryon-{gstem}-s{seed}.png"
+    ostem = Path(fname).stem
+    guarantee = Guarantee("garment-transform", reference=res.placed, keep=res.preserve, alpha=res.placed_alpha,
+                          band=res.band)
+    sha, preserved = w.output(fname, res.final, guarantee, where=person.path)
+    tryon = {**res.record, "method_reason": choice.reason, "models": choice.models}
+    tryon.pop("garment_transform", None)
+    rec = output_record(
+        fname, sha, "tryon", (res.final.shape[1], res.final.shape[0]), seed=int(seed),
+        source_input=person.path.name, garment_input=gpath.name, garment_transform=res.transform.to_json(),
+        **w.guarantee_masks(ostem, guarantee),
+        tryon_region=w.mask(f"{ostem}.region.png", "tryon-region", res.region),
+        placed_garment=w.image(f"{ostem}.placed.png", "placed-garment", res.placed),
+        tryon=tryon,
+        quality={**preservation_quality(preserved, int((res.band > 0).sum())),
+                 "garment_fidelity": res.record["fidelity"], "model_garment_fidelity": res.record["model_fidelity"]})
+    if res.generated is not None:
+        rec["tryon"]["generated"] = w.image(f"{ostem}.generated.png", "tryon-generated", res.generated)
+    timer.add("write", t)
     return rec

@@ -3,8 +3,10 @@
 - `pipelines.edit.kontext`: `KontextEditor` (preferred resolutions, restored to the exact size), `EditParams`;
 - `pipelines.edit.rules`: does an instruction target the garment (`classify_instruction`, `recomposite_garment`);
 - `pipelines.edit.identity`: model identity presets (`load_identity`, `apply_batch_overrides`);
-- `pipelines.catalog.edits`: one edit written as a new version (`edit_output`, `load_kontext_editor`);
-- `pipelines.catalog.edit_batch`: edit runs (`plan_edits`, `apply_edit_job`, `write_edit_report`).
+
+Edits of catalog outputs are `pipelines.catalog.edits` (one edit written as a new version: `edit_output`,
+`load_kontext_editor`) and `pipelines.catalog.edit_batch` (edit runs: `plan_edits`, `apply_edit_job`,
+`write_edit_report`); this pixel package knows nothing of the catalog.
 
 Imports are lazy (no torch or diffusers at import time).
 """
@@ -18,10 +20,7 @@ _LAZY = {
     "KontextEditor": "kontext", "EditParams": "kontext", "EditOutput": "kontext",
     "preferred_resolutions": "kontext", "classify_instruction": "rules", "recomposite_garment": "rules",
     "IdentityPreset": "identity", "load_identity": "identity", "read_identity": "identity",
-    "apply_batch_overrides": "identity", "edit_output": "pipelines.catalog.edits", "load_kontext_editor": "pipelines.catalog.edits",
-    "EditResult": "pipelines.catalog.edits", "EditConflictError": "pipelines.catalog.edits",
-    "plan_edits": "pipelines.catalog.edit_batch",
-    "apply_edit_job": "pipelines.catalog.edit_batch", "EditJob": "pipelines.catalog.edit_batch",
+    "apply_batch_overrides": "identity",
 }
 __all__ = list(_LAZY)
 
@@ -29,5 +28,5 @@ __all__ = list(_LAZY)
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         mod = _LAZY[name]
-        return getattr(importlib.import_module(mod if "." in mod else f"{__name__}.{mod}"), name)
+        return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ Kontext drifts faces across edits. An *identity preset* pins the model for a who
 ``$VITRINE_IDENTITIES``, ``PRODUCTS/_identities/`` and ``CATALOG/_identities/``; or a path to the YAML):
 
 - every SKU of the batch gets the preset's seed (``seeds: [seed]``) and person prompt (``prompts.person``)
-  for generation (`apply_batch_overrides`, called by `pipelines.catalog.store`);
+  for generation (`apply_batch_overrides`, called by `pipelines.catalog.render`);
 - every Kontext edit of the batch runs with the preset's seed, the prompt appended to the instruction,
   and the reference face beside the image in Kontext's context (``pipelines.catalog.edits``);
 - the manifest records the preset (name, seed, prompt, sha256 of the file and of the reference face) with
@@ -163,7 +163,7 @@ def apply_batch_overrides(product: Product, options: Any) -> Product:
 
     Args:
         product (`Product`): a validated product folder.
-        options: a `pipelines.catalog.store.RenderOptions` (reads ``identity`` and ``commercial``).
+        options: a `pipelines.catalog.options.RenderOptions` (reads ``identity`` and ``commercial``).
     """
     ident = getattr(options, "identity", None)
     commercial = bool(getattr(options, "commercial", False))

@@ -550,7 +550,7 @@ def plan_for(model_set, settings, *, device: str, gpu_memory_gb: float | None = 
                      min_level=min_level_for(settings), megapixels=megapixels)
 
 
-#: The catalog's default lifestyle size (`pipelines.catalog.store.RenderOptions.lifestyle_size`).
+#: The catalog's default lifestyle size (`pipelines.catalog.options.RenderOptions.lifestyle_size`).
 DEFAULT_OUTPUT_SIZE = (1600, 2000)
 
 

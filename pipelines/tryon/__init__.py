@@ -6,8 +6,10 @@
 - `pipelines.tryon.warp`: the garment as placed (`place_garment`, `apply_transform`, `GarmentTransform`);
 - `pipelines.tryon.fidelity`: SSIM and CIEDE2000 inside the garment mask (`garment_fidelity`);
 - `pipelines.engines.tryon`: the method and its models for an engine (`choose_tryon`);
-- `pipelines.catalog.tryon_render`: try-on SKUs in the catalog (`tryon_roles`, `render_tryon`, `verify_tryon_output`);
 - `pipelines.tryon_spec`: the ``tryon`` key of ``product.yaml`` (`TryOnSpec`).
+
+Try-on SKUs in the catalog are `pipelines.catalog.tryon_render` (`tryon_roles`, `TryOnStep`), verified by
+`pipelines.catalog.verify.verify_tryon_output`; this pixel package knows nothing of the catalog.
 
 Imports are lazy: `pipelines.product` imports `pipelines.tryon_spec`, so this package imports nothing else
 at import time.
@@ -21,10 +23,7 @@ from typing import Any
 _LAZY = {
     "TryOnPipeline": "pipeline", "TryOnParams": "pipeline", "TryOnOutput": "pipeline",
     "worn_garment_mask": "worn", "place_garment": "warp", "apply_transform": "warp", "GarmentTransform": "warp",
-    "garment_fidelity": "fidelity", "choose_tryon": "pipelines.engines.tryon", "tryon_roles": "pipelines.catalog.tryon_render",
-    "render_tryon": "pipelines.catalog.tryon_render",
-    "verify_tryon_output": "pipelines.catalog.tryon_render",
-    "is_tryon_product": "pipelines.catalog.tryon_render", "TryOnSpec": "pipelines.tryon_spec",
+    "garment_fidelity": "fidelity", "TryOnSpec": "pipelines.tryon_spec",
 }
 __all__ = list(_LAZY)
 

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.catalog.store import RenderOptions, is_up_to_date, process_sku, render_lock, verify_entry
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import is_up_to_date, process_sku
+from pipelines.catalog.store import render_lock
+from pipelines.catalog.verify import verify_entry
 from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image, sha256_file
 from pipelines.catalog.manifest import read_manifest, validate_manifest
@@ -156,7 +159,7 @@ def test_crash_mid_render_leaves_no_partial_entry_and_keeps_the_old_one(tmp_path
     old_manifest = (catalog / "dress" / "manifest.json").read_bytes()
     (d / "product.yaml").write_text("backgrounds: [white, studio]\n")
 
-    import pipelines.catalog.store as cat
+    import pipelines.catalog.workfiles as cat
 
     calls = {"n": 0}
     real = cat.save_image

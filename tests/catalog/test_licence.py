@@ -122,7 +122,8 @@ def test_kontext_edit_of_a_commercial_batch_is_refused_before_the_model_runs(sma
 def test_batch_commercial_flag_reaches_every_sku(tmp_path, drawn_products):
     """``vitrine run --commercial`` (RenderOptions.commercial): the manifest says commercial, and a try-on that
     asks for a dev model is refused even though its product.yaml does not say commercial."""
-    from pipelines.catalog.store import RenderOptions, process_sku
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku
     from pipelines.engines.registry import get_engine
     from pipelines.imageio import save_image
     from pipelines.catalog.manifest import read_manifest

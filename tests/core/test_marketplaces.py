@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from pipelines import marketplaces as mk
-from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.verify import verify_entry
 from pipelines.engines.classic import classic_engine
 from pipelines.errors import InputError
 from pipelines.imageio import save_image

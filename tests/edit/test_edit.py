@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.catalog.store import verify_entry
+from pipelines.catalog.verify import verify_entry
 from pipelines.catalog.edits import EditConflictError, edit_output, editable_outputs
 from pipelines.edit.identity import apply_batch_overrides, identity_dirs, load_identity, read_identity
 from pipelines.edit.kontext import UPSCALE_LIMIT, EditParams, native_size, preferred_resolutions
@@ -185,7 +185,8 @@ def test_identity_presets_load_by_name_or_path_and_bad_ones_name_the_key(tmp_pat
 
 
 def test_identity_preset_gives_every_sku_of_a_run_the_same_seed_and_prompt(tmp_path, drawn_products):
-    from pipelines.catalog.store import RenderOptions, process_sku
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku
     from pipelines.engines.registry import get_engine
     from pipelines.product import load_product
 

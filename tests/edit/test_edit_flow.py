@@ -96,7 +96,8 @@ def test_edit_report_is_written_and_its_markdown_escaped(tmp_path):
 
 def test_person_edit_on_a_person_photo_keeps_only_the_clothes(tmp_path, astronaut_rgb):
     """The kept subject is a whole person (an on-model photo); "make the model smile" keeps what they wear."""
-    from pipelines.catalog.store import RenderOptions, process_sku
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku
     from pipelines.catalog.edits import edit_output
     from pipelines.engines.registry import get_engine
     from pipelines.imageio import save_image

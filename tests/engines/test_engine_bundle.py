@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 from pipelines.catalog.manifest import read_manifest, validate_manifest
-from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.verify import verify_entry
 from pipelines.compositing.composite import alpha_composite
 from pipelines.controls.backend import ClassicControls
 from pipelines.engines.bundle import Composed, Engine

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.catalog.store import RenderOptions, process_sku
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
 from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image
 from pipelines.product import load_product

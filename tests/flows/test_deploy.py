@@ -256,14 +256,14 @@ def test_sku_rows_link_entries_for_paths_and_urls(tmp_path):
 
 # -- idempotent per-SKU writes ------------------------------------------------------------------------------
 def test_leftover_cleanup_never_touches_another_skus_staging(tmp_path):
-    from pipelines.catalog.store import STAGING_DIR, TRASH_DIR, _clean_leftovers
+    from pipelines.catalog.store import STAGING_DIR, TRASH_DIR, clean_leftovers
 
     staging, trash = tmp_path / STAGING_DIR, tmp_path / TRASH_DIR
     mine = [staging / "shirt.123.0a1b2c3d", trash / "shirt.deadbeef"]
     theirs = [staging / "shirt.v2.456.0a1b2c3d", trash / "shirt.v2.deadbeef", staging / "shirt.1.9.abcdef01"]
     for d in mine + theirs:
         (d / "work").mkdir(parents=True)
-    _clean_leftovers(tmp_path, "shirt")
+    clean_leftovers(tmp_path, "shirt")
     assert [d.exists() for d in mine] == [False, False]
     assert all(d.exists() for d in theirs)
 

@@ -242,7 +242,7 @@ def entry_digest(sku_dir: Path) -> dict[str, str]:
 
 
 def assert_entries_valid(catalog: Path, skus: list[str]) -> None:
-    from pipelines.catalog.store import verify_entry
+    from pipelines.catalog.verify import verify_entry
     from pipelines.catalog.manifest import read_manifest, validate_manifest
 
     for sku in skus:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tests.helpers.generation import SMALL, fast_settings, link_model_root, make_product, tiny_model_root
-from pipelines.catalog.store import RenderOptions, process_sku
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
 from pipelines.catalog.manifest import read_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*FluxPosEmbed:FutureWarning")

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from tests.helpers.generation import SMALL, fast_settings, link_model_root, make_product, tiny_model_root
-from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.verify import verify_entry
 from pipelines.compositing.composite import Placement, render_layer
 from pipelines.generation.loading import MODEL_CACHE
 from pipelines.catalog.manifest import read_manifest, validate_manifest

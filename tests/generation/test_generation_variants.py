@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.generation import SMALL, fast_settings, link_model_root, make_product, tiny_model_root
-from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.verify import verify_entry
 
 # the model cache is keyed by repo id, not folder: these tests load one repo id from several roots
 pytestmark = pytest.mark.usefixtures("fresh_model_cache")

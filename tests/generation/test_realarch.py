@@ -40,7 +40,7 @@ def _settings(**changes):
 
 
 def _options():
-    from pipelines.catalog.store import RenderOptions
+    from pipelines.catalog.options import RenderOptions
 
     return RenderOptions(canvas=256, lifestyle_size=(192, 240))
 
@@ -114,7 +114,8 @@ def _view(src: Path, dest: Path, without: tuple[str, ...] = ()) -> Path:
 
 
 def _render(engine, products: Path, catalog: Path):
-    from pipelines.catalog.store import process_sku, verify_entry
+    from pipelines.catalog.render import process_sku
+    from pipelines.catalog.verify import verify_entry
     from pipelines.catalog.manifest import read_manifest
     from pipelines.product import load_product
 
@@ -230,7 +231,7 @@ def test_sdxl_from_an_fp16_only_download(sdxl_root, products, tmp_path):
 def test_sdxl_with_one_seam_step_runs_or_is_refused_at_start(sdxl_root, products, tmp_path):
     """SDXL's seam runs at strength 0.99: one step is int(1 * 0.99) = 0 steps in diffusers. Either it runs, or
     the setting is refused before anything is generated, naming it."""
-    from pipelines.catalog.store import process_sku
+    from pipelines.catalog.render import process_sku
     from pipelines.errors import InputError
     from pipelines.engines.generative import sdxl_engine
     from pipelines.product import load_product

@@ -1,6 +1,6 @@
 """Helpers shared by the reliability tests: a batch worker subprocess, a catalog integrity check, figures.
 
-Not a test module. The worker renders SKUs with `pipelines.catalog.store.process_sku` (no Prefect, so it starts
+Not a test module. The worker renders SKUs with `pipelines.catalog.render.process_sku` (no Prefect, so it starts
 in about a second) and can be SIGKILLed at any moment; `check_catalog` says whether what it left is sound.
 """
 
@@ -29,7 +29,8 @@ SERVICE_DIRS = (STAGING_DIR, TRASH_DIR, LOCKS_DIR)
 WORKER = r"""
 import json, sys
 from pathlib import Path
-from pipelines.catalog.store import RenderOptions, process_sku
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
 from pipelines.engines.registry import get_engine
 from pipelines.product import load_product
 
@@ -51,7 +52,7 @@ print("finished", flush=True)
 
 def render_options(options: dict[str, Any] | None = None):
     """`RenderOptions` from a JSON-like dict (lists become tuples), as the worker builds them."""
-    from pipelines.catalog.store import RenderOptions
+    from pipelines.catalog.options import RenderOptions
 
     options = SMALL_OPTIONS if options is None else options
     return RenderOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})

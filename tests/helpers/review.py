@@ -14,7 +14,8 @@ HOSTILE_TITLE = '<script>window.__vitrine_xss = 1;</script><img src=x onerror="w
 
 def build_review_catalog(root: Path) -> Path:
     """Render ``root/products`` into ``root/catalog`` and return the catalog (about 2 s on a CPU)."""
-    from pipelines.catalog.store import RenderOptions, process_sku
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku
     from pipelines.engines.registry import get_engine
     from pipelines.imageio import save_image
     from pipelines.product import load_product

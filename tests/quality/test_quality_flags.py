@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipelines.quality import flags as qf
-from pipelines.catalog.store import RenderOptions, process_sku
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
 from pipelines.engines.classic import classic_engine
 from pipelines.segmentation.classic import ClassicSegmenter
 from pipelines.segmentation.subject import Subject

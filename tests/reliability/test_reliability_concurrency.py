@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.catalog.store import STAGING_DIR, TRASH_DIR, process_sku, verify_entry
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.store import STAGING_DIR, TRASH_DIR
+from pipelines.catalog.verify import verify_entry
 from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image, sha256_file
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest

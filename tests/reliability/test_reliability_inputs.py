@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.catalog.store import process_sku, verify_entry
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.verify import verify_entry
 from pipelines.engines.registry import get_engine
 from pipelines.catalog.manifest import read_manifest
 from pipelines.product import discover_products

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from pipelines.catalog.store import RenderOptions, process_sku, sku_content_hash
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku, sku_content_hash
 from pipelines.engines.registry import get_engine
 from pipelines.errors import InputError
 from pipelines.imageio import load_image, save_image, sha256_file

@@ -18,16 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.catalog.store import (
-    LOCKS_DIR,
-    STAGING_DIR,
-    TRASH_DIR,
-    is_up_to_date,
-    process_sku,
-    sku_content_hash,
-    sku_lock,
-    verify_entry,
-)
+from pipelines.catalog.render import is_up_to_date, process_sku, sku_content_hash
+from pipelines.catalog.store import LOCKS_DIR, STAGING_DIR, TRASH_DIR, sku_lock
+from pipelines.catalog.verify import verify_entry
 from pipelines.engines.registry import get_engine
 from pipelines.errors import InputError
 from pipelines.imageio import save_image, sha256_file
@@ -475,6 +468,7 @@ def test_an_edit_crash_before_the_journal_update_is_not_applied_twice(catalog, k
 def test_an_edit_that_fails_mid_write_leaves_the_live_entry_untouched(catalog, kontext, monkeypatch):
     from pipelines.catalog.store import clean_stale_staging
     from pipelines.catalog import edits as catalog_edit
+    from pipelines.catalog import manifest as catalog_manifest
     from pipelines.edit.kontext import EditParams
 
     ed, model = kontext
@@ -484,7 +478,7 @@ def test_an_edit_that_fails_mid_write_leaves_the_live_entry_untouched(catalog, k
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(catalog_edit, "atomic_write_json", disk_full)
+    monkeypatch.setattr(catalog_manifest, "atomic_write_json", disk_full)
     with pytest.raises(OSError):
         catalog_edit.edit_output(catalog, "tee-navy", "lifestyle-studio-s0.png", "warmer", ed, model=model,
                                  params=EditParams(steps=2))

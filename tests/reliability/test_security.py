@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.catalog.store import process_sku
+from pipelines.catalog.render import process_sku
 from pipelines.engines.registry import get_engine
 from pipelines.errors import InputError
 from pipelines.imageio import save_image

@@ -190,7 +190,8 @@ def post_mask(server, body, **headers):
 
 
 def test_mask_is_written_atomically_recorded_and_rendered_by_the_next_run(small_server, small):
-    from pipelines.catalog.store import RenderOptions, process_sku
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku
     from pipelines.engines.registry import get_engine
     from pipelines.product import load_product
 

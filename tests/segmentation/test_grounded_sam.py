@@ -574,7 +574,8 @@ def test_nothing_found_falls_back_to_classic_and_says_why(tiny_root, tmp_path, t
 
 
 def test_batch_sku_through_process_sku_writes_a_valid_manifest(tiny_root, tmp_path, tee):
-    from pipelines.catalog.store import RenderOptions, process_sku
+    from pipelines.catalog.options import RenderOptions
+    from pipelines.catalog.render import process_sku
     from pipelines.engines.registry import get_engine
     from pipelines.catalog.manifest import read_manifest, validate_manifest
 

@@ -1,4 +1,4 @@
-"""Try-on SKUs through the per-SKU pipeline (`pipelines.catalog.store.process_sku`): a product folder holding a
+"""Try-on SKUs through the per-SKU pipeline (`pipelines.catalog.render.process_sku`): a product folder holding a
 person photo (``person.*``) and garment photos, on the classic engine (warp) and the tiny ``flux`` engine
 (FLUX.1 Fill / Kontext), with the licence guard, manifests and ``vitrine verify``."""
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.catalog.store import RenderOptions, process_sku, verify_entry
+from pipelines.catalog.options import RenderOptions
+from pipelines.catalog.render import process_sku
+from pipelines.catalog.verify import verify_entry
 from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image
 from pipelines.catalog.manifest import read_manifest, validate_manifest
