@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import SKU_FAILURE_LOG as SKU_FAILURE  # one failure, one terminal line (flows/cli.py)
+from pipelines.errors import SKU_FAILURE_LOG as SKU_FAILURE  # one failure, one terminal line (flows/cli/)
 from pipelines.errors import describe_os_error
 from pipelines.generation.settings import GenerationSettings
 from pipelines.settings import VitrineSettings, load_settings, process_environ

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -174,3 +175,11 @@ def test_allow_lists_name_only_what_still_offends(graph):
     assert LONG_FUNCTIONS_ALLOWED <= long_now, f"no longer too long: {sorted(LONG_FUNCTIONS_ALLOWED - long_now)}"
     stale = {(m, i) for m, i in CYCLE_IMPORTS_ALLOWED if not graph.direct_import_exists(importer=m, imported=i)}
     assert not stale, f"no longer imported: {sorted(stale)}"
+
+
+def test_code_explains_itself_instead_of_citing_issue_numbers():
+    """Comments and docstrings say what the code does; "issue 12" means nothing to the next reader."""
+    pattern = re.compile(r"\bissues? #?\d+", re.IGNORECASE)
+    hits = [f"{path.relative_to(REPO)}:{n}" for root in ("pipelines", "flows") for path in sorted((REPO / root).rglob("*.py"))
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not hits, "issue-number references: " + ", ".join(hits)

@@ -54,7 +54,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, settings, force: bool
         bar.set_postfix_str(f"{printable(entry['sku'])}: {entry['status']}")
         bar.update(1)
 
-    batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # issue 5
+    batch = {k: v for k, v in (("identity", identity), ("commercial", commercial)) if v}  # the batch-wide identity preset and commercial flag
     try:
         if use_prefect or prefect_api_configured():  # the Prefect flow: task runs, artifacts, the UI
             result = _run_prefect_batch(products, catalog, engine, settings, force, hook, batch)
@@ -85,7 +85,7 @@ def _run_prefect_batch(products: Path, catalog: Path, engine: str, settings, for
     """The batch as the Prefect flow `flows.catalog_batch.catalog_batch` (``--prefect`` or a configured API)."""
     from flows.prefect_local import ephemeral_server_dies_with_us
 
-    ephemeral_server_dies_with_us()  # an embedded API server must not outlive a killed CLI (issue 14 #8)
+    ephemeral_server_dies_with_us()  # an embedded API server must not outlive a killed CLI
     from flows import catalog_batch as cb
 
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):  # Prefect's console: failures once

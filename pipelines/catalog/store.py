@@ -40,7 +40,7 @@ def sku_lock(catalog: Path, sku: str, timeout: float = 0) -> FileLock:
 
 
 #: Seconds a render waits for a SKU whose write lock is held by a short writer (a review decision, an
-#: edit's commit) before it reports the SKU ``failed`` as locked (issue 14, finding 13).
+#: edit's commit) before it reports the SKU ``failed`` as locked (never silently ``skipped``).
 WRITE_LOCK_WAIT_S = 30.0
 
 
