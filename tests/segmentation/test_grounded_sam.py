@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from filelock import FileLock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -38,27 +37,6 @@ from pipelines.imageio import load_image, save_image
 from pipelines.masks import RefineOptions
 
 REPO = Path(__file__).resolve().parents[2]
-#: The tiny families the fast tests use (groundingdino-py's ~60 MB checkpoint is built by the slow test).
-FAMILIES = ["grounding-dino", "sam", "sam-hq", "sam2", "sam-original"]
-
-
-def build_tiny_root(tmp_path_factory) -> Path:
-    """Tiny segmentation models under one folder of this pytest session (built once, shared by modules)."""
-    from pipelines.dev_models.tiny import build_tiny_models
-
-    root = tmp_path_factory.getbasetemp() / "tiny-segmentation-models"
-    with FileLock(str(root) + ".lock"):
-        if not (root / ".complete").exists():
-            build_tiny_models(root, FAMILIES)
-            (root / ".complete").touch()
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    return build_tiny_root(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def tee(drawn_products):
     """The drawn tee at 512 px and its exact mask."""
