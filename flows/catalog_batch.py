@@ -25,7 +25,6 @@ from flows.gpu import guard_engine, runner_info
 from flows.local_batch import batch_settings
 from flows.observability import current_run_id, publish_batch_artifacts
 from pipelines.catalog.contact_sheet import attach_contact_sheets
-from pipelines.catalog.options import RenderOptions
 from pipelines.catalog.publish import is_url, write_catalog_report
 from pipelines.catalog.report import build_report, report_markdown
 from pipelines.catalog.store import check_separate_trees, clean_stale_staging
@@ -75,15 +74,6 @@ def render_sku(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
                       settings=settings)
 
 
-def _render_options(identity: str | None, commercial: bool) -> RenderOptions:
-    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag."""
-    if identity is None:
-        return RenderOptions(commercial=commercial)
-    from pipelines.edit.identity import read_identity
-
-    return RenderOptions(identity=read_identity(identity).to_json(), commercial=commercial)
-
-
 # retries: a batch that failed part-way (a full disk, a lost API connection) is run again once; SKUs already
 # finished are skipped by content hash, so a retry only redoes what is missing (docs/operations.md).
 @flow(name="catalog-batch", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False, retries=1,
@@ -98,6 +88,7 @@ def catalog_batch(
     identity: str | None = None,
     commercial: bool = False,
     config: str | None = None,
+    max_upscale: float | None = None,
 ) -> dict[str, Any]:
     """Render every SKU of a products folder into a catalog and write a batch report.
 
@@ -116,13 +107,15 @@ def catalog_batch(
         config (`str`, *optional*): a settings TOML file (docs/configuration.md); default
             ``$VITRINE_CONFIG``. The run's settings are built once from these parameters, the worker's
             environment and that file.
+        max_upscale (`float`, *optional*): a SKU fails when an output would enlarge its photo more than this
+            (>= 1; default ``$VITRINE_MAX_UPSCALE``, the config file, else 8).
 
     Returns:
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
     survive_dead_pipes()  # a killed worker's broken stdout pipe must not crash this run
     logger = _logger()
-    settings = batch_settings(model_root, config)
+    settings = batch_settings(model_root, config, max_upscale)
     model_root = str(settings.model_root) if settings.model_root is not None else None
     started = datetime.now(UTC)
     if not is_url(catalog_dir):  # overlapping products/catalog trees refused, killed runs' staging cleaned

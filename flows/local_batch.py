@@ -47,21 +47,24 @@ def engine_for(name: str, settings: VitrineSettings):
         return _engine(name, root, settings.generation)
 
 
-def batch_settings(model_root: str | None = None, config: str | None = None) -> VitrineSettings:
-    """The settings of a batch started from parameters (a flow run, a direct call): ``model_root`` and the
-    config file as flags over the environment (`pipelines.settings.load_settings`)."""
-    return load_settings({"model_root": model_root}, config_file=config)
+def batch_settings(model_root: str | None = None, config: str | None = None,
+                   max_upscale: float | None = None) -> VitrineSettings:
+    """The settings of a batch started from parameters (a flow run, a direct call): ``model_root``,
+    ``max_upscale`` and the config file as flags over the environment (`pipelines.settings.load_settings`)."""
+    return load_settings({"model_root": model_root, "max_upscale": max_upscale}, config_file=config)
 
 
-def render_options(identity: str | None, commercial: bool):
-    """The batch's `RenderOptions`: the identity preset (a YAML path) and the commercial flag."""
+def render_options(identity: str | None, commercial: bool, settings: VitrineSettings | None = None):
+    """The batch's `RenderOptions`: the identity preset (a YAML path), the commercial flag and the settings'
+    largest upscale (`VitrineSettings.max_upscale`)."""
     from pipelines.catalog.options import RenderOptions
 
+    limits = {"max_upscale": float(settings.max_upscale)} if settings is not None else {}
     if identity is None:
-        return RenderOptions(commercial=commercial)
+        return RenderOptions(commercial=commercial, **limits)
     from pipelines.edit.identity import read_identity
 
-    return RenderOptions(identity=read_identity(identity).to_json(), commercial=commercial)
+    return RenderOptions(identity=read_identity(identity).to_json(), commercial=commercial, **limits)
 
 
 def failed_entry(sku: str, error: str) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def render_one(products_dir: str, sku: str, catalog_dir: str, engine: str = "aut
     log = log or logger
     try:
         settings = settings or batch_settings(model_root)
-        options = render_options(identity, commercial)
+        options = render_options(identity, commercial, settings)
         product = load_product(Path(products_dir) / sku, root=Path(products_dir))
         # On a GPU worker the engine's model calls hold the GPU's concurrency slot (flows/gpu.py).
         eng = engine_obj if engine_obj is not None else guard_engine(engine_for(engine, settings), settings)

@@ -48,6 +48,9 @@ GPU_GUARD_ENV = "VITRINE_GPU_GUARD"
 GPU_SLOT_TIMEOUT_ENV = "VITRINE_GPU_SLOT_TIMEOUT_S"
 WORKER_NAME_ENV = "VITRINE_WORKER_NAME"
 CUDA_DEVICES_ENV = "CUDA_VISIBLE_DEVICES"
+MAX_UPSCALE_ENV = "VITRINE_MAX_UPSCALE"
+#: The default of `VitrineSettings.max_upscale` (as `pipelines.catalog.options.RenderOptions.max_upscale`).
+DEFAULT_MAX_UPSCALE = 8.0
 
 GPU_GUARD_MODES = ("auto", "always", "never")
 GPU_SLOT_TIMEOUT_S = 3600.0
@@ -112,6 +115,8 @@ class VitrineSettings:
         notebook_static (`bool`, *optional*, defaults to `False`): notebooks show plain output instead of
             interactive controls (``VITRINE_NOTEBOOK_STATIC``, any non-empty value).
         gpu (`GpuSettings`): GPU slot sharing of a worker.
+        max_upscale (`float`, *optional*, defaults to 8.0): a SKU fails, naming the photo and its size, when an
+            output would enlarge its photo more than this (``--max-upscale``, ``VITRINE_MAX_UPSCALE``; >= 1).
         config_file (`Path`, *optional*): the config file the settings were read from, if any.
     """
 
@@ -123,6 +128,7 @@ class VitrineSettings:
     native_logs: bool = False
     notebook_static: bool = False
     gpu: GpuSettings = field(default_factory=GpuSettings)
+    max_upscale: float = DEFAULT_MAX_UPSCALE
     config_file: Path | None = None
 
     def __post_init__(self) -> None:
@@ -130,6 +136,10 @@ class VitrineSettings:
             raise InputError(f"{STORAGE_OPTIONS_ENV} must be a JSON object", key=STORAGE_OPTIONS_ENV)
         if not isinstance(self.generation, GenerationSettings):
             raise InputError("generation must be a GenerationSettings", key="generation")
+        if isinstance(self.max_upscale, bool) or not isinstance(self.max_upscale, (int, float)) \
+                or not self.max_upscale >= 1.0:
+            raise InputError(f"the largest upscale must be a number >= 1, got {self.max_upscale!r}",
+                             key=MAX_UPSCALE_ENV)
 
     @property
     def scratch_root(self) -> Path:
@@ -145,7 +155,8 @@ class VitrineSettings:
 #: Config-file keys (TOML) → (field, kind). Sections ``[generation]`` (the `GenerationSettings` fields),
 #: ``[gpu]`` (`GpuSettings` fields but ``cuda_visible_devices``) and ``[storage_options]`` (a table).
 _TOP_KEYS = {"model_root": "path", "scratch_dir": "path", "identities_dirs": "paths", "native_logs": "bool",
-             "notebook_static": "bool", "storage_options": "table", "generation": "section", "gpu": "section"}
+             "notebook_static": "bool", "storage_options": "table", "generation": "section", "gpu": "section",
+             "max_upscale": "float"}
 _GPU_KEYS = {"limit": "str", "guard": "str", "slot_timeout_s": "float", "worker_name": "str"}
 #: Environment variable → (section, key) in the same shape as the config file.
 _ENV_KEYS = {MODEL_ROOT_ENV: ("", "model_root"), SCRATCH_ENV: ("", "scratch_dir"),
@@ -153,7 +164,7 @@ _ENV_KEYS = {MODEL_ROOT_ENV: ("", "model_root"), SCRATCH_ENV: ("", "scratch_dir"
              NOTEBOOK_STATIC_ENV: ("", "notebook_static"), STORAGE_OPTIONS_ENV: ("", "storage_options"),
              GPU_LIMIT_ENV: ("gpu", "limit"), GPU_GUARD_ENV: ("gpu", "guard"),
              GPU_SLOT_TIMEOUT_ENV: ("gpu", "slot_timeout_s"), WORKER_NAME_ENV: ("gpu", "worker_name"),
-             CUDA_DEVICES_ENV: ("gpu", "cuda_visible_devices")}
+             CUDA_DEVICES_ENV: ("gpu", "cuda_visible_devices"), MAX_UPSCALE_ENV: ("", "max_upscale")}
 
 
 @dataclass
@@ -205,11 +216,12 @@ def _env_layer(env: Mapping[str, str], into: _Layers) -> None:
         elif key == "limit":
             if raw.strip():
                 into.put(section, key, raw.strip(), None, name)
-        elif key == "slot_timeout_s":
+        elif key in ("slot_timeout_s", "max_upscale"):
             try:
                 into.put(section, key, float(raw), None, name)
             except ValueError:
-                raise InputError(f"expected a number of seconds, got {raw!r}", key=name) from None
+                what = "a number of seconds" if key == "slot_timeout_s" else "a number"
+                raise InputError(f"expected {what}, got {raw!r}", key=name) from None
         elif raw:  # worker_name, cuda_visible_devices
             into.put(section, key, raw, None, name)
     for name, raw in env.items():  # VITRINE_GEN_*: names and parsing as GenerationSettings.from_env

@@ -61,7 +61,8 @@ def _load_settings(args: argparse.Namespace) -> str | None:
     """Build ``args.settings`` (`pipelines.settings.VitrineSettings`: flags > environment > config file), once
     per command; commands read the model root and the rest from it. Returns the error message, if any."""
     try:
-        args.settings = load_settings({"model_root": getattr(args, "model_root", None)},
+        args.settings = load_settings({"model_root": getattr(args, "model_root", None),
+                                       "max_upscale": getattr(args, "max_upscale", None)},
                                       config_file=args.settings_file)
     except InputError as exc:
         return str(exc)

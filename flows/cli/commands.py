@@ -97,7 +97,7 @@ def _run_prefect_batch(products: Path, catalog: Path, engine: str, settings, for
     try:
         config = str(settings.config_file) if settings.config_file is not None else None
         return cb.catalog_batch(str(products), str(catalog), engine=engine, model_root=model_root_of(settings), force=force,
-                                config=config, **batch)
+                                config=config, max_upscale=settings.max_upscale, **batch)
     finally:
         cb.PROGRESS_HOOKS.remove(hook)
 
@@ -325,6 +325,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "in $VITRINE_IDENTITIES, PRODUCTS_DIR/_identities/ or the catalog's _identities/")
     r.add_argument("--commercial", action="store_true",
                    help="the whole batch is for commercial use: non-commercial models are refused")
+    r.add_argument("--max-upscale", type=float, default=None, metavar="X",
+                   help="a SKU fails, naming its photo and size, when an output would enlarge the photo more than "
+                        "X times (>= 1; default $VITRINE_MAX_UPSCALE or 8); outputs above 2x are flagged 'upscaled'")
     r.add_argument("--prefect", action="store_true",
                    help="run as the Prefect flow even without PREFECT_API_URL (default: the Prefect flow only when "
                         "an API is configured, else the library directly, which starts in about a second)")
@@ -373,6 +376,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--engine", default="auto", choices=engines)
     d.add_argument("--force", action="store_true")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--max-upscale", type=float, default=None, metavar="X", help="see run --max-upscale")
     d.add_argument("--prefect", action="store_true", help="run as the Prefect flow (see run --prefect)")
     d.set_defaults(func=cmd_demo)
 

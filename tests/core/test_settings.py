@@ -159,6 +159,15 @@ def test_flags_over_environment_and_file(config, tmp_path):
     assert s.model_root == Path("/other") and s.generation.steps is None
 
 
+def test_max_upscale_precedence(tmp_path):
+    path = tmp_path / "vitrine.toml"
+    path.write_text("max_upscale = 5\n", encoding="utf-8")
+    assert load_settings(environ={}).max_upscale == 8.0
+    assert load_settings(environ={}, config_file=path).max_upscale == 5.0
+    assert load_settings(environ={"VITRINE_MAX_UPSCALE": "3"}, config_file=path).max_upscale == 3.0
+    assert load_settings({"max_upscale": 2.5}, environ={"VITRINE_MAX_UPSCALE": "3"}, config_file=path).max_upscale == 2.5
+
+
 def test_environment_values_parse_as_before(tmp_path):
     s = load_settings(environ={"VITRINE_IDENTITIES": f"/a{__import__('os').pathsep}/b", "VITRINE_NOTEBOOK_STATIC": "1",
                                "VITRINE_GPU_LIMIT": " vitrine-gpu-h-0 ", "VITRINE_GPU_GUARD": " ",
@@ -178,6 +187,8 @@ def test_environment_values_parse_as_before(tmp_path):
     ({"VITRINE_GPU_GUARD": "sometimes"}, "VITRINE_GPU_GUARD", "VITRINE_GPU_GUARD='sometimes'"),
     ({"VITRINE_GPU_SLOT_TIMEOUT_S": "soon"}, "VITRINE_GPU_SLOT_TIMEOUT_S", "a number of seconds"),
     ({"VITRINE_GPU_SLOT_TIMEOUT_S": "-1"}, "VITRINE_GPU_SLOT_TIMEOUT_S", "positive"),
+    ({"VITRINE_MAX_UPSCALE": "lots"}, "VITRINE_MAX_UPSCALE", "expected a number"),
+    ({"VITRINE_MAX_UPSCALE": "0.5"}, "VITRINE_MAX_UPSCALE", "must be a number >= 1"),
     ({"VITRINE_STORAGE_OPTIONS": "{bad"}, "VITRINE_STORAGE_OPTIONS", "is not JSON"),
     ({"VITRINE_STORAGE_OPTIONS": "[1]"}, "VITRINE_STORAGE_OPTIONS", "must be a JSON object"),
     ({"VITRINE_NATIVE_LOGS": "1", "VITRINE_CONFIG": "/no/such/vitrine.toml"}, "VITRINE_CONFIG", "not found"),
@@ -199,6 +210,7 @@ def test_environment_errors_name_the_variable(env, key, words):
     ("[gpu]\nlimits = 2\n", "gpu.limits", "unknown setting"),
     ("[gpu]\nslot_timeout_s = 'soon'\n", "gpu.slot_timeout_s", "expected a number"),
     ("gpu = 3\n", "gpu", "expected a table"),
+    ("max_upscale = 'big'\n", "max_upscale", "expected a number"),
 ])
 def test_config_file_errors_name_the_file_and_key(tmp_path, text, key, words):
     path = tmp_path / "vitrine.toml"

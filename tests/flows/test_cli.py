@@ -123,6 +123,32 @@ def test_run_exit_codes_and_report(tmp_path, drawn_products):
     assert r.returncode == 0 and "tee\tok" in r.stdout
 
 
+def test_max_upscale_flag_env_and_bad_values(tmp_path, drawn_products):
+    """--max-upscale (and $VITRINE_MAX_UPSCALE) set the refusal limit of RenderOptions.max_upscale: a 512 px
+    photo on the 2000 px main canvas is enlarged ~4.8x, so a 1.5x limit fails that SKU with its photo named."""
+    products = tmp_path / "products"
+    sku = products / "tee"
+    sku.mkdir(parents=True)
+    save_image(sku / "front.png", drawn_products["tee"][0])
+    (sku / "product.yaml").write_text("backgrounds: [white]\n")
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    catalog = tmp_path / "catalog"
+    r = vitrine("run", products, "--catalog", catalog, "--no-progress", "--max-upscale", "1.5", env_extra=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "failed: tee" in r.stderr and "front.png" in r.stderr and "512x512 photo" in r.stderr
+    r = vitrine("run", products, "--catalog", catalog, "--no-progress", env_extra={**env, "VITRINE_MAX_UPSCALE": "1.5"})
+    assert r.returncode == 1 and "failed: tee" in r.stderr
+    # the flag wins over the environment
+    r = vitrine("run", products, "--catalog", catalog, "--no-progress", "--max-upscale", "6",
+                env_extra={**env, "VITRINE_MAX_UPSCALE": "1.5"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((catalog / "tee" / "manifest.json").read_text())["parameters"]["render"]["max_upscale"] == 6.0
+    r = vitrine("run", products, "--catalog", catalog, "--no-progress", "--max-upscale", "0.5", env_extra=env)
+    assert r.returncode == 2 and "upscale must be a number >= 1" in r.stderr
+    r = vitrine("run", products, "--catalog", catalog, env_extra={**env, "VITRINE_MAX_UPSCALE": "lots"})
+    assert r.returncode == 2 and "VITRINE_MAX_UPSCALE" in r.stderr
+
+
 @pytest.mark.slow
 def test_demo_builds_a_catalog_that_verifies(tmp_path):
     env = {"PREFECT_HOME": str(tmp_path / "prefect")}

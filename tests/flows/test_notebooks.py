@@ -157,7 +157,7 @@ def test_playground_takes_a_folder_of_your_photos(my_photos, tmp_path):
 
 
 def test_playground_sweeps_grounded_sam_thresholds_on_tiny_models(my_photos, tmp_path, tmp_path_factory):
-    from tests.segmentation.test_grounded_sam import build_tiny_root
+    from tests.helpers.segmentation import build_tiny_root
 
     root = build_tiny_root(tmp_path_factory)
     nb = _run("01_", f"photos = {str(my_photos)!r}\nsamples = ['flatlay']\nprompts = ['upper garment']\n"

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from filelock import FileLock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -38,27 +37,6 @@ from pipelines.imageio import load_image, save_image
 from pipelines.masks import RefineOptions
 
 REPO = Path(__file__).resolve().parents[2]
-#: The tiny families the fast tests use (groundingdino-py's ~60 MB checkpoint is built by the slow test).
-FAMILIES = ["grounding-dino", "sam", "sam-hq", "sam2", "sam-original"]
-
-
-def build_tiny_root(tmp_path_factory) -> Path:
-    """Tiny segmentation models under one folder of this pytest session (built once, shared by modules)."""
-    from pipelines.dev_models.tiny import build_tiny_models
-
-    root = tmp_path_factory.getbasetemp() / "tiny-segmentation-models"
-    with FileLock(str(root) + ".lock"):
-        if not (root / ".complete").exists():
-            build_tiny_models(root, FAMILIES)
-            (root / ".complete").touch()
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    return build_tiny_root(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def tee(drawn_products):
     """The drawn tee at 512 px and its exact mask."""
@@ -537,6 +515,30 @@ def test_find_subject_records_model_prompt_and_threshold_origins(tiny_root, tmp_
     assert gs["resolved"]["sources"]["box_threshold"] == "product.yaml thresholds.box_threshold"
     assert gs["resolved"]["sources"]["text_threshold"].startswith("preset upper")
     assert subject.alpha.shape == tee[0].shape[:2] and subject.alpha.dtype == np.uint8
+
+
+def test_an_on_model_photo_on_white_is_segmented_as_the_person_not_a_garment(tiny_root, tmp_path, tee):
+    """Routing by evidence of a person, as the classic segmenter does: an on-model shot on a white sweep is as
+    plain as a flat lay, and used to be segmented with the garment prompt (a shirt cut off its wearer)."""
+    from pipelines.engines.registry import get_engine
+    from pipelines.samples import grace_hopper
+
+    engine = get_engine("grounded-sam", model_root=tiny_root)
+    portrait = grace_hopper()
+    h, w = portrait.shape[:2]
+    on_white = np.full((h + h // 2, w + w // 2, 3), 252, np.uint8)
+    on_white[h // 4:h // 4 + h, w // 4:w // 4 + w] = portrait
+    person = _product(tmp_path, on_white, "garment_type: upper\n", sku="on-model")
+    subject = engine.find_subject(load_image(person.images[0]), person)
+    assert subject.metrics["background_uniformity"] >= 0.85  # plain: the old rule took the garment path
+    assert subject.metrics["grounded_sam"]["resolved"]["target"] == "person"
+    assert subject.metrics["route"]["person"] is True or subject.metrics.get("fallback") == "classic"
+    assert subject.kind == "person" and "person in frame" in subject.reason
+    # a flat lay on the same backdrop stays a garment
+    flat = _product(tmp_path, tee[0], "garment_type: upper\n", sku="flat")
+    garment = engine.find_subject(load_image(flat.images[0]), flat)
+    assert garment.metrics["grounded_sam"]["resolved"]["target"] == "garment"
+    assert garment.metrics["route"]["person"] is False and "product on a plain background" in garment.reason
 
 
 def test_analyst_override_wins_white_include_black_exclude_grey_model(tiny_root, tmp_path, tee):

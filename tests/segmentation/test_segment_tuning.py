@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.segmentation.test_grounded_sam import EXACT, IMG, BoxMasks, ForgedDetector, build_tiny_root
+from tests.segmentation.test_grounded_sam import EXACT, IMG, BoxMasks, ForgedDetector
 
 from pipelines.errors import InputError
 from pipelines.segmentation.grounded_sam import GroundedSam
@@ -27,10 +27,6 @@ PERSON = (20, 2, 80, 78)
 WHOLE = (19, 1, 81, 79)
 SHIRT = (24, 18, 76, 45)
 
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    return build_tiny_root(tmp_path_factory)
 
 
 def _area(mask):

@@ -9,28 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from filelock import FileLock
 
 from pipelines.errors import InputError
 from pipelines.models import segmentation_models as sm
 from pipelines.dev_models import tiny_segmentation as ts
 from pipelines.models.known import all_models, get
-
-FAMILIES = ["grounding-dino", "sam", "sam-hq", "sam2", "sam-original"]
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    """The same session folder as tests/segmentation/test_grounded_sam.py uses: whichever module runs first builds it."""
-    from pipelines.dev_models.tiny import build_tiny_models
-
-    root = tmp_path_factory.getbasetemp() / "tiny-segmentation-models"
-    with FileLock(str(root) + ".lock"):
-        if not (root / ".complete").exists():
-            build_tiny_models(root, FAMILIES)
-            (root / ".complete").touch()
-    return root
-
 
 # --------------------------------------------------------------------------------------------------
 # Registry

@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, NothingFoundError
 from pipelines.masks import RefineOptions
 from pipelines.segmentation.classic import ClassicSegmenter
-from pipelines.segmentation.cutout import estimate_background
+from pipelines.segmentation.cutout import cutout_product, estimate_background
 from pipelines.segmentation.phrases import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, split_phrases
 from pipelines.segmentation.grounded_sam.loading import ModelRecord, default_device, resolve_models
 from pipelines.segmentation.grounded_sam.person_box import DEFAULT_PERSON_BOX_COVER
 from pipelines.segmentation.grounded_sam.pipeline import GroundedSam
 from pipelines.segmentation.overrides import apply_first_override
 from pipelines.segmentation.prompts import find_preset, resolve_prompt
+from pipelines.segmentation.route import route_subject
 from pipelines.segmentation.subject import PLAIN_BACKGROUND_UNIFORMITY, Subject, subject_bbox
 
 if TYPE_CHECKING:
@@ -93,8 +94,29 @@ class GroundedSamSegmenter:
     def models(self) -> list[dict[str, Any]]:
         return [rec.to_json() for rec in self.records] + self.fallback.models()
 
+    @staticmethod
+    def _route(rgb: np.ndarray) -> tuple[str, str, tuple[str, ...], str, dict[str, Any]]:
+        """(kind, prompt target, override targets, why, {background_uniformity, evidence}) for a photo."""
+        _, _, uniformity = estimate_background(rgb)
+        plain = uniformity >= PLAIN_BACKGROUND_UNIFORMITY
+        backdrop = f"border uniformity {uniformity:.2f} {'>=' if plain else '<'} {PLAIN_BACKGROUND_UNIFORMITY}"
+        cut = None
+        if plain:  # the backdrop model's foreground: keypoints and faces on the empty backdrop do not count
+            try:
+                cut = cutout_product(rgb)
+            except NothingFoundError:
+                cut = None
+        evidence = route_subject(rgb, cut.mask if cut is not None else None)
+        facts = {"background_uniformity": round(uniformity, 4), "evidence": evidence.to_json()}
+        if plain and not evidence.person:
+            return "product", "garment", ("product", "garment"), (
+                f"product on a plain background ({backdrop}); {evidence.reason}"), facts
+        if evidence.person:
+            return "person", "person", ("person",), f"person in frame ({evidence.reason}; {backdrop})", facts
+        return "person", "person", ("person",), f"scene background ({backdrop}); {evidence.reason}", facts
+
     def find_subject(self, image: LoadedImage, product: Product) -> Subject:
-        """Segment the product (plain background) or the person (scene) with grounded-sam; apply overrides.
+        """Segment the product or the person with grounded-sam, routed by evidence of a person; apply overrides.
 
         The prompt and thresholds come from `pipelines.segmentation.prompts.resolve_prompt` (``product.yaml`` over the
         preset); ``Subject.metrics["grounded_sam"]`` records the prompt, each threshold's origin, every attempt,
@@ -104,21 +126,19 @@ class GroundedSamSegmenter:
         if image.alpha is not None and int(image.alpha.min()) < 250:
             return self.fallback.find_subject(image, product)
 
-        # 2. What to segment: the garment on a plain background, the person in a scene.
-        _, _, uniformity = estimate_background(image.rgb)
-        if uniformity >= PLAIN_BACKGROUND_UNIFORMITY:
-            kind, target, targets = "product", "garment", ("product", "garment")
-            why = f"plain background (border uniformity {uniformity:.2f} >= {PLAIN_BACKGROUND_UNIFORMITY})"
-        else:
-            kind, target, targets = "person", "person", ("person",)
-            why = f"scene background (border uniformity {uniformity:.2f})"
+        # 2. What to segment: decided by evidence of a person (a face, pose keypoints on the subject:
+        #    `pipelines.segmentation.route`), as the classic segmenter decides, not by how plain the backdrop is
+        #    (an on-model photo on a white sweep is as plain as a flat lay). Only a product on a plain backdrop
+        #    is segmented as a garment; a person, or a scene, is segmented as the person.
+        kind, target, targets, why, route = self._route(image.rgb)
         resolved = resolve_prompt(product.spec, target)
 
         # 3. Segment.
         out = self.pipeline()(image.rgb, list(resolved.phrases), box_threshold=resolved.box_threshold,
                               text_threshold=resolved.text_threshold, mask_threshold=resolved.mask_threshold,
                               policy=resolved.policy, refine=RefineOptions(edges=resolved.edges))
-        metrics: dict[str, Any] = {"background_uniformity": round(uniformity, 4),
+        metrics: dict[str, Any] = {"background_uniformity": route["background_uniformity"],
+                                   "route": route["evidence"],
                                    "grounded_sam": {**out.to_json(), "resolved": resolved.to_json()}}
 
         # 4. The analyst's override wins over the model.
