@@ -353,7 +353,7 @@ def _plan_folder(sf: SingleFile, model_root, repo_folder: Path | None) -> tuple[
             else:
                 files[f"{part}/{cfg}"] = published[f"{part}/{cfg}"]
         elif sf.kind == SDXL_CHECKPOINT:  # the CLIP tokenizers: our tokenizer config + CLIP's BPE files
-            if own is not None and all((own / f).is_file() for f in _CLIP_BPE):
+            if own is not None and (all((own / f).is_file() for f in _CLIP_BPE) or (own / "tokenizer.json").is_file()):
                 links[part] = own
                 continue
             bpe = _clip_bpe(model_root)
