@@ -176,3 +176,15 @@ def test_flux_transformer_without_text_encoders_names_them(flux_root, tmp_path):
         locate_model(get_profile(SCHNELL), bare)
     msg = str(err.value)
     assert "CLIP-L" in msg and "T5-XXL" in msg and "VAE" in msg and "--include" in msg
+
+
+def test_engine_model_record_names_the_single_file(sdxl_root):
+    from pipelines.engines.generative import SceneGenerator
+
+    root, _ = sdxl_root
+    gen = SceneGenerator("sdxl", root, settings=fast_settings())
+    rec = next(m for m in gen.models() if m["id"] == SDXL)
+    assert rec["source"].endswith("sd_xl_base_1.0.safetensors")
+    assert rec["single_file"]["name"] == "sd_xl_base_1.0.safetensors" and len(rec["single_file"]["header_sha256"]) == 64
+    assert rec["single_file"]["configs"] == str(root / SDXL)
+    assert len(gen.fingerprints()[SDXL]) == 64
