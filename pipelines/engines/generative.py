@@ -32,6 +32,7 @@ from pipelines.engines.bundle import Composed, Compositor, Engine, EngineEntry, 
 from pipelines.engines.classic import ClassicBackgrounds, ClassicSeams, classic_compose
 from pipelines.errors import InputError
 from pipelines.models.location import ModelNotFoundError
+from pipelines.models.single_file import read_marker
 from pipelines.generation.modelset import CONTROL_TYPES, ModelSet, probe_model_set, resolve_model_set
 from pipelines.generation.settings import GenerationSettings
 from pipelines.controls.templates import ON_MODEL_TYPES, map_pose, on_model_placement, template_pose
@@ -249,9 +250,15 @@ class SceneGenerator:
                 revision = path.name  # a Hugging Face cache snapshot is named by its commit
             sets = [n for n, ms in (("default", self.model_set), ("commercial", self.commercial_set))
                     if ms is not None and p in ms.profiles()]
-            out.append({"id": p.id, "name": p.name, "role": p.role, "revision": revision, "licence": p.licence,
-                        "commercial": p.commercial, "model_sets": sets, "source": str(path) if path else None,
-                        "fingerprint": fps.get(p.name)})
+            rec = {"id": p.id, "name": p.name, "role": p.role, "revision": revision, "licence": p.licence,
+                   "commercial": p.commercial, "model_sets": sets, "source": str(path) if path else None,
+                   "fingerprint": fps.get(p.name)}
+            marker = read_marker(path) if path is not None else None
+            if marker is not None:  # found as a single-file checkpoint: the file, its header sha256, the rest
+                rec["source"] = marker["path"]
+                rec["single_file"] = {k: marker[k] for k in ("name", "kind", "size", "header_sha256", "configs",
+                                                             "components")}
+            out.append(rec)
         return out
 
     # -- loading ----------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError, MissingBackendError
-from pipelines.models.location import locate
 from pipelines.models.profiles import ModelProfile, get_profile
+from pipelines.models.single_file import locate_model, read_marker
 from pipelines.generation.device import resolve_device
 from pipelines.generation.memplan import clear_managers, empty_cuda_cache, manager_for, min_level_for, plan_models
 from pipelines.generation.modelset import ModelSet
@@ -179,13 +179,42 @@ def _dtype_name(dtype: Any) -> str:
 
 # ----------------------------------------------------------------------------------------------- locating
 def model_path(profile: ModelProfile, model_root: str | Path | None) -> Path:
-    """The snapshot folder of ``profile`` (``MODEL_ROOT/<org>/<name>/`` or the Hugging Face cache).
+    """The snapshot folder of ``profile`` (``MODEL_ROOT/<org>/<name>/`` or the Hugging Face cache); for a base
+    model found as a single file, its config folder (`pipelines.models.single_file.config_folder`).
 
     Raises:
         `ModelNotFoundError`: listing where it looked and how to fetch the model.
     """
-    return locate(profile.id, model_root, required_files=profile.required_files,
-                  revision=profile.revision).path
+    return locate_model(profile, model_root).path
+
+
+def _single_file_state(marker: dict[str, Any], part: str) -> dict[str, Any]:
+    """The tensors of one component of a single file (keys with its prefix, kept as they are), read with
+    ``safe_open`` so the other components' tensors are not read."""
+    from safetensors import safe_open
+
+    prefix = marker["parts"][part]
+    with safe_open(marker["path"], framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+
+
+def load_from_single_file(cls, marker: dict[str, Any], folder: Path, part: str, dtype, **kwargs) -> Any:
+    """One component of a single-file checkpoint through diffusers' converters, with the config folder's configs
+    (``local_files_only``: never the hub). CLIP text encoders go through diffusers' LDM CLIP converter."""
+    path = Path(marker["path"])
+    try:
+        if not hasattr(cls, "from_single_file"):  # transformers text encoders (CLIP-L, OpenCLIP bigG)
+            from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+
+            return create_diffusers_clip_model_from_ldm(cls, _single_file_state(marker, part), subfolder=part,
+                                                        config=str(folder), torch_dtype=dtype, local_files_only=True)
+        source = str(path) if marker["kind"] == "flux-transformer" else _single_file_state(marker, part)
+        return cls.from_single_file(source, config=str(folder), subfolder=part, torch_dtype=dtype,
+                                    local_files_only=True, **kwargs)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot load {part} from the single-file checkpoint ({type(exc).__name__}: "
+                         f"{str(exc)[:300]}); is it a {marker['model_id']} checkpoint in the original layout?",
+                         path=path) from None
 
 
 def read_model_index(folder: Path) -> dict[str, Any]:
@@ -340,6 +369,13 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
     if part in DENOISERS:
         return load_denoiser(profile, ctx, part=part, cls=cls)
     dtype = ctx.dtype(profile)
+    marker = read_marker(folder)
+    if marker is not None and part in marker["parts"]:
+        def load_file():
+            _quiet_progress_bars()
+            return ctx.place(f"{profile.id}/{part}", load_from_single_file(cls, marker, folder, part, dtype))
+
+        return MODEL_CACHE.get(ctx.key(profile, part, f"single-file:{marker['name']}"), load_file)
 
     def load():
         _quiet_progress_bars()
@@ -465,8 +501,10 @@ def quantize_model(model, mode: str) -> None:
     quantize_(model, aoconfig)
 
 
-def denoiser_variant(profile: ModelProfile, settings: GenerationSettings, *, is_base: bool) -> tuple[str, list]:
+def denoiser_variant(profile: ModelProfile, settings: GenerationSettings, *, is_base: bool,
+                     found_single_file: str | None = None) -> tuple[str, list]:
     """How the denoiser of ``profile`` is loaded: a variant string for the cache key, and the LoRAs.
+    ``found_single_file``: the name of the single file the base was found as (no diffusers folder).
 
     Returns:
         `tuple`: ``(variant, [(lora profile, scale), ...])``.
@@ -475,6 +513,8 @@ def denoiser_variant(profile: ModelProfile, settings: GenerationSettings, *, is_
     if is_base:
         if settings.gguf:
             parts.append(f"gguf:{settings.gguf}")
+        elif found_single_file:
+            parts.append(f"single-file:{found_single_file}")
         elif settings.single_file:
             if not profile.single_file:
                 raise InputError(f"{profile.id} has no single-file checkpoint in its profile",
@@ -521,7 +561,9 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
     if cls is None:
         cls = _import_class(*index[part])
     is_base = profile.role == "base" if is_base is None else is_base
-    variant, loras = denoiser_variant(profile, ctx.settings, is_base=is_base)
+    marker = read_marker(folder)
+    variant, loras = denoiser_variant(profile, ctx.settings, is_base=is_base,
+                                      found_single_file=marker["name"] if marker else None)
     dtype = ctx.dtype(profile)
     settings = ctx.settings
 
@@ -530,6 +572,11 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
         if is_base and settings.gguf:
             model = _load_gguf(profile, settings.gguf, cls, folder, part, dtype, ctx)
             quantized = True
+        elif marker is not None:
+            qc = _quantization_config(settings, dtype)
+            quantized = qc is not None
+            model = load_from_single_file(cls, marker, folder, part, dtype,
+                                          **({"quantization_config": qc} if qc is not None else {}))
         elif is_base and settings.single_file:
             path = folder / profile.single_file
             if not path.is_file():
@@ -904,6 +951,15 @@ def snapshot_fingerprint(folder: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
+    marker = read_marker(folder)
+    if marker is not None:  # a single file's config folder: the file (name, size, header), configs, components
+        h.update(json.dumps(marker, sort_keys=True).encode())
+        for src in sorted(set(marker["components"].values())):
+            h.update(snapshot_fingerprint(Path(src)).encode() if Path(src).is_dir() else src.encode())
+        folder_files = [p for p in folder.rglob("*.json") if not p.is_symlink()]
+        for path in sorted(folder_files):
+            h.update(path.read_bytes())
+        return h.hexdigest()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         rel = path.relative_to(folder).as_posix()
         size = path.stat().st_size

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
-from pipelines.models.location import ModelNotFoundError, find, locate
+from pipelines.models.location import ModelNotFoundError, locate
 from pipelines.models.profiles import ModelProfile, get_profile, list_profiles
+from pipelines.models.single_file import SingleFileIncompleteError, find_model, locate_model
 from pipelines.generation.settings import GenerationSettings, parse_lora
 
 #: The controls a scene is generated under: the pose skeleton and the kept subject's edges.
@@ -88,7 +89,8 @@ class ModelSet:
 
 
 def _found(profile: ModelProfile, model_root) -> Path | None:
-    loc = find(profile.id, model_root, required_files=profile.required_files, revision=profile.revision)
+    """The folder of ``profile`` (a base found as a single file: its config folder), or ``None``."""
+    loc = find_model(profile, model_root)
     return loc.path if loc else None
 
 
@@ -137,16 +139,22 @@ def _choose_base(c: _Choice, settings: GenerationSettings) -> ModelProfile:
         if base.family != c.family or base.role != "base":
             raise InputError(f"{settings.base} is not a {c.family} base model", key="VITRINE_GEN_BASE")
         c.allowed(base, "VITRINE_GEN_BASE")
-        c.locate(base)
+        c.paths[base.name] = locate_model(base, c.model_root).path
         return base
     bases = [p for p in list_profiles(c.family, "base") if c.allowed(p)]
+    incomplete: SingleFileIncompleteError | None = None
     for cand in bases:
-        path = _found(cand, c.model_root)
-        if path is not None:
-            c.paths[cand.name] = path
+        try:
+            c.paths[cand.name] = locate_model(cand, c.model_root).path
             return cand
+        except SingleFileIncompleteError as exc:  # found as a single file, without what it needs beside it
+            incomplete = incomplete or exc
+        except ModelNotFoundError:
+            continue
+    if incomplete is not None:
+        raise incomplete
     first = bases[0] if bases else list_profiles(c.family, "base")[0]
-    locate(first.id, c.model_root, required_files=first.required_files)  # raises ModelNotFoundError
+    locate_model(first, c.model_root)  # raises ModelNotFoundError
     raise InputError(f"{first.id} is found but not usable here")  # pragma: no cover
 
 
@@ -272,6 +280,8 @@ def probe_model_set(family: str, model_root: str | Path | None,
     try:
         settings = settings or GenerationSettings()
         ms = resolve_model_set(family, model_root, settings)
+    except SingleFileIncompleteError as exc:
+        return None, str(exc)
     except ModelNotFoundError:
         names = ", ".join(p.id for p in list_profiles(family, "base"))
         where = f"under {model_root}" if model_root is not None else "(no --model-root; HF cache searched)"
