@@ -395,7 +395,7 @@ def refuse_upscale(factor: float, limit: float, *, path: Any, source_size: tuple
         return
     need = factor / limit
     msg = (f"{output} ({size[0]}x{size[1]}) would enlarge this {source_size[0]}x{source_size[1]} photo {factor:.1f}x, "
-           f"above the limit of {limit:g}x (--max-upscale, VITRINE_MAX_UPSCALE); supply a photo "
+           f"above the limit of {limit:g}x (max_upscale: --max-upscale, VITRINE_MAX_UPSCALE); supply a photo "
            f"at least {int(np.ceil(source_size[0] * need))}x{int(np.ceil(source_size[1] * need))} or raise the limit")
     lost = [f for f in (cutout or {}).get("flags", []) if f["flag"] == "cutout-lost-area"]
     if lost:
