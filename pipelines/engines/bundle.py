@@ -3,7 +3,7 @@ makes the background (procedural or generated) and what inpaints the seam.
 
 Each stage has a small protocol (`Segmenter` in `pipelines.segmentation.subject`, `Controller` in
 `pipelines.controls.backend`, `Generator` and `Compositor` here); an `Engine` names one backend per stage and
-answers the per-SKU pipeline's questions (`pipelines.catalog.store`) by asking them. The engines Vitrine
+answers the per-SKU render's questions (`pipelines.catalog.product_render`) by asking them. The engines Vitrine
 ships are built in `pipelines.engines.classic` and `pipelines.engines.generative` and picked by
 `pipelines.engines.registry.get_engine`; a test or a new engine builds its own bundle from any backends.
 """
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class OutputRequest:
-    """One output that the per-SKU pipeline (`pipelines.catalog.store`) asks an engine to compose.
+    """One output that the per-SKU render (`pipelines.catalog.product_render`) asks an engine to compose.
 
     The engine places the subject (`Engine.place`: the catalog's marketplace placement, or where a pose
     template wears a garment) and composes the output's pixels (`Engine.compose`). The catalog then checks,

@@ -10,7 +10,7 @@ found (classic otherwise; `pipelines.segmentation.api.best_segmenter`). The gene
 - main and alternate images stay on procedural pure white (marketplace rules), as in the classic engine.
 
 In every case the subject's pixels are composited back bit for bit and only the seam band is inpainted
-(`pipelines.generation.scene.GarmentScenePipeline`); `pipelines.catalog.store` verifies it before writing.
+(`pipelines.generation.scene.GarmentScenePipeline`); `pipelines.catalog.guarantee` verifies it before writing.
 Models load lazily on the first generated output, once per process (`pipelines.generation.loading`).
 
 This module is imported by ``vitrine`` at start-up (the engine registry): it imports no torch/diffusers
