@@ -29,7 +29,7 @@ from pipelines.errors import InputError
 from pipelines.imageio import atomic_write_bytes
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
 from pipelines.product import load_product, validate_sku
-from pipelines.catalog.review import DECISIONS_VERSION, SOURCES, _append_event, _clean_text
+from pipelines.catalog.review import DECISIONS_VERSION, SOURCES, append_event, clean_text
 
 #: Largest mask accepted, pixels (a 100-megapixel photo).
 MAX_MASK_PIXELS = 100_000_000
@@ -130,7 +130,7 @@ def save_mask_override(
     validate_sku(sku)
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}", key="source")
-    reviewer = _clean_text(reviewer, "reviewer")
+    reviewer = clean_text(reviewer, "reviewer")
     catalog = Path(catalog_dir)
     manifest_path = catalog / sku / MANIFEST_NAME
     if not manifest_path.is_file():
@@ -159,7 +159,7 @@ def save_mask_override(
         "size": list(size), "include_pixels": int((mask >= 224).sum()), "exclude_pixels": int((mask <= 31).sum()),
         "reviewer": reviewer, "source": source,
     }
-    _append_event(catalog, event, 10.0)
+    append_event(catalog, event, 10.0)
     return event
 
 

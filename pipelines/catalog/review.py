@@ -165,7 +165,7 @@ def _decisions_lock(catalog: Path, timeout: float) -> FileLock:
     return FileLock(str(locks / "_review-decisions.lock"), timeout=timeout)
 
 
-def _clean_text(value: Any, name: str) -> str | None:
+def clean_text(value: Any, name: str) -> str | None:
     """Strip a note/instruction; `None` for empty. Refuses non-text, NUL and over-long text."""
     if value is None:
         return None
@@ -360,7 +360,7 @@ def read_decisions(catalog_dir: str | Path, *, strict: bool = False) -> list[dic
     return events
 
 
-def _append_event(catalog: Path, event: dict[str, Any], lock_timeout: float) -> None:
+def append_event(catalog: Path, event: dict[str, Any], lock_timeout: float) -> None:
     """Append one event to the decisions file by rewriting it atomically (readers never see half a line)."""
     path = decisions_path(catalog)
     line = _journal_line(event)
@@ -431,9 +431,9 @@ def record_decision(
         raise InputError(f"unknown review action {action!r}; expected one of {', '.join(ACTIONS)}", key="action")
     if source not in SOURCES:
         raise InputError(f"unknown decision source {source!r}; expected one of {', '.join(SOURCES)}", key="source")
-    note = _clean_text(note, "note")
-    instruction = _clean_text(instruction, "instruction")
-    reviewer = _clean_text(reviewer, "reviewer")
+    note = clean_text(note, "note")
+    instruction = clean_text(instruction, "instruction")
+    reviewer = clean_text(reviewer, "reviewer")
     if action == "reject" and note is None:
         raise InputError("a rejection needs a note saying why", key="note")
     if action == "request-edit" and instruction is None:
@@ -490,7 +490,7 @@ def record_decision(
         validate_manifest(manifest, path=manifest_path)
 
         # 4. The journal first (it is what the edit flow reads), then the manifest.
-        _append_event(catalog, decision.to_json(), lock_timeout)
+        append_event(catalog, decision.to_json(), lock_timeout)
         atomic_write_json(manifest_path, manifest)
     finally:
         lock.release()
@@ -538,7 +538,7 @@ def record_edit_result(
         "decision_id": decision_id, "sku": request["sku"], "output": request["output"],
         "result": "applied" if applied else "failed", "new_output": new_output, "error": error,
     }
-    _append_event(catalog, event, lock_timeout)
+    append_event(catalog, event, lock_timeout)
     return event
 
 

@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
 from pipelines.errors import InputError, VitrineError
-from pipelines.imageio import _fsync_dir
+from pipelines.imageio import fsync_dir
 from pipelines.product import validate_sku
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,6 @@ def commit_entry(staging: Path, catalog: Path, sku: str) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(staging, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 

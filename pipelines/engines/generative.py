@@ -150,11 +150,11 @@ class SceneGenerator:
     def _check_backends(self) -> None:
         """Fail at start, not at the first generated output: offload without CUDA, a quantization or
         GGUF setting whose package is missing (`InputError` / `MissingBackendError` naming the setting)."""
-        from pipelines.generation.loading import LoadContext, _quantization_config
+        from pipelines.generation.loading import LoadContext, quantization_config
 
         LoadContext(self.model_root, self.settings)  # offload needs CUDA
         if self.settings.quantize:
-            _quantization_config(self.settings)
+            quantization_config(self.settings)
         if self.settings.gguf:
             import importlib.util
 

@@ -32,7 +32,7 @@ from pipelines.models.single_file import locate_model, read_marker
 from pipelines.generation.device import resolve_device
 from pipelines.generation.memplan import clear_managers, empty_cuda_cache, manager_for, min_level_for, plan_models
 from pipelines.generation.modelset import ModelSet
-from pipelines.generation.oom import GenerationOOMError, _oom_types
+from pipelines.generation.oom import GenerationOOMError, oom_types
 from pipelines.generation.settings import GenerationSettings, parse_lora
 
 if TYPE_CHECKING:
@@ -471,7 +471,7 @@ def nf4_config(compute_dtype):
                               bnb_4bit_compute_dtype=compute_dtype)
 
 
-def _quantization_config(settings: GenerationSettings, dtype=None):
+def quantization_config(settings: GenerationSettings, dtype=None):
     """diffusers' quantization config for the settings' quantization of the denoiser at load, or ``None``:
     `TorchAoConfig` for ``fp8``/``int8``, `BitsAndBytesConfig` (`nf4_config`) for ``nf4``."""
     if settings.quantize is None:
@@ -573,7 +573,7 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
             model = _load_gguf(profile, settings.gguf, cls, folder, part, dtype, ctx)
             quantized = True
         elif marker is not None:
-            qc = _quantization_config(settings, dtype)
+            qc = quantization_config(settings, dtype)
             quantized = qc is not None
             model = load_from_single_file(cls, marker, folder, part, dtype,
                                           **({"quantization_config": qc} if qc is not None else {}))
@@ -584,7 +584,7 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
             model = cls.from_single_file(str(path), config=str(folder), subfolder=part, torch_dtype=dtype,
                                          local_files_only=True)
         else:
-            qc = _quantization_config(settings, dtype)
+            qc = quantization_config(settings, dtype)
             quantized = qc is not None
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True,
                                         **({"quantization_config": qc} if qc is not None else {}),
@@ -744,7 +744,7 @@ def load_pipeline(
     error = None
     try:
         return build_pipeline(profile, **kwargs)
-    except _oom_types() as exc:
+    except oom_types() as exc:
         error = f"{type(exc).__name__}: {str(exc)[:200]}"  # the traceback (and half-loaded model) is dropped here
     mgr = ctx.manager
     if mgr is None or not mgr.replan_more_frugal("load", f"loading {profile.id}: {error}"):
@@ -753,7 +753,7 @@ def load_pipeline(
                                  "or nf4, VITRINE_GEN_GGUF) or free GPU memory")
     try:
         return build_pipeline(profile, **kwargs)
-    except _oom_types() as exc:
+    except oom_types() as exc:
         raise GenerationOOMError(f"out of GPU memory while loading {profile.id} even after re-planning "
                                  f"{mgr.plan.retries[-1]['from']!r} -> {mgr.plan.level!r}: {str(exc)[:200]}") from None
 

@@ -25,7 +25,7 @@ class GenerationOOMError(VitrineError, MemoryError):
     """The GPU ran out of memory even after the fallbacks (smaller batches, CPU offload)."""
 
 
-def _oom_types() -> tuple[type[BaseException], ...]:
+def oom_types() -> tuple[type[BaseException], ...]:
     import torch
 
     return (torch.cuda.OutOfMemoryError,)
@@ -76,7 +76,7 @@ def call_with_oom_fallback(
     Raises:
         `GenerationOOMError`: still out of memory at one image per call, with offload (when possible).
     """
-    oom = _oom_types()
+    oom = oom_types()
     n = batch_size(kwargs)
     try:
         return np.asarray(call(**kwargs).images)

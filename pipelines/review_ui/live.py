@@ -29,7 +29,7 @@ from pipelines.errors import InputError
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
 from pipelines.catalog.review import pending_edit_requests
 from pipelines.catalog.index import FILTERS, CatalogIndex, ReviewQuery, SkuFacts
-from pipelines.review_ui.page import STYLE, _sku_section, esc, server_links
+from pipelines.review_ui.page import STYLE, sku_section, esc, server_links
 
 #: Extra styles of the live page (served after `pipelines.review_ui.page.STYLE`).
 LIVE_STYLE = STYLE + """
@@ -159,7 +159,7 @@ def _section(catalog: Path, index: int, f: SkuFacts, mask_edit: dict[str, Any] |
         return (f'<section class="sku failed" id="sku-{index}" data-sku="{esc(f.sku)}">'
                 f'<h2>{esc(f.sku)} <span class="badge status-failed" data-role="sku-status">failed</span></h2>'
                 f"{_failure(f)}</section>")
-    html = _sku_section(links, index, f.sku, m, True)
+    html = sku_section(links, index, f.sku, m, True)
     # The tool bar (and the failure of the latest run, if any) go right under the SKU's heading; catalog
     # text is escaped, so the first "</h2>" is the section's own.
     tools = _failure(f) + _sku_tools(f, bool(f.output_statuses)) + _mask_note(m, mask_edit)

@@ -245,7 +245,7 @@ def _output_card(
     return "".join(parts)
 
 
-def _sku_section(links: PageLinks, index: int, sku: str, m: dict[str, Any], interactive: bool) -> str:
+def sku_section(links: PageLinks, index: int, sku: str, m: dict[str, Any], interactive: bool) -> str:
     product = m.get("product") or {}
     spec = product.get("spec") or {}
     engine = m.get("engine") or {}
@@ -377,7 +377,7 @@ def render_page(
         status = sku_review_status(m.get("outputs") or [])
         if status_filter is not None and status != status_filter:
             continue
-        sections.append(_sku_section(links, index, sku, m, interactive))
+        sections.append(sku_section(links, index, sku, m, interactive))
         nav.append(f'<a href="#sku-{index}">{esc(sku)} {_badge(status, "nav-status")}</a>')
 
     summary = ", ".join(f"{v} {k}" for k, v in sku_counts.items())

@@ -109,10 +109,10 @@ def test_quantization_without_torchao_says_what_to_install():
         pass
     else:  # pragma: no cover - torchao installed: nothing to check here
         pytest.skip("torchao is installed")
-    from pipelines.generation.loading import _quantization_config
+    from pipelines.generation.loading import quantization_config
 
     with pytest.raises(MissingBackendError, match="pip install torchao"):
-        _quantization_config(GenerationSettings(quantize="fp8"))
+        quantization_config(GenerationSettings(quantize="fp8"))
 
 
 # -- working size and the seam band --------------------------------------------------------------------------

@@ -42,10 +42,10 @@ def test_nf4_is_a_quantize_setting():
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed")
 def test_nf4_without_bitsandbytes_says_what_to_install():
-    from pipelines.generation.loading import _quantization_config
+    from pipelines.generation.loading import quantization_config
 
     with pytest.raises(MissingBackendError, match=r"pip install 'bitsandbytes>=0.43.2'.*VITRINE_GEN_QUANTIZE"):
-        _quantization_config(GenerationSettings(quantize="nf4"))
+        quantization_config(GenerationSettings(quantize="nf4"))
 
 
 def test_nf4_config_is_4bit_normalfloat_with_the_compute_dtype(monkeypatch):
@@ -62,7 +62,7 @@ def test_nf4_config_is_4bit_normalfloat_with_the_compute_dtype(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes" else real(name, *a))
     monkeypatch.setattr(importlib.metadata, "version",
                         lambda name: "0.45.0" if name == "bitsandbytes" else real_version(name))
-    qc = loading._quantization_config(GenerationSettings(quantize="nf4"), torch.float16)
+    qc = loading.quantization_config(GenerationSettings(quantize="nf4"), torch.float16)
     assert type(qc).__name__ == "BitsAndBytesConfig"
     assert qc.load_in_4bit and not qc.load_in_8bit and qc.bnb_4bit_quant_type == "nf4"
     assert qc.bnb_4bit_use_double_quant and qc.bnb_4bit_compute_dtype == torch.float16
