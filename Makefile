@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vitrine demo --catalog catalog --products products-demo
 
 test: $(STAMP) browser-deps
-	$(VENV)/bin/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not gpu" --durations=15 $(PYTEST_ARGS)
 
 # Real-architecture tier (docs/generation.md): builds ~9.5 GB of models in a temp dir, minutes on a CPU.
 test-realarch: $(STAMP)
