@@ -95,8 +95,13 @@ class GroundedSamSegmenter:
         return [rec.to_json() for rec in self.records] + self.fallback.models()
 
     @staticmethod
-    def _route(rgb: np.ndarray) -> tuple[str, str, tuple[str, ...], str, dict[str, Any]]:
-        """(kind, prompt target, override targets, why, {background_uniformity, evidence}) for a photo."""
+    def route_photo(rgb: np.ndarray) -> tuple[str, str, tuple[str, ...], str, dict[str, Any]]:
+        """What to segment in ``rgb`` (HxWx3 uint8): ``(kind, prompt target, override targets, why, facts)``.
+
+        ``kind``/``target`` are ``product``/``garment`` for a product on a plain backdrop (border uniformity >=
+        `PLAIN_BACKGROUND_UNIFORMITY` and no person evidence), else ``person``/``person``; ``facts`` holds
+        ``background_uniformity`` and ``evidence`` (`pipelines.segmentation.route.RouteEvidence.to_json`).
+        """
         _, _, uniformity = estimate_background(rgb)
         plain = uniformity >= PLAIN_BACKGROUND_UNIFORMITY
         backdrop = f"border uniformity {uniformity:.2f} {'>=' if plain else '<'} {PLAIN_BACKGROUND_UNIFORMITY}"
@@ -130,7 +135,7 @@ class GroundedSamSegmenter:
         #    `pipelines.segmentation.route`), as the classic segmenter decides, not by how plain the backdrop is
         #    (an on-model photo on a white sweep is as plain as a flat lay). Only a product on a plain backdrop
         #    is segmented as a garment; a person, or a scene, is segmented as the person.
-        kind, target, targets, why, route = self._route(image.rgb)
+        kind, target, targets, why, route = self.route_photo(image.rgb)
         resolved = resolve_prompt(product.spec, target)
 
         # 3. Segment.
