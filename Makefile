@@ -6,6 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= auto
 
 .PHONY: setup demo test test-fast test-realarch bench clean-catalog browser-deps lint
 
@@ -22,8 +23,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/vitrine demo --catalog catalog --products products-demo
 
+# One worker per core; a test module stays on one worker (its session fixtures, e.g. the real-architecture
+# models, are built once). PYTEST_WORKERS=0 runs in one process.
 test: $(STAMP) browser-deps
-	$(VENV)/bin/python -m pytest -m "not gpu" --durations=15 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not gpu" -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 # Real-architecture tier (docs/generation.md): builds ~9.5 GB of models in a temp dir, minutes on a CPU.
 test-realarch: $(STAMP)
