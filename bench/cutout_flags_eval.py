@@ -1,4 +1,4 @@
-"""How well the cutout flags (pipelines/quality_flags.cutout_sanity) separate good and bad cutouts.
+"""How well the cutout flags (pipelines/quality/flags.cutout_sanity) separate good and bad cutouts.
 
 For each photo with a ground-truth mask, the engine's cutout (`find_subject`) is compared with the
 truth (IoU, and holes: enclosed background of the cutout inside the true silhouette, as a share of it)
@@ -7,6 +7,7 @@ its true holes exceed --bad-holes; the script prints the confusion of "flagged" 
 
     PYTHONPATH=. python bench/cutout_flags_eval.py /work/shared/evaldata/shop_garments/images \\
         /work/shared/evaldata/shop_garments/masks
+    PYTHONPATH=. python bench/cutout_flags_eval.py E/cihp_pgn/images E/cihp_pgn/masks_person ...   # several pairs
 """
 
 from __future__ import annotations
@@ -28,17 +29,19 @@ from pipelines.quality.flags import _holes, cutout_sanity
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images")
-    ap.add_argument("masks", help="folder of <stem>.png masks, 255 = subject")
+    ap.add_argument("folders", nargs="+", metavar="IMAGES MASKS",
+                    help="pairs of folders: photos, and their <stem>.png (or <stem>_mask.png) masks, 255 = subject")
     ap.add_argument("--bad-iou", type=float, default=0.85)
     ap.add_argument("--bad-holes", type=float, default=0.004)
     args = ap.parse_args()
+    if len(args.folders) % 2:
+        ap.error("give the folders in pairs: IMAGES MASKS [IMAGES MASKS ...]")
     engine = get_engine("classic")
     tp = fp = fn = tn = 0
-    for path in sorted(Path(args.images).iterdir()):
-        mask_path = Path(args.masks) / f"{path.stem}.png"
-        if not mask_path.is_file():
-            continue
+    pairs = [(Path(a), Path(b)) for a, b in zip(args.folders[::2], args.folders[1::2])]
+    for path, mask_path in ((p, m) for images, masks in pairs for p in sorted(images.iterdir())
+                            for m in [next((masks / f"{p.stem}{end}" for end in (".png", "_mask.png")
+                                            if (masks / f"{p.stem}{end}").is_file()), None)] if m is not None):
         img = load_image(path)
         truth = np.asarray(Image.open(mask_path).convert("L")) >= 128
         product = SimpleNamespace(spec=ProductSpec(), dir=path.parent, sku=path.stem)
@@ -57,7 +60,7 @@ def main() -> int:
         tn += not bad and not flagged
         print(f"{path.stem:28s} kind={subject.kind:7s} true_iou={true_iou:.3f} true_holes={true_holes:.4f} "
               f"ref_iou={rec.get('iou', float('nan')):.3f} kept={rec.get('kept', float('nan')):.3f} "
-              f"holes={rec.get('holes', float('nan')):.4f} flags={[f['flag'] for f in rec['flags']]} "
+              f"holes={rec.get('holes', float('nan')):.4f} uncertain={rec.get('uncertain', float('nan')):.3f} flags={[f['flag'] for f in rec['flags']]} "
               f"{'BAD' if bad else 'good'}")
     n = tp + fp + fn + tn
     print(f"{n} photos: bad cutouts {tp + fn} (flagged {tp}, missed {fn}); good cutouts {fp + tn} "

@@ -74,6 +74,37 @@ def astronaut_person(astronaut_rgb):
     return astronaut_rgb, ref, pose.keypoints
 
 
+def test_an_undecided_person_mask_is_flagged_and_a_decided_one_is_not(astronaut_person):
+    img, ref, _ = astronaut_person
+    crisp = cv2.resize(ref, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+    rec = qf.cutout_sanity(img, crisp, "person")
+    assert "cutout-uncertain" not in _names(rec) and rec["uncertain"] == 0.0
+    # A mask that is half-sure everywhere (two models disagreeing): alpha ~0.5 over a ring as wide as the body.
+    undecided = cv2.GaussianBlur(crisp, (0, 0), 25)
+    rec = qf.cutout_sanity(img, undecided, "person")
+    assert rec["uncertain"] > qf.DEFAULT_THRESHOLDS.max_uncertain and "cutout-uncertain" in _names(rec)
+    assert "cutout-uncertain" not in _names(qf.cutout_sanity(img, undecided, "product"))  # people only
+    assert qf.alpha_uncertainty(np.zeros((8, 8), np.uint8)) == 0.0
+
+
+@pytest.mark.parametrize(("photo", "flagged"), [("astronaut", True), ("grace_hopper", False)])
+def test_the_engines_person_cutout_of_a_busy_photo_is_flagged(photo, flagged, tmp_path):
+    """The demo's astronaut (a person before a cluttered backdrop): the classic cutout smears her arm and the
+    helmet she holds into the background, which no second-opinion check caught; Grace Hopper's is clean."""
+    from types import SimpleNamespace
+
+    from pipelines import samples
+    from pipelines.imageio import load_image
+    from pipelines.product import ProductSpec
+
+    save_image(tmp_path / f"{photo}.png", getattr(samples, photo)())
+    img = load_image(tmp_path / f"{photo}.png")
+    subject = classic_engine().find_subject(img, SimpleNamespace(spec=ProductSpec(), dir=tmp_path, sku=photo))
+    assert subject.kind == "person"
+    rec = qf.cutout_sanity(img.rgb, subject.alpha, subject.kind)
+    assert ("cutout-uncertain" in _names(rec)) is flagged, rec
+
+
 def test_holes_in_a_face_are_flagged(astronaut_person):
     img, ref, kp = astronaut_person
     alpha = cv2.resize(ref, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
