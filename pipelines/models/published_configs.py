@@ -14,8 +14,10 @@ FLUX_DEV_TRANSFORMER = {
     "num_layers": 19, "num_single_layers": 38, "patch_size": 1, "pooled_projection_dim": 768,
 }
 #: huggingface.co/black-forest-labs/FLUX.1-Fill-dev/blob/main/transformer/config.json (latents 64 + masked
-#: image latents 64 + the 8x8-packed mask 256 = 384 input channels)
-FLUX_FILL_TRANSFORMER = {**FLUX_DEV_TRANSFORMER, "in_channels": 384, "out_channels": 64}
+#: image latents 64 + the 8x8-packed mask 256 = 384 input channels); unlike dev's it was saved by diffusers
+#: 0.32 and so lists ``axes_dims_rope`` (the default) and ``out_channels`` 64
+FLUX_FILL_TRANSFORMER = {**FLUX_DEV_TRANSFORMER, "_diffusers_version": "0.32.0.dev0", "axes_dims_rope": [16, 56, 56],
+                         "in_channels": 384, "out_channels": 64}
 #: huggingface.co/black-forest-labs/FLUX.1-Kontext-dev/blob/main/transformer/config.json
 FLUX_KONTEXT_TRANSFORMER = dict(FLUX_DEV_TRANSFORMER)
 #: huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/vae/config.json
@@ -43,7 +45,7 @@ CLIP_L = {
 }
 #: huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/text_encoder_2/config.json (google/t5-v1_1-xxl encoder)
 T5_XXL = {
-    "architectures": ["T5EncoderModel"], "d_ff": 10240, "d_kv": 64, "d_model": 4096, "decoder_start_token_id": 0,
+    "architectures": ["T5EncoderModel"], "classifier_dropout": 0.0, "d_ff": 10240, "d_kv": 64, "d_model": 4096, "decoder_start_token_id": 0,
     "dense_act_fn": "gelu_new", "dropout_rate": 0.1, "eos_token_id": 1, "feed_forward_proj": "gated-gelu",
     "initializer_factor": 1.0, "is_encoder_decoder": True, "is_gated_act": True, "layer_norm_epsilon": 1e-06,
     "model_type": "t5", "num_decoder_layers": 24, "num_heads": 64, "num_layers": 24, "output_past": True,
@@ -59,14 +61,16 @@ FLUX_MODEL_INDEX = {
     "tokenizer_2": ["transformers", "T5TokenizerFast"], "transformer": ["diffusers", "FluxTransformer2DModel"],
     "vae": ["diffusers", "AutoencoderKL"],
 }
-#: huggingface.co/InstantX/FLUX.1-dev-Controlnet-Canny/blob/main/config.json (no num_mode: not a union model)
+#: huggingface.co/InstantX/FLUX.1-dev-Controlnet-Canny/blob/main/config.json (no num_mode: not a union model;
+#: 5 double blocks and **no** single blocks: its 3.58 GB bf16 file is exactly that, 1.79e9 parameters)
 FLUX_CANNY_CONTROLNET = {
     "_class_name": "FluxControlNetModel", "attention_head_dim": 128, "axes_dims_rope": [16, 56, 56],
     "guidance_embeds": True, "in_channels": 64, "joint_attention_dim": 4096, "num_attention_heads": 24,
-    "num_layers": 5, "num_single_layers": 10, "patch_size": 1, "pooled_projection_dim": 768,
+    "num_layers": 5, "num_single_layers": 0, "patch_size": 1, "pooled_projection_dim": 768,
 }
-#: huggingface.co/Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro/blob/main/config.json
-FLUX_UNION_CONTROLNET = {**FLUX_CANNY_CONTROLNET, "num_mode": 10}
+#: huggingface.co/Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro/blob/main/config.json (the InstantX Union
+#: architecture: 5 double + 10 single blocks, 10 mode rows; its 6.6 GB bf16 file is 3.30e9 parameters)
+FLUX_UNION_CONTROLNET = {**FLUX_CANNY_CONTROLNET, "num_layers": 5, "num_single_layers": 10, "num_mode": 10}
 
 #: huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/blob/main/unet/config.json
 SDXL_UNET = {
@@ -111,16 +115,22 @@ SDXL_SCHEDULER = {
     "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None, "use_karras_sigmas": False,
 }
 #: huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/blob/main/model_index.json
+_SDXL_COMPONENTS = {
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+    "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"], "tokenizer": ["transformers", "CLIPTokenizer"],
+    "tokenizer_2": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+#: (``add_watermarker`` null: the pipeline decides by whether invisible-watermark is installed)
 SDXL_MODEL_INDEX = {
     "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.19.0.dev0",
-    "force_zeros_for_empty_prompt": True, "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-    "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-    "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
-    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+    "force_zeros_for_empty_prompt": True, "add_watermarker": None, **_SDXL_COMPONENTS,
 }
-#: huggingface.co/diffusers/stable-diffusion-xl-1.0-inpainting-0.1/blob/main/model_index.json
-SDXL_INPAINT_MODEL_INDEX = {**SDXL_MODEL_INDEX, "_class_name": "StableDiffusionXLInpaintPipeline",
-                            "_diffusers_version": "0.21.0.dev0", "requires_aesthetics_score": False}
+#: huggingface.co/diffusers/stable-diffusion-xl-1.0-inpainting-0.1/blob/main/model_index.json (no add_watermarker)
+SDXL_INPAINT_MODEL_INDEX = {
+    "_class_name": "StableDiffusionXLInpaintPipeline", "_diffusers_version": "0.21.0.dev0",
+    "force_zeros_for_empty_prompt": True, "requires_aesthetics_score": False, **_SDXL_COMPONENTS,
+}
 #: huggingface.co/diffusers/controlnet-canny-sdxl-1.0/blob/main/config.json
 SDXL_CANNY_CONTROLNET = {
     "_class_name": "ControlNetModel", "act_fn": "silu", "addition_embed_type": "text_time",
