@@ -1,7 +1,7 @@
 """Loading FLUX / SDXL models once per process, and assembling diffusers pipelines from them.
 
 Every model (a pipeline component, a ControlNet, a quantized or LoRA-fused denoiser) is loaded through
-`MODEL_CACHE`, keyed by ``(model id, revision, dtype, device, part, variant)``: a second request for the
+`MODEL_CACHE`, keyed by ``(model id, revision, dtype, device, part, variant, folder)``: a second request for the
 same key returns the object already in memory. Pipelines are cheap shells around cached models, built
 with `load_pipeline`; components that a profile ``shares`` with its base (the FLUX.1 text encoders and
 VAE of Fill/Kontext, SDXL's of the inpainting model) are taken from the base, so the 9 GB T5 of FLUX is
@@ -73,6 +73,9 @@ class CacheKey:
         part (`str`): the component (``transformer``, ``vae``, ``text_encoder_2``, ``controlnet``...).
         variant (`str`, *optional*): how the weights were transformed (``gguf:...``, ``single-file:...``,
             ``torchao:fp8``, ``+lora:name@scale``); empty for the plain weights.
+        folder (`str`, *optional*): the resolved folder the model was found in, so that two model roots
+            holding the same repo id (a notebook switching roots, a test's random models) never share an
+            entry; empty when not known.
     """
 
     model_id: str
@@ -81,6 +84,7 @@ class CacheKey:
     device: str
     part: str
     variant: str = ""
+    folder: str = ""
 
     def __str__(self) -> str:
         rev = f"@{self.revision}" if self.revision else ""
@@ -330,10 +334,13 @@ class LoadContext:
     def dtype(self, profile: ModelProfile) -> torch.dtype:
         return resolve_dtype(self.settings.dtype, profile, self.device)
 
-    def key(self, profile: ModelProfile, part: str, variant: str = "", *, tensors: bool = True) -> CacheKey:
+    def key(self, profile: ModelProfile, part: str, variant: str = "", *, tensors: bool = True,
+            folder: Path | None = None) -> CacheKey:
+        where = str(Path(folder).resolve()) if folder is not None else ""
         if not tensors:
-            return CacheKey(profile.id, profile.revision, "-", "-", part, variant)
-        return CacheKey(profile.id, profile.revision, _dtype_name(self.dtype(profile)), self.device_key, part, variant)
+            return CacheKey(profile.id, profile.revision, "-", "-", part, variant, where)
+        return CacheKey(profile.id, profile.revision, _dtype_name(self.dtype(profile)), self.device_key, part, variant,
+                        where)
 
 
 def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index: dict | None = None) -> Any:
@@ -362,10 +369,10 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
     library, class_name = entry
     cls = _import_class(library, class_name)
     if part == "scheduler" or class_name.endswith("Scheduler"):
-        config = MODEL_CACHE.get(ctx.key(profile, part, tensors=False), lambda: cls.load_config(folder / part))
+        config = MODEL_CACHE.get(ctx.key(profile, part, tensors=False, folder=folder), lambda: cls.load_config(folder / part))
         return cls.from_config(config)
     if "Tokenizer" in class_name or "Processor" in class_name or "FeatureExtractor" in class_name:
-        return MODEL_CACHE.get(ctx.key(profile, part, tensors=False), lambda: cls.from_pretrained(folder / part))
+        return MODEL_CACHE.get(ctx.key(profile, part, tensors=False, folder=folder), lambda: cls.from_pretrained(folder / part))
     if part in DENOISERS:
         return load_denoiser(profile, ctx, part=part, cls=cls)
     dtype = ctx.dtype(profile)
@@ -375,7 +382,7 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
             _quiet_progress_bars()
             return ctx.place(f"{profile.id}/{part}", load_from_single_file(cls, marker, folder, part, dtype))
 
-        return MODEL_CACHE.get(ctx.key(profile, part, f"single-file:{marker['name']}"), load_file)
+        return MODEL_CACHE.get(ctx.key(profile, part, f"single-file:{marker['name']}", folder=folder), load_file)
 
     def load():
         _quiet_progress_bars()
@@ -386,7 +393,7 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
             model = cls.from_pretrained(folder, subfolder=part, torch_dtype=dtype, use_safetensors=True, **vkw)
         return ctx.place(f"{profile.id}/{part}", model)
 
-    return MODEL_CACHE.get(ctx.key(profile, part), load)
+    return MODEL_CACHE.get(ctx.key(profile, part, folder=folder), load)
 
 
 #: Weight file names as diffusers/transformers write them, plain and fp16 variant (shards included).
@@ -595,7 +602,7 @@ def load_denoiser(profile: ModelProfile, ctx: LoadContext, *, part: str | None =
         apply_speedups(model, settings)
         return model
 
-    return MODEL_CACHE.get(ctx.key(profile, part, variant), load)
+    return MODEL_CACHE.get(ctx.key(profile, part, variant, folder=folder), load)
 
 
 def _load_gguf(base: ModelProfile, gguf_name: str, cls, folder: Path, part: str, dtype, ctx: LoadContext):
@@ -680,7 +687,7 @@ def load_standalone(profile: ModelProfile, ctx: LoadContext, part: str = "contro
                                     **variant_kwargs(folder, dtype))
         return ctx.place(profile.id, model)
 
-    return MODEL_CACHE.get(ctx.key(profile, part), load)
+    return MODEL_CACHE.get(ctx.key(profile, part, folder=folder), load)
 
 
 def load_controlnet(profile: ModelProfile, ctx: LoadContext) -> Any:

@@ -9,8 +9,7 @@ import pytest
 def fresh_model_cache():
     """An empty per-process model cache before and after the test.
 
-    The cache is keyed by repo id, not folder: tests that load one repo id from several model roots, or that
-    keep one family's models in memory at a time, use this (``pytestmark = pytest.mark.usefixtures(...)``).
+    Tests that keep one family's models in memory at a time, or that count loads, use this (``pytestmark = pytest.mark.usefixtures(...)``).
     """
     from pipelines.generation.loading import MODEL_CACHE
 

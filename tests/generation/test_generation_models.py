@@ -262,3 +262,27 @@ def test_a_distill_scheduler_can_replace_the_pipelines(ctx):
     out = pipe(prompt="a dress", height=32, width=32, num_inference_steps=4, guidance_scale=0.0,
                generator=torch.Generator().manual_seed(0), output_type="np").images
     assert out.shape == (1, 32, 32, 3)
+
+
+def test_two_model_roots_with_the_same_repo_id_never_share_a_cached_model(root, tmp_path):
+    """A notebook that switches model roots gets the second root's weights, not the first root's from the cache."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pipelines.generation.loading import load_component
+
+    other = tmp_path / "other"
+    shutil.copytree(root / FLUX_DEV, other / FLUX_DEV, symlinks=True)
+    vae = other / FLUX_DEV / "vae" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(vae)
+    vae.unlink()  # the copy may share the file with the original root; write a new one
+    save_file({k: v + 1.0 for k, v in weights.items()}, vae)
+    profile = get_profile(FLUX_DEV)
+    a = load_component(profile, "vae", LoadContext(root, fast_settings()))
+    b = load_component(profile, "vae", LoadContext(other, fast_settings()))
+    assert a is not b
+    name, wa = next(iter(a.state_dict().items()))
+    assert torch.allclose(b.state_dict()[name], wa + 1.0)
+    assert load_component(profile, "vae", LoadContext(root, fast_settings())) is a  # still cached per root
