@@ -193,3 +193,60 @@ def test_prefect_flag_runs_the_flow(tmp_path):
     assert "1 ok, 0 failed, 0 skipped" in r.stdout
     report = json.loads(Path(r.stdout.split("report: ")[1].strip()).read_text())
     assert "orchestrator" not in report["runner"] and len(report["run_id"]) == 36  # a Prefect flow-run id
+
+
+# -- a catalog at an fsspec URL is a URL all the way down (pipelines/catalog/publish.py) ---------------------
+@pytest.fixture()
+def memory_catalog():
+    """``memory://`` (fsspec's in-process store): the object-store path with no network; emptied afterwards."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    yield fs, "memory://vitrine-cli-test/catalog"
+    if fs.exists("/vitrine-cli-test"):
+        fs.rm("/vitrine-cli-test", recursive=True)
+
+
+def test_run_publishes_to_a_catalog_url_and_skips_it_on_a_rerun(tmp_path, monkeypatch, memory_catalog, capsys):
+    from flows.cli import main
+
+    fs, url = memory_catalog
+    products = _products(tmp_path / "products", names=("tee", "tote"))
+    monkeypatch.chdir(tmp_path)  # a URL collapsed to a path ("memory:/...") would be created here
+    monkeypatch.setenv("VITRINE_SCRATCH", str(tmp_path / "scratch"))
+    args = ["run", str(products), "--catalog", url, "--engine", "classic", "--no-progress"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "2 ok, 0 failed, 0 skipped" in out
+    report_url = out.split("report: ")[1].strip()
+    assert report_url.startswith(f"{url}/_reports/") and fs.exists(report_url)
+    report = json.loads(fs.cat(report_url))
+    assert report["catalog_dir"] == url and {e["manifest"] for e in report["entries"]} == {
+        f"{url}/tee/manifest.json", f"{url}/tote/manifest.json"}
+    manifest = json.loads(fs.cat(f"{url}/tee/manifest.json"))
+    assert all(fs.exists(f"{url}/tee/{o['file']}") for o in manifest["outputs"])
+    assert not (tmp_path / "memory:").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "products", "scratch"]
+    assert main(args) == 0  # the remote entries are current: skipped without rendering
+    assert "0 ok, 0 failed, 2 skipped" in capsys.readouterr().out
+
+
+def test_run_with_a_url_whose_backend_is_missing_gives_the_library_s_error(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from flows.cli import main
+    from pipelines.catalog.publish import RemoteCatalog
+    from pipelines.errors import InputError
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed: an s3:// URL would reach for the network")
+    with pytest.raises(InputError) as direct:  # what the library says when called directly
+        RemoteCatalog("s3://bucket/catalog")
+    products = _products(tmp_path / "products")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VITRINE_SCRATCH", str(tmp_path / "scratch"))
+    assert main(["run", str(products), "--catalog", "s3://bucket/catalog", "--engine", "classic",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vitrine: error: {direct.value}"] and "s3fs" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["products"]  # nothing rendered, no "s3:" folder
