@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.gpu import guard_engine, runner_info
 from flows.local_batch import batch_settings
 from flows.observability import current_run_id, publish_batch_artifacts
-from pipelines.catalog.contact_sheet import attach_contact_sheets
+from pipelines.catalog.contact_sheet import attach_contact_sheets, reuse_contact_sheets
 from pipelines.catalog.publish import is_url, write_catalog_report
 from pipelines.catalog.report import build_report, report_markdown
 from pipelines.catalog.store import check_separate_trees, clean_stale_staging
@@ -158,6 +158,11 @@ def catalog_batch(
     report = build_report(entries, products_dir=products_dir, catalog_dir=catalog_dir, engine=eng.describe(),
                           started_at=started, run_id=current_run_id())
     report["runner"] = runner_info(settings)  # which worker/GPU made this shard (scale-out accounting)
+    try:  # sheets of an unchanged catalog state are listed again, not redrawn (a fully skipped re-run)
+        if not is_url(catalog_dir):
+            reuse_contact_sheets(report, catalog_dir)
+    except Exception as exc:  # a convenience; the JSON report is the record
+        logger.warning("could not check the contact sheets: %s", exc)
     path = write_catalog_report(report, catalog_dir, settings)
     try:  # contact sheets next to the report, listed in it (and so linked from the artifact below)
         if not is_url(catalog_dir):  # a catalog at a URL has no local entries to draw (pipelines/catalog/publish.py)

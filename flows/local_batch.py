@@ -172,7 +172,7 @@ def run_local_batch(
         `dict` with ``report_path``, ``counts`` and ``failed`` (SKU names).
     """
     from flows.gpu import guard_engine, runner_info
-    from pipelines.catalog.contact_sheet import attach_contact_sheets
+    from pipelines.catalog.contact_sheet import attach_contact_sheets, reuse_contact_sheets
     from pipelines.catalog.report import build_report
     from pipelines.catalog.publish import is_url, write_catalog_report
 
@@ -217,6 +217,11 @@ def run_local_batch(
     report["runner"] = runner_info(settings)
     report["runner"]["orchestrator"] = "local"  # no Prefect flow run: `vitrine run` without an API (docs/cli.md)
     result: dict[str, Any] = {}
+    try:  # sheets of an unchanged catalog state are listed again, not redrawn (a fully skipped re-run)
+        if not is_url(catalog_dir):
+            reuse_contact_sheets(report, catalog_dir)
+    except Exception as exc:  # a convenience; the JSON report is the record
+        logger.warning("could not check the contact sheets: %s", exc)
     try:
         path = write_catalog_report(report, catalog_dir, settings)
     except OSError as exc:  # a full disk: the SKUs' outcomes are still known, and shown by the caller

@@ -29,7 +29,24 @@ def _engine_error(exc: Exception, engine: str) -> str:
             f"which needs no weights")
 
 
-def _run_batch(products: Path, catalog: Path, engine: str, settings, force: bool,
+def catalog_location(text: str) -> str | Path:
+    """``--catalog`` as the library takes it: an fsspec URL (``s3://bucket/catalog``, ``memory://c``) stays a
+    string (a `Path` would fold ``s3://b/c`` into the local folder ``s3:/b/c``), anything else is a `Path`."""
+    from pipelines.catalog.publish import is_url
+
+    return text if is_url(text) else Path(text)
+
+
+def _check_catalog_url(catalog: str | Path, settings) -> None:
+    """Open a catalog URL's file system once, before any SKU work: a missing fsspec backend (``s3fs``) or a bad
+    URL is the library's `InputError` (exit 2, one line), not one failure per SKU. A local path passes."""
+    from pipelines.catalog.publish import RemoteCatalog, is_url
+
+    if is_url(catalog):
+        RemoteCatalog(str(catalog), dict(settings.storage_options))
+
+
+def _run_batch(products: Path, catalog: str | Path, engine: str, settings, force: bool,
                progress: bool, identity: str | None = None, commercial: bool = False,
                use_prefect: bool = False) -> int:
     from tqdm import tqdm
@@ -39,9 +56,10 @@ def _run_batch(products: Path, catalog: Path, engine: str, settings, force: bool
 
     for warning in check_products_layout(products):  # raises InputError (exit 2) for a folder without SKUs
         print(f"vitrine: warning: {warning}", file=sys.stderr)
-    problem = prepare_catalog_dir(catalog)
+    problem = prepare_catalog_dir(catalog)  # a URL is left alone here ...
     if problem:
         return error(f"--catalog {catalog}: {problem}")
+    _check_catalog_url(catalog, settings)  # ... and opened here
     try:  # fail fast, before any Prefect start-up or SKU work, when the engine cannot be used
         engine_for(engine, settings)
     except InputError as exc:
@@ -80,7 +98,7 @@ def _run_batch(products: Path, catalog: Path, engine: str, settings, force: bool
     return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
-def _run_prefect_batch(products: Path, catalog: Path, engine: str, settings, force: bool,
+def _run_prefect_batch(products: Path, catalog: str | Path, engine: str, settings, force: bool,
                        hook, batch: dict) -> dict:
     """The batch as the Prefect flow `flows.catalog_batch.catalog_batch` (``--prefect`` or a configured API)."""
     from flows.prefect_local import ephemeral_server_dies_with_us
@@ -108,8 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return error(f"{products}: not a directory")
     from pipelines.catalog.store import check_separate_trees
 
-    check_separate_trees(products, args.catalog)  # an InputError: exit 2 before anything is touched
-    return _run_batch(products, Path(args.catalog), args.engine, args.settings, args.force, not args.no_progress,
+    catalog = catalog_location(args.catalog)
+    if isinstance(catalog, Path):  # an InputError: exit 2 before anything is touched (a URL cannot overlap)
+        check_separate_trees(products, catalog)
+    return _run_batch(products, catalog, args.engine, args.settings, args.force, not args.no_progress,
                       args.identity, args.commercial, use_prefect=args.prefect)
 
 
@@ -118,10 +138,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.samples import build_sample_products
 
     products = Path(args.products)
-    check_separate_trees(products, args.catalog)
+    catalog = catalog_location(args.catalog)
+    if isinstance(catalog, Path):
+        check_separate_trees(products, catalog)
     build_sample_products(products)
     print(f"sample products: {products}")
-    return _run_batch(products, Path(args.catalog), args.engine, args.settings, args.force, not args.no_progress,
+    return _run_batch(products, catalog, args.engine, args.settings, args.force, not args.no_progress,
                       use_prefect=args.prefect)
 
 
@@ -315,7 +337,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     engines, segment_engines = engine_names(), segmenter_names()
     r = sub.add_parser("run", help="render every SKU of a products folder into a catalog")
     r.add_argument("products_dir", metavar="PRODUCTS_DIR")
-    r.add_argument("--catalog", required=True, metavar="DIR", help="catalog root (created if missing)")
+    r.add_argument("--catalog", required=True, metavar="DIR|URL",
+                   help="catalog root (created if missing), or an fsspec URL such as s3://bucket/catalog")
     r.add_argument("--engine", default="auto", choices=engines, help="default: auto")
     r.add_argument("--model-root", default=None, metavar="DIR", help="model weights laid out as DIR/<org>/<name>/")
     r.add_argument("--force", action="store_true", help="redo SKUs even when unchanged")
@@ -371,7 +394,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_pose)
 
     d = sub.add_parser("demo", help="build the sample products, then run the batch on them")
-    d.add_argument("--catalog", default="catalog", metavar="DIR", help="default: ./catalog")
+    d.add_argument("--catalog", default="catalog", metavar="DIR|URL", help="default: ./catalog")
     d.add_argument("--products", default="products-demo", metavar="DIR", help="default: ./products-demo")
     d.add_argument("--engine", default="auto", choices=engines)
     d.add_argument("--force", action="store_true")

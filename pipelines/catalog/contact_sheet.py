@@ -4,11 +4,14 @@
 notebook uses it for seeds x prompts x profiles. `catalog_contact_sheets` makes a batch's sheets, one row
 per SKU with its outputs and their review status; `attach_contact_sheets` writes them next to a batch
 report (``CATALOG/_reports/<report>.contact-sheet[-N].png``) and lists them in the report's
-``contact_sheets`` field.
+``contact_sheets`` field, or lists an earlier batch's sheets when nothing they show changed
+(`contact_sheet_key`, `reuse_contact_sheets`: a fully skipped re-run draws nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -22,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipelines.errors import InputError
 from pipelines.imageio import atomic_write_json, save_image
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
+from pipelines.catalog.report import REPORTS_DIR
 from pipelines.product import validate_sku
 from pipelines.quality.flags import output_flags
 from pipelines.catalog.review import attention_first, is_reviewable, sku_review_status
@@ -273,11 +277,93 @@ def catalog_contact_sheets(
     return out
 
 
+#: The report key holding `contact_sheet_key` of what its ``contact_sheets`` show.
+SHEET_KEY = "contact_sheets_key"
+#: Bumped when the sheets' layout changes, so that sheets drawn by an older layout are drawn again.
+SHEET_LAYOUT_VERSION = 1
+#: How many of the newest batch reports are searched for sheets of the same catalog state.
+REUSE_LOOKBACK = 50
+
+
+def _sheet_skus(report: dict[str, Any]) -> list[str]:
+    """The SKUs a batch's sheets show: those of ``report["entries"]`` with an entry (ok or skipped), in order."""
+    return [e["sku"] for e in report.get("entries") or [] if e.get("status") in ("ok", "skipped")]
+
+
+def contact_sheet_key(catalog_dir: str | Path, skus: Sequence[str]) -> str:
+    """A fingerprint (sha256 hex) of what the contact sheets of ``skus`` show: the layout version, then each SKU's
+    name and the sha256 of its ``manifest.json`` bytes, in order. A manifest lists every output with its sha256,
+    review status and quality flags, and is rewritten by every render, review decision and edit, so two equal keys
+    mean identical sheets (up to the title's run id); a SKU without a readable manifest counts as empty."""
+    catalog = Path(catalog_dir)
+    h = hashlib.sha256(f"vitrine contact sheet v{SHEET_LAYOUT_VERSION}\n".encode())
+    for sku in skus:
+        try:
+            validate_sku(sku)
+            data = (catalog / sku / MANIFEST_NAME).read_bytes()
+        except (InputError, OSError):
+            data = b""
+        h.update(json.dumps(sku).encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def _sheets_present(catalog: Path, sheets: Any) -> bool:
+    return (isinstance(sheets, list) and bool(sheets) and all(isinstance(r, str) for r in sheets)
+            and all((catalog / r).is_file() and (catalog / r).resolve().is_relative_to(catalog.resolve())
+                    for r in sheets))
+
+
+def previous_contact_sheets(catalog_dir: str | Path, key: str, exclude: str | Path | None = None) -> list[str] | None:
+    """The sheets an earlier batch drew for the catalog state ``key`` (`contact_sheet_key`), if they still exist.
+
+    Searches the newest `REUSE_LOOKBACK` batch reports (``_reports/<UTC time>-<run id>.json``, ``exclude`` left
+    out) for one whose `SHEET_KEY` is ``key`` and whose ``contact_sheets`` are all there.
+
+    Returns:
+        `list[str] | None`: their paths relative to the catalog root, or `None` when there are none.
+    """
+    catalog = Path(catalog_dir)
+    reports = sorted((catalog / REPORTS_DIR).glob("[0-9]*.json"), reverse=True)
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    for path in [p for p in reports if p.resolve() != excluded][:REUSE_LOOKBACK]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get(SHEET_KEY) == key and _sheets_present(catalog, data.get("contact_sheets")):
+            return list(data["contact_sheets"])
+    return None
+
+
+def reuse_contact_sheets(report: dict[str, Any], catalog_dir: str | Path) -> list[str] | None:
+    """Before a batch report is written: when nothing its sheets would show changed since an earlier batch drew
+    them (same SKUs, same manifests: outputs, sha256, review states), list those sheets in ``report``.
+
+    Sets ``report[SHEET_KEY]`` (when the batch has SKUs to show) and, on a match, ``report["contact_sheets"]``;
+    `attach_contact_sheets` then neither draws nor rewrites the report.
+
+    Returns:
+        `list[str] | None`: the reused sheets (relative to the catalog root), or `None`.
+    """
+    skus = _sheet_skus(report)
+    if not skus:
+        return None
+    report[SHEET_KEY] = key = contact_sheet_key(catalog_dir, skus)
+    previous = previous_contact_sheets(catalog_dir, key)
+    if previous is not None:
+        report["contact_sheets"] = previous
+    return previous
+
+
 def attach_contact_sheets(report: dict[str, Any], catalog_dir: str | Path, report_path: str | Path) -> list[str]:
-    """Write a batch's contact sheets next to its report, and list them in the report (rewritten atomically).
+    """Write a batch's contact sheets next to its report, and list them in the report (rewritten atomically),
+    unless sheets of the very same catalog state exist already: then those are listed instead.
 
     The sheets show the SKUs of ``report["entries"]`` that have an entry (ok or skipped) and are named
-    ``<report stem>.contact-sheet.png`` (``-2``, ``-3``, ... for further pages).
+    ``<report stem>.contact-sheet.png`` (``-2``, ``-3``, ... for further pages). The report records what they
+    show as `SHEET_KEY` (`contact_sheet_key`). When an earlier batch's sheets have the same key (a fully
+    skipped re-run with no decision, edit or file changed since), nothing is drawn: the report lists those
+    sheets, and is not rewritten when `reuse_contact_sheets` listed them before it was written.
 
     Args:
         report (`dict`): the batch report (see `pipelines.catalog.report.build_report`); its ``contact_sheets``
@@ -290,14 +376,21 @@ def attach_contact_sheets(report: dict[str, Any], catalog_dir: str | Path, repor
     """
     catalog = Path(catalog_dir)
     report_path = Path(report_path)
-    skus = [e["sku"] for e in report["entries"] if e.get("status") in ("ok", "skipped")]
-    title = f"Catalog batch {report.get('run_id', '')}: {len(skus)} SKUs"
-    sheets = catalog_contact_sheets(catalog, skus, title=title) if skus else []
-    rel = []
-    for i, sheet in enumerate(sheets, start=1):
-        name = f"{report_path.stem}.contact-sheet{'' if i == 1 else f'-{i}'}.png"
-        save_image(report_path.parent / name, sheet, compress_level=6)
-        rel.append(Path(os.path.relpath(report_path.parent / name, catalog)).as_posix())
+    skus = _sheet_skus(report)
+    key = contact_sheet_key(catalog, skus) if skus else None
+    if key is not None and report.get(SHEET_KEY) == key and _sheets_present(catalog, report.get("contact_sheets")):
+        return list(report["contact_sheets"])  # listed before the report was written: nothing to draw or rewrite
+    rel = previous_contact_sheets(catalog, key, exclude=report_path) if key is not None else None
+    if rel is None:
+        title = f"Catalog batch {report.get('run_id', '')}: {len(skus)} SKUs"
+        sheets = catalog_contact_sheets(catalog, skus, title=title) if skus else []
+        rel = []
+        for i, sheet in enumerate(sheets, start=1):
+            name = f"{report_path.stem}.contact-sheet{'' if i == 1 else f'-{i}'}.png"
+            save_image(report_path.parent / name, sheet, compress_level=6)
+            rel.append(Path(os.path.relpath(report_path.parent / name, catalog)).as_posix())
     report["contact_sheets"] = rel
+    if key is not None and rel:
+        report[SHEET_KEY] = key
     atomic_write_json(report_path, report)
     return rel

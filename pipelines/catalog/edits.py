@@ -185,8 +185,10 @@ def editable_outputs(manifest: dict[str, Any], *, kinds: tuple[str, ...] = DEFAU
 
 
 def _next_version(manifest: dict[str, Any], sku_dir: Path, root_stem: str) -> int:
+    """The next edit version of ``root_stem``: 1 + the highest ``<root_stem>.edit-<N>`` among the outputs, the
+    stale edits kept in ``history/`` and the files in the entry (a version name is never reused)."""
     n = 0
-    names = [Path(o["file"]).stem for o in manifest.get("outputs", [])]
+    names = [Path(o["file"]).stem for o in [*manifest.get("outputs", []), *manifest.get("stale_edits", [])]]
     names += [p.stem for p in sku_dir.glob(f"{glob_escape(root_stem)}.edit-*")]
     for stem in names:
         m = _EDIT_RE.match(stem)

@@ -3,7 +3,9 @@
 `process_sku` is the render of one SKU: it takes the SKU's locks (`pipelines.catalog.store`), skips a SKU
 whose inputs and parameters are unchanged (same content hash), renders a snapshot of the product folder
 into a staging folder (`render_entry`), carries review decisions over to unchanged outputs
-(`pipelines.catalog.review.carry_reviews`) and commits the entry with a rename. `render_entry` hands the SKU
+(`pipelines.catalog.review.carry_reviews`) and the old entry's edit versions into the staging folder (current
+when what they were made from is unchanged, else stale history: `pipelines.catalog.edit_carry.carry_edits`),
+and commits the entry with a rename. `render_entry` hands the SKU
 to the first of `RENDER_STEPS` that accepts it (`pipelines.catalog.steps`: try-on SKUs, then products) and
 writes the manifest from the parts it returns.
 """
@@ -21,6 +23,7 @@ from typing import Any
 from filelock import Timeout
 
 from pipelines import __version__
+from pipelines.catalog.edit_carry import carry_edits
 from pipelines.catalog.manifest import MANIFEST_NAME, build_manifest, read_manifest, write_manifest
 from pipelines.catalog.options import RenderOptions
 from pipelines.catalog.product_render import ProductStep
@@ -170,7 +173,7 @@ def process_sku(
 
 def _process_locked(product: Product, catalog: Path, engine: Engine, options: RenderOptions, params: dict[str, Any],
                     content_hash: str, *, force: bool, t0: float) -> SkuResult:
-    """`process_sku` with both locks held: skip an unchanged SKU, else render, carry reviews over, commit."""
+    """`process_sku` with both locks held: skip an unchanged SKU, else render, carry reviews and edits over, commit."""
     sku_dir = catalog / product.sku
     restore_trashed(catalog, product.sku, sku_dir)
     clean_leftovers(catalog, product.sku)  # a killed run's staging, even when this SKU is skipped
@@ -194,6 +197,7 @@ def _process_locked(product: Product, catalog: Path, engine: Engine, options: Re
         manifest = render_entry(snap, staging, engine, options, product_content_hash(snap, params), params)
         shutil.rmtree(snapshot_root)
         carry_reviews(staging, sku_dir, manifest)
+        carry_edits(staging, sku_dir, manifest)  # edit versions: current ones carried, the others kept as history
         commit_entry(staging, catalog, product.sku)
     except Exception as exc:  # one broken SKU never stops a batch
         shutil.rmtree(staging, ignore_errors=True)

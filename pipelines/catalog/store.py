@@ -201,7 +201,8 @@ def _is_complete(entry: Path) -> bool:
     """True when ``entry`` has a readable manifest and every file it lists (a half-deleted trash is not)."""
     try:
         manifest = read_manifest(entry / MANIFEST_NAME)
-        files = [r["file"] for r in manifest.get("outputs", []) + manifest.get("work", [])]
+        files = [r["file"] for r in manifest.get("outputs", []) + manifest.get("work", [])
+                 + manifest.get("stale_edits", [])]
     except (InputError, ValueError, TypeError, KeyError):
         return False
     return manifest.get("status") == "ok" and all((entry / f).is_file() for f in files)

@@ -1,6 +1,6 @@
 """Re-checking a catalog entry from its files alone (``vitrine verify``).
 
-- `entry_file_problems`: every file the manifest lists (outputs and work files) is there with its sha256;
+- `entry_file_problems`: every file the manifest lists (outputs, work files, stale edits) is there with its sha256;
 - `verify_entry`: every output that keeps pixels of a photo still does (`verify_output`), dispatching on what
   the output recorded: a ``placement`` (a product output, or an edit of one: the normalised photo through
   the recorded placement) or a ``garment_transform`` (a try-on, or an edit of one: the garment photo
@@ -24,7 +24,8 @@ from pipelines.tryon.warp import GarmentTransform, apply_transform
 
 
 def entry_file_problems(sku_dir: str | Path, manifest: dict[str, Any] | None = None) -> list[str]:
-    """Every file the manifest lists (outputs and work files) that is missing or differs from its sha256.
+    """Every file the manifest lists (outputs, work files and the stale edits kept in ``history/``) that is
+    missing or differs from its sha256.
 
     Returns:
         `list[str]`: one ``"<file>: missing"`` / ``"<file>: sha256 differs from the manifest"`` per bad file,
@@ -34,7 +35,7 @@ def entry_file_problems(sku_dir: str | Path, manifest: dict[str, Any] | None = N
     if manifest is None:
         manifest = read_manifest(sku_dir / MANIFEST_NAME)
     problems = []
-    for rec in [*manifest.get("outputs", []), *manifest.get("work", [])]:
+    for rec in [*manifest.get("outputs", []), *manifest.get("work", []), *manifest.get("stale_edits", [])]:
         rel = rec.get("file") if isinstance(rec, dict) else None
         if not isinstance(rel, str) or not rel:
             problems.append(f"{rec!r}: no file name")

@@ -193,3 +193,112 @@ def test_prefect_flag_runs_the_flow(tmp_path):
     assert "1 ok, 0 failed, 0 skipped" in r.stdout
     report = json.loads(Path(r.stdout.split("report: ")[1].strip()).read_text())
     assert "orchestrator" not in report["runner"] and len(report["run_id"]) == 36  # a Prefect flow-run id
+
+
+# -- a catalog at an fsspec URL is a URL all the way down (pipelines/catalog/publish.py) ---------------------
+@pytest.fixture()
+def memory_catalog():
+    """``memory://`` (fsspec's in-process store): the object-store path with no network; emptied afterwards."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    yield fs, "memory://vitrine-cli-test/catalog"
+    if fs.exists("/vitrine-cli-test"):
+        fs.rm("/vitrine-cli-test", recursive=True)
+
+
+def test_run_publishes_to_a_catalog_url_and_skips_it_on_a_rerun(tmp_path, monkeypatch, memory_catalog, capsys):
+    from flows.cli import main
+
+    fs, url = memory_catalog
+    products = _products(tmp_path / "products", names=("tee", "tote"))
+    monkeypatch.chdir(tmp_path)  # a URL collapsed to a path ("memory:/...") would be created here
+    monkeypatch.setenv("VITRINE_SCRATCH", str(tmp_path / "scratch"))
+    args = ["run", str(products), "--catalog", url, "--engine", "classic", "--no-progress"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "2 ok, 0 failed, 0 skipped" in out
+    report_url = out.split("report: ")[1].strip()
+    assert report_url.startswith(f"{url}/_reports/") and fs.exists(report_url)
+    report = json.loads(fs.cat(report_url))
+    assert report["catalog_dir"] == url and {e["manifest"] for e in report["entries"]} == {
+        f"{url}/tee/manifest.json", f"{url}/tote/manifest.json"}
+    manifest = json.loads(fs.cat(f"{url}/tee/manifest.json"))
+    assert all(fs.exists(f"{url}/tee/{o['file']}") for o in manifest["outputs"])
+    assert not (tmp_path / "memory:").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "products", "scratch"]
+    assert main(args) == 0  # the remote entries are current: skipped without rendering
+    assert "0 ok, 0 failed, 2 skipped" in capsys.readouterr().out
+
+
+def test_run_with_a_url_whose_backend_is_missing_gives_the_library_s_error(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from flows.cli import main
+    from pipelines.catalog.publish import RemoteCatalog
+    from pipelines.errors import InputError
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed: an s3:// URL would reach for the network")
+    with pytest.raises(InputError) as direct:  # what the library says when called directly
+        RemoteCatalog("s3://bucket/catalog")
+    products = _products(tmp_path / "products")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VITRINE_SCRATCH", str(tmp_path / "scratch"))
+    assert main(["run", str(products), "--catalog", "s3://bucket/catalog", "--engine", "classic",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vitrine: error: {direct.value}"] and "s3fs" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["products"]  # nothing rendered, no "s3:" folder
+
+
+# -- the contact sheet is drawn again only when what it shows changed ----------------------------------------
+def test_a_fully_skipped_run_reuses_the_contact_sheet_until_something_changes(tmp_path, monkeypatch, capsys):
+    import pipelines.catalog.contact_sheet as cs
+    from flows.cli import main
+    from pipelines.catalog.review import record_decision
+
+    products, catalog = _products(tmp_path / "products", names=("tee", "tote")), tmp_path / "c"
+    real_draw, real_write = cs.catalog_contact_sheets, cs.atomic_write_json
+
+    def run() -> tuple[Path, dict, int, int]:
+        """One ``vitrine run``: its report, the sheets drawn and the report rewrites by the contact-sheet step."""
+        calls = {"draw": 0, "write": 0}
+
+        def draw(*a, **k):
+            calls["draw"] += 1
+            return real_draw(*a, **k)
+
+        def write(*a, **k):
+            calls["write"] += 1
+            return real_write(*a, **k)
+
+        monkeypatch.setattr(cs, "catalog_contact_sheets", draw)
+        monkeypatch.setattr(cs, "atomic_write_json", write)
+        assert main(["run", str(products), "--catalog", str(catalog), "--engine", "classic", "--no-progress"]) == 0
+        path = Path(capsys.readouterr().out.split("report: ")[1].strip())
+        return path, json.loads(path.read_text()), calls["draw"], calls["write"]
+
+    def pngs() -> list[str]:
+        return sorted(p.name for p in (catalog / "_reports").glob("*.png"))
+
+    p1, r1, drawn, _ = run()
+    assert drawn == 1 and r1["contact_sheets"] == [f"_reports/{p1.stem}.contact-sheet.png"]
+    sheet = catalog / r1["contact_sheets"][0]
+    before = sheet.read_bytes()
+    # 1. Everything skipped, nothing changed: no sheet drawn, the report written once and listing the same sheet.
+    p2, r2, drawn, rewrites = run()
+    assert r2["counts"] == {"ok": 0, "failed": 0, "skipped": 2} and p2 != p1
+    assert (drawn, rewrites) == (0, 0) and r2["contact_sheets"] == r1["contact_sheets"]
+    assert pngs() == [sheet.name] and sheet.read_bytes() == before
+    # 2. A review decision changed: skipped again, but the sheet is drawn anew (and then reused again).
+    record_decision(catalog, "tee", "main.png", "approve")
+    p3, r3, drawn, _ = run()
+    assert r3["counts"]["skipped"] == 2 and drawn == 1
+    assert r3["contact_sheets"] == [f"_reports/{p3.stem}.contact-sheet.png"] and len(pngs()) == 2
+    p4, r4, drawn, rewrites = run()
+    assert (drawn, rewrites) == (0, 0) and r4["contact_sheets"] == r3["contact_sheets"]
+    # 3. A sheet that is gone is drawn again.
+    (catalog / r3["contact_sheets"][0]).unlink()
+    p5, r5, drawn, _ = run()
+    assert drawn == 1 and r5["contact_sheets"] == [f"_reports/{p5.stem}.contact-sheet.png"]

@@ -158,7 +158,8 @@ def check_catalog(catalog: Path, skus: list[str]) -> tuple[dict[str, str], list[
         except Exception as exc:  # noqa: BLE001 - any failure here is a finding
             problems.append(f"{entry.name}: manifest unreadable or invalid: {exc}")
             continue
-        listed = {r["file"]: r["sha256"] for r in manifest["outputs"] + manifest["work"]}
+        listed = {r["file"]: r["sha256"] for r in manifest["outputs"] + manifest["work"]
+                  + manifest.get("stale_edits", [])}
         on_disk = {p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file()}
         extra = on_disk - set(listed) - {MANIFEST_NAME}
         missing = set(listed) - on_disk
