@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -52,9 +52,13 @@ IDS = [101, 2001, 1012, 2002, 1012, 102]
 SPANS = phrase_spans(IDS)
 
 
+#: The token probability of every position a forged row does not set.
+FILLER = np.float32(0.01)
+
+
 def forged(rows: list[dict[int, float]], boxes=None, size=(200, 100)) -> DetectorOutput:
-    """One query per row: {token position: probability}; other positions 0.01."""
-    probs = np.full((len(rows), 8), 0.01, np.float32)
+    """One query per row: {token position: probability}; other positions `FILLER`."""
+    probs = np.full((len(rows), 8), FILLER, np.float32)
     for q, row in enumerate(rows):
         for pos, p in row.items():
             probs[q, pos] = p
@@ -183,12 +187,15 @@ def test_box_prompt_equals_the_processors_without_reprocessing_the_image(tiny_ro
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 1, width=32), st.floats(0, 1, width=32)), min_size=1, max_size=6),
        st.floats(0, 1, width=32), st.floats(0, 1, width=32))
+@example(rows=[(0.0, 0.0078125)], box_threshold=0.0078125, text_threshold=0.0)  # the filler beats the box threshold
 def test_kept_boxes_pass_both_thresholds_and_dropped_ones_fail_one(rows, box_threshold, text_threshold):
     raw = forged([{1: a, 3: b} for a, b in rows], boxes=[(0.1 + 0.15 * q, 0.5, 0.1, 0.4) for q in range(len(rows))])
     sel = select_detections(raw, box_threshold, text_threshold, nms_iou=None)
     kept = {d.query for d in sel.detections}
     for q, (a, b) in enumerate(rows):
-        passes = max(a, b) > box_threshold and max(a, b) > text_threshold
+        # The box score is the max over every position, the forged filler (0.01) included; the text score over
+        # the phrases' tokens only.
+        passes = max(a, b, FILLER) > box_threshold and max(a, b) > text_threshold
         assert (q in kept) == passes
     for d in sel.detections:
         assert d.score > box_threshold and d.text_score > text_threshold and d.label in d.phrases
