@@ -73,9 +73,10 @@ def test_pipelines_share_cached_components_and_reload_nothing(ctx):
     fill = load_pipeline("black-forest-labs/FLUX.1-Fill-dev", base=FLUX_DEV, ctx=ctx)
     base = load_pipeline(FLUX_DEV, ctx=ctx)
     before = set(MODEL_CACHE.keys())
-    # Another test of this session may have loaded Kontext already (the cache is per process).
+    # Another test of this session may have loaded Kontext from this root already (the cache is per process).
+    kontext_dir = str(locate("black-forest-labs/FLUX.1-Kontext-dev", ctx.model_root).path.resolve())
     kontext_cached = any(k.model_id == "black-forest-labs/FLUX.1-Kontext-dev" and k.part == "transformer"
-                         for k in before)
+                         and k.folder == kontext_dir for k in before)
     kontext = load_pipeline("black-forest-labs/FLUX.1-Kontext-dev", base=FLUX_DEV, ctx=ctx)
     again = load_pipeline(FLUX_DEV, ctx=ctx)
     new = [k for k in set(MODEL_CACHE.keys()) - before if k.dtype != "-"]  # models, not tokenizers/configs
