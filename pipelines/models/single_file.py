@@ -386,8 +386,13 @@ def _clip_bpe(model_root) -> Path | None:
     return None
 
 
-def _hint(sf: SingleFile) -> str:
+def _hint(sf: SingleFile, missing: list[str] | None = None) -> str:
     mid = sf.model_id
+    tokenizers = (f"hf download {mid} --include 'tokenizer*/*' --local-dir MODEL_ROOT/{mid} (a few MB, no weights; or "
+                  f"CLIP's vocab.json + merges.txt of openai/clip-vit-large-patch14 and {_T5_TOKENIZER_DONOR}'s "
+                  "tokenizer under MODEL_ROOT/<org>/<name>/ or in the Hugging Face cache)")
+    if sf.kind == FLUX_TRANSFORMER and missing and all("tokenizer" in m for m in missing):
+        return f"The tokenizers are in no single file: {tokenizers}."
     if sf.kind == FLUX_TRANSFORMER:
         return (f"Either put them at MODEL_ROOT/{mid}/ (hf download {mid} --include 'model_index.json' "
                 f"'text_encoder*/*' 'tokenizer*/*' 'vae/*' 'scheduler/*' --local-dir MODEL_ROOT/{mid}: the diffusers "
@@ -395,8 +400,7 @@ def _hint(sf: SingleFile) -> str:
                 "Fill, Kontext: they share these) under MODEL_ROOT/<org>/<name>/; or, in ComfyUI's layout, "
                 "MODEL_ROOT/clip/clip_l.safetensors, MODEL_ROOT/clip/t5xxl_fp16.safetensors (or "
                 "t5xxl_fp8_e4m3fn.safetensors) and MODEL_ROOT/vae/ae.safetensors, plus the tokenizers, which those "
-                f"files do not hold (hf download {mid} --include 'model_index.json' '*/config.json' 'tokenizer*/*' "
-                f"--local-dir MODEL_ROOT/{mid}: a few MB, no weights).")
+                f"files do not hold: {tokenizers}.")
     return (f"Put CLIP's tokenizer files (vocab.json, merges.txt) at MODEL_ROOT/{mid}/tokenizer/ and tokenizer_2/ "
             f"(hf download {mid} --include '*.json' '*.txt' --local-dir MODEL_ROOT/{mid}: a few MB, no weights), "
             "or have openai/clip-vit-large-patch14 in the Hugging Face cache.")
@@ -580,7 +584,7 @@ def _plan_folder(sf: SingleFile, model_root, repo_folder: Path | None) -> tuple[
         else:  # FLUX: text encoders, tokenizers and VAE from a FLUX.1 diffusers folder or ComfyUI's files
             _flux_part(plan, part, own, flux_donors, model_root, part_files)
     if plan.missing:
-        raise SingleFileIncompleteError(sf.model_id, sf.path, plan.missing, _hint(sf))
+        raise SingleFileIncompleteError(sf.model_id, sf.path, plan.missing, _hint(sf, plan.missing))
     return plan, (str(repo_folder) if has_repo else "published")
 
 
