@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError, MissingBackendError
 from pipelines.models.profiles import ModelProfile, get_profile
-from pipelines.models.single_file import locate_model, read_marker
+from pipelines.models.single_file import locate_model, part_source, read_marker
 from pipelines.generation.device import resolve_device
 from pipelines.generation.memplan import clear_managers, empty_cuda_cache, manager_for, min_level_for, plan_models
 from pipelines.generation.modelset import ModelSet
@@ -197,22 +197,24 @@ def _single_file_state(marker: dict[str, Any], part: str) -> dict[str, Any]:
     ``safe_open`` so the other components' tensors are not read."""
     from safetensors import safe_open
 
-    prefix = marker["parts"][part]
-    with safe_open(marker["path"], framework="pt") as f:
+    path, prefix = part_source(marker, part)
+    with safe_open(str(path), framework="pt") as f:
         return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
 
 
 def load_from_single_file(cls, marker: dict[str, Any], folder: Path, part: str, dtype, **kwargs) -> Any:
     """One component of a single-file checkpoint through diffusers' converters, with the config folder's configs
-    (``local_files_only``: never the hub). CLIP text encoders go through diffusers' LDM CLIP converter."""
-    path = Path(marker["path"])
+    (``local_files_only``: never the hub). CLIP text encoders go through diffusers' LDM CLIP converter; a
+    component in a file of its own (FLUX's transformer, ComfyUI's VAE: `part_source`) is read by diffusers from the path."""
+    path, prefix = part_source(marker, part)
     try:
         if not hasattr(cls, "from_single_file"):  # transformers text encoders (CLIP-L, OpenCLIP bigG)
             from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
 
             return create_diffusers_clip_model_from_ldm(cls, _single_file_state(marker, part), subfolder=part,
                                                         config=str(folder), torch_dtype=dtype, local_files_only=True)
-        source = str(path) if marker["kind"] == "flux-transformer" else _single_file_state(marker, part)
+        whole = prefix == "" or (marker["kind"] == "flux-transformer" and part == "transformer")
+        source = str(path) if whole else _single_file_state(marker, part)
         return cls.from_single_file(source, config=str(folder), subfolder=part, torch_dtype=dtype,
                                     local_files_only=True, **kwargs)
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -377,12 +379,13 @@ def load_component(profile: ModelProfile, part: str, ctx: LoadContext, *, index:
         return load_denoiser(profile, ctx, part=part, cls=cls)
     dtype = ctx.dtype(profile)
     marker = read_marker(folder)
-    if marker is not None and part in marker["parts"]:
+    source = part_source(marker, part) if marker is not None else None
+    if source is not None:
         def load_file():
             _quiet_progress_bars()
             return ctx.place(f"{profile.id}/{part}", load_from_single_file(cls, marker, folder, part, dtype))
 
-        return MODEL_CACHE.get(ctx.key(profile, part, f"single-file:{marker['name']}", folder=folder), load_file)
+        return MODEL_CACHE.get(ctx.key(profile, part, f"single-file:{source[0].name}", folder=folder), load_file)
 
     def load():
         _quiet_progress_bars()

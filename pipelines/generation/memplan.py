@@ -42,6 +42,7 @@ from pipelines.generation.settings import GenerationSettings
 from pipelines.generation.worksize import native_work_size
 from pipelines.models.location import ModelNotFoundError, find
 from pipelines.models.profiles import list_profiles
+from pipelines.models.single_file import part_source, read_marker
 
 logger = logging.getLogger(__name__)
 
@@ -145,18 +146,10 @@ class WeightsSize:
 
 def safetensors_size(files: list[Path]) -> WeightsSize:
     """`WeightsSize` of the tensors in ``files`` (headers only)."""
-    params = other = stored = biggest = 0
-    for path in files:
-        for dtype, shape in read_safetensors_header(path).values():
-            n = _numel(shape)
-            nbytes = int(n * SAFETENSORS_DTYPE_BYTES[dtype])
-            stored += nbytes
-            if dtype in FLOAT_DTYPES:
-                params += n
-                biggest = max(biggest, n)
-            else:
-                other += nbytes
-    return WeightsSize(params, other, stored, biggest, tuple(str(p) for p in files))
+    sizes = [single_file_size(path) for path in files]
+    return WeightsSize(sum(s.params for s in sizes), sum(s.other_bytes for s in sizes),
+                       sum(s.stored_bytes for s in sizes), max((s.max_tensor_params for s in sizes), default=0),
+                       tuple(str(p) for p in files))
 
 
 def gguf_size(path: str | Path) -> WeightsSize:
@@ -413,7 +406,29 @@ def _notes(plan: MemoryPlan, models: list[PlanModel], act: float, budget: float)
 
 
 # ------------------------------------------------------------------------------------ models of an engine
+def single_file_size(path: Path, prefix: str = "") -> WeightsSize:
+    """`WeightsSize` of the tensors of ``path`` whose names start with ``prefix`` (one component of a single-file
+    checkpoint: the SDXL checkpoint holds its UNet, VAE and both text encoders under their prefixes; headers only)."""
+    params = other = stored = biggest = 0
+    for name, (dtype, shape) in read_safetensors_header(path).items():
+        if not name.startswith(prefix):
+            continue
+        n = _numel(shape)
+        nbytes = int(n * SAFETENSORS_DTYPE_BYTES[dtype])
+        stored += nbytes
+        if dtype in FLOAT_DTYPES:
+            params += n
+            biggest = max(biggest, n)
+        else:
+            other += nbytes
+    return WeightsSize(params, other, stored, biggest, (str(path),))
+
+
 def _component_size(folder: Path, part: str | None, dtype: str, variant: str | None) -> tuple[WeightsSize | None, int]:
+    marker = read_marker(folder) if part else None
+    source = part_source(marker, part) if marker is not None else None
+    if source is not None:  # a single file's config folder: this part is in the file (or ComfyUI's VAE file)
+        return (single_file_size(*source) if source[0].is_file() else None), COMPUTE_BYTES.get(dtype, 2)
     files = weight_files(folder / part if part else folder, variant)
     if not files:
         return None, 0
@@ -438,6 +453,10 @@ def plan_models(model_set, *, settings, device: str = "cuda", extra: tuple = ())
         device (`str`, *optional*): the device planned for (``cpu`` computes in float32).
         extra (`tuple[ModelProfile, ...]`, *optional*): more pipeline profiles (role ``fill``/``kontext``)
             with their folders in ``model_set.paths``.
+
+    A base found as a single file (`pipelines.models.single_file`) is sized from the file's header (only the
+    tensors of each part, by key prefix) and from the parts its config folder links (diffusers folders, ComfyUI's
+    text-encoder and VAE files).
 
     Returns:
         `list[PlanModel]`, placement ``resident`` (see `make_plan`). Models whose folder has no weight

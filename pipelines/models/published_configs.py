@@ -158,6 +158,9 @@ SDXL_TOKENIZER_CONFIG = {
     "pad_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer", "unk_token": "<|endoftext|>",
 }
 SDXL_TOKENIZER_2_CONFIG = {**SDXL_TOKENIZER_CONFIG, "pad_token": "!"}
+#: huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/tokenizer/tokenizer_config.json (CLIP-L's tokenizer: the
+#: values of SDXL's ``tokenizer``); written beside CLIP's BPE files when a FLUX.1 single file has no tokenizer folder.
+FLUX_CLIP_TOKENIZER_CONFIG = dict(SDXL_TOKENIZER_CONFIG)
 
 FLUX_DEV_ID = "black-forest-labs/FLUX.1-dev"
 FLUX_SCHNELL_ID = "black-forest-labs/FLUX.1-schnell"

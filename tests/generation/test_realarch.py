@@ -205,6 +205,89 @@ def test_try_on_fill(flux_root):
     assert np.array_equal(out.final[out.region == 0], rgb[out.region == 0])
 
 
+def _tensors(folder: Path) -> dict:
+    """Every tensor of a (sharded) safetensors model folder."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def _configs_only(dev: Path, repo: Path, link: tuple[str, ...]) -> None:
+    """``repo`` as ``hf download FLUX.1-dev --include "*.json"`` leaves it, plus links to ``dev``'s ``link`` parts."""
+    repo.mkdir(parents=True)
+    shutil.copy(dev / "model_index.json", repo / "model_index.json")
+    for part in ("transformer", "text_encoder", "text_encoder_2", "vae"):
+        if part not in link:
+            (repo / part).mkdir()
+            shutil.copy(dev / part / "config.json", repo / part / "config.json")
+    for part in ("scheduler", *link):
+        (repo / part).symlink_to(dev / part, target_is_directory=True)
+
+
+def test_flux_dev_single_file_at_real_width_and_in_the_comfyui_layout(flux_root, tmp_path):
+    """The 3072-wide FLUX.1-dev transformer in BFL's original keys, through our loader (`locate_model` -> the
+    config folder -> diffusers' ``from_single_file`` converter): (a) beside a diffusers folder without the
+    transformer, every converted tensor equal to the original; (b) in ComfyUI's layout (``diffusion_models/``,
+    ``clip/clip_l``, ``clip/t5xxl``, ``vae/ae``, the repo's configs and tokenizers only), one step runs."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from pipelines.generation.loading import MODEL_CACHE, LoadContext, load_denoiser, load_pipeline
+    from pipelines.models.profiles import get_profile
+    from pipelines.models.single_file import SINGLE_FILE_SOURCE, locate_model, read_marker
+    from tests.helpers.single_file import clip_to_comfy, flux_to_original, t5_to_comfy, vae_to_bfl
+
+    dev, profile = flux_root / FLUX_DEV, get_profile(FLUX_DEV)
+    want = _tensors(dev / "transformer")
+    a = tmp_path / "a"
+    _configs_only(dev, a / FLUX_DEV, link=("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae"))
+    (a / "unet").mkdir()
+    save_file(flux_to_original(want), str(a / "unet" / "flux1-dev.safetensors"))
+    assert locate_model(profile, a).source == SINGLE_FILE_SOURCE
+    got = load_denoiser(profile, LoadContext(a, _settings())).state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    with safe_open(str(a / "unet" / "flux1-dev.safetensors"), "pt") as f:  # BFL's layout, tensor by tensor
+        q, k, v = f.get_tensor("double_blocks.0.img_attn.qkv.weight").chunk(3)
+        assert all(torch.equal(got[f"transformer_blocks.0.attn.to_{n}.weight"], t) for n, t in zip("qkv", (q, k, v)))
+        parts = f.get_tensor("single_blocks.0.linear1.weight").split([3072, 3072, 3072, 4 * 3072])
+        for name, t in zip(("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), parts, strict=True):
+            assert torch.equal(got[f"single_transformer_blocks.0.{name}.weight"], t)
+        shift, scale = f.get_tensor("final_layer.adaLN_modulation.1.weight").chunk(2)
+        assert torch.equal(got["norm_out.linear.weight"], torch.cat([scale, shift]))  # diffusers: scale first
+    del got
+    MODEL_CACHE.clear()
+
+    b = tmp_path / "b"
+    _configs_only(dev, b / FLUX_DEV, link=("tokenizer", "tokenizer_2"))
+    (b / "diffusion_models").mkdir(parents=True)  # the same file (the prefixed keys are tested on tiny files)
+    (b / "diffusion_models" / "flux1-dev.safetensors").symlink_to(a / "unet" / "flux1-dev.safetensors")
+    t5, vae = _tensors(dev / "text_encoder_2"), _tensors(dev / "vae")
+    for rel, sd in (("clip/clip_l.safetensors", clip_to_comfy(_tensors(dev / "text_encoder"))),
+                    ("clip/t5xxl_fp16.safetensors", t5_to_comfy(t5)), ("vae/ae.safetensors", vae_to_bfl(vae, 4))):
+        (b / rel).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: t.contiguous() for k, t in sd.items()}, str(b / rel))
+    marker = read_marker(locate_model(profile, b).path)
+    assert set(marker["part_files"]) == {"text_encoder", "text_encoder_2", "vae"}
+    pipe = load_pipeline(FLUX_DEV, model_root=b, settings=_settings())
+    assert torch.equal(pipe.transformer.single_transformer_blocks[0].proj_mlp.weight,
+                       want["single_transformer_blocks.0.proj_mlp.weight"])
+    del want
+    assert torch.equal(pipe.text_encoder_2.shared.weight, t5["shared.weight"])
+    assert torch.equal(pipe.text_encoder_2.encoder.block[0].layer[1].DenseReluDense.wi_1.weight,
+                       t5["encoder.block.0.layer.1.DenseReluDense.wi_1.weight"])
+    assert torch.equal(pipe.vae.decoder.mid_block.attentions[0].to_q.weight,
+                       vae["decoder.mid_block.attentions.0.to_q.weight"])
+    assert torch.equal(pipe.text_encoder.embeddings.token_embedding.weight,
+                       _tensors(dev / "text_encoder")["embeddings.token_embedding.weight"])
+    out = pipe("a navy t-shirt", num_inference_steps=1, height=128, width=128, guidance_scale=3.5,
+               max_sequence_length=64, output_type="np", generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == (1, 128, 128, 3) and np.isfinite(out).all() and out.std() > 0
+
+
 # ---------------------------------------------------------------------------------------------------- SDXL
 def test_sdxl_end_to_end_reads_the_fp16_variants(sdxl_root, products, tmp_path):
     import torch

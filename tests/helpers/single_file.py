@@ -1,5 +1,6 @@
-"""Writing random models as ORIGINAL-KEY single files (A1111 SDXL checkpoint, BFL FLUX transformer), with our
-own key mapping from the diffusers names to the original ones (the inverse of what diffusers' converters read)."""
+"""Writing random models as ORIGINAL-KEY single files (A1111 SDXL checkpoint, BFL FLUX transformer, ComfyUI's
+clip_l / t5xxl / ae part files), with our own key mapping from the diffusers names to the original ones (the inverse
+of what diffusers' converters read); and header-only versions of them at the real shapes for memory-plan tests."""
 
 from __future__ import annotations
 
@@ -166,3 +167,92 @@ def flux_to_original(sd: dict, prefix: str = "") -> dict:
         out[d + "norm.query_norm.scale"] = sd[s + "attn.norm_q.weight"]
         out[d + "norm.key_norm.scale"] = sd[s + "attn.norm_k.weight"]
     return {prefix + k: v.contiguous() for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------ ComfyUI's part files
+def vae_to_bfl(sd: dict, n_blocks: int) -> dict:
+    """A diffusers AutoencoderKL state dict as BFL's ``ae.safetensors`` holds it (ComfyUI's ``models/vae/``): the
+    LDM names without a prefix (``encoder.down.0.block.0.conv1.weight``, attention as 1x1 convs)."""
+    return {k.removeprefix("first_stage_model."): v for k, v in vae_to_ldm(sd, n_blocks).items()}
+
+
+def clip_to_comfy(sd: dict) -> dict:
+    """CLIP-L as ComfyUI's ``clip_l.safetensors`` holds it: the transformers names with ``text_model.`` (transformers
+    5 saves them without it and reads both) plus the ``text_projection.weight`` and ``logit_scale`` ComfyUI's CLIP
+    module carries (CLIPTextModel ignores them)."""
+    import torch
+
+    out = {(k if k.startswith("text_model.") else "text_model." + k): v for k, v in sd.items()
+           if not k.endswith("position_ids")}
+    hidden = out["text_model.final_layer_norm.weight"].shape[0]
+    out["text_projection.weight"] = torch.eye(hidden, dtype=out["text_model.final_layer_norm.weight"].dtype)
+    out["logit_scale"] = torch.tensor(4.6052)
+    return out
+
+
+def t5_to_comfy(sd: dict) -> dict:
+    """The T5 encoder as ComfyUI's ``t5xxl_*.safetensors`` holds it: the transformers names, the embedding once
+    (``shared.weight``; no ``encoder.embed_tokens.weight``)."""
+    return {k: v for k, v in sd.items() if k != "encoder.embed_tokens.weight"}
+
+
+def write_comfy_parts(root: Path, *, clip=None, t5=None, vae=None, t5_name: str = "t5xxl_fp16.safetensors",
+                      t5_dtype=None, scaled: bool = False) -> dict[str, Path]:
+    """``clip/clip_l.safetensors``, ``clip/<t5_name>`` (cast to ``t5_dtype``; ``scaled``: with the ``scaled_fp8``
+    marker tensor of ComfyUI's ``*_scaled`` files) and ``vae/ae.safetensors`` of the given models under ``root``."""
+    import torch
+    from safetensors.torch import save_file
+
+    out = {}
+    for part, sd_of in (("text_encoder", clip), ("text_encoder_2", t5), ("vae", vae)):
+        if sd_of is None:
+            continue
+        if part == "text_encoder":
+            sd, path = clip_to_comfy(clip.state_dict()), root / "clip" / "clip_l.safetensors"
+        elif part == "text_encoder_2":
+            sd, path = t5_to_comfy(t5.state_dict()), root / "clip" / t5_name
+            if t5_dtype is not None:
+                sd = {k: v.to(t5_dtype) for k, v in sd.items()}
+            if scaled:
+                sd["scaled_fp8"] = torch.zeros(0, dtype=torch.float8_e4m3fn)
+        else:
+            sd, path = vae_to_bfl(vae.state_dict(), len(vae.config.block_out_channels)), root / "vae" / "ae.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+        out[part] = path
+    return out
+
+
+# ------------------------------------------------------------------------------------- header-only files
+def _header_shapes(sd: dict) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def write_flux_single_file_headers(root: Path, models: dict, *, prefix: str = "model.diffusion_model.") -> None:
+    """ComfyUI's FLUX.1-dev layout as header-only bf16 files (`tests.helpers.memory_plan.write_header_only`) of the
+    real-shape meta ``models`` (`tests.helpers.memory_plan.flux_models`): ``diffusion_models/flux1-dev.safetensors``
+    (BFL keys under ``prefix``), ``clip/clip_l.safetensors``, ``clip/t5xxl_fp16.safetensors``, ``vae/ae.safetensors``."""
+    from tests.helpers.memory_plan import _shapes, write_header_only
+
+    write_header_only(root / "diffusion_models" / "flux1-dev.safetensors",
+                      _header_shapes(flux_to_original(dict(models["dev"].named_parameters()), prefix=prefix)), "BF16")
+    clip = _header_shapes(clip_to_comfy({k: v for k, v in models["clip"].named_parameters()}))
+    write_header_only(root / "clip" / "clip_l.safetensors", clip, "F16")
+    write_header_only(root / "clip" / "t5xxl_fp16.safetensors", _shapes(models["t5"]), "F16")
+    vae = models["vae"]
+    write_header_only(root / "vae" / "ae.safetensors",
+                      _header_shapes(vae_to_bfl(dict(vae.named_parameters()), len(vae.config.block_out_channels))),
+                      "F32")
+
+
+def write_sdxl_checkpoint_headers(path: Path, models: dict) -> None:
+    """``sd_xl_base_1.0.safetensors`` (A1111 layout) as a header-only fp16 file of the real-shape meta ``models``
+    (`tests.helpers.memory_plan.sdxl_models`)."""
+    from tests.helpers.memory_plan import write_header_only
+
+    unet, vae = models["unet"], models["vae"]
+    sd = {**unet_to_ldm(dict(unet.named_parameters()), unet.config),
+          **vae_to_ldm(dict(vae.named_parameters()), len(vae.config.block_out_channels)),
+          **clip_to_ldm(dict(models["te"].named_parameters())),
+          **open_clip_to_ldm(dict(models["te2"].named_parameters()))}
+    write_header_only(path, _header_shapes(sd), "F16")
