@@ -182,6 +182,7 @@ PUBLISHED: dict[str, tuple[dict, tuple[str, ...]]] = {
         "use_linear_projection": True}, ("sdxl-canny",)),
     "SDXL_TOKENIZER_CONFIG": (_CLIP_TOKENIZER, ("sdxl-derived",)),
     "SDXL_TOKENIZER_2_CONFIG": ({**_CLIP_TOKENIZER, "pad_token": "!"}, ("sdxl-derived",)),
+    "FLUX_CLIP_TOKENIZER_CONFIG": ({}, ()),  # every key unverified (below)
 }
 
 #: embedded name -> {key: why it could not be checked against a published file}
@@ -191,6 +192,9 @@ UNVERIFIED = {
     "FLUX_KONTEXT_TRANSFORMER": {"_diffusers_version": "no copy of FLUX.1-Kontext-dev transformer/config.json was "
                                                        "found (the values that matter are bfl's flux-dev-kontext)"},
     "FLUX_MODEL_INDEX": {"_diffusers_version": "only re-saves of FLUX.1 model_index.json were found (a stamp)"},
+    "FLUX_CLIP_TOKENIZER_CONFIG": {k: "no copy of FLUX.1-dev tokenizer/tokenizer_config.json was found; the values are "
+                                      "CLIP-L's tokenizer config, the one SDXL's `tokenizer` publishes (verified)"
+                                   for k in pc.FLUX_CLIP_TOKENIZER_CONFIG},
 }
 
 
