@@ -371,10 +371,10 @@ def test_flux_dev_gguf_in_bfl_keys_as_city96_publishes_it(flux_root, tmp_path):
     check(params["norm_out.linear.weight"], torch.cat([scale, shift]))  # diffusers: scale first
     check(params["x_embedder.weight"], original["img_in.weight"].float())  # F32: exact
     # every tensor: the loaded model, dequantized and mapped back to BFL's keys, is the file's round trip
-    back = flux_to_original({k: dequantize_gguf_tensor(p).float() for k, p in params.items()})
+    back = flux_to_original({k: dequantize_gguf_tensor(p) for k, p in params.items()})  # float16 / bfloat16
     assert set(back) == set(original)
-    for k, t in back.items():
-        want = round_trip(original[k], types[k])
+    for k in list(back):  # one tensor at a time in float32
+        t, want = back.pop(k).float(), round_trip(original[k], types[k])
         if types[k] == q.Q8_0:
             torch.testing.assert_close(t, want, rtol=2**-10, atol=1e-8)
         else:
