@@ -17,7 +17,8 @@ one tiny VAE (4 latent channels, scale factor 2) and text encoders, as the real 
 native resolution (the VAE's ``sample_size``) is 32 px, so an engine run on them generates at about
 32x32 px (28x36 for a 4:5 output). The tiny single file and GGUF hold diffusers key names: diffusers'
 converter from the original FLUX layout hard-codes the full-size hidden size (3072), so a tiny file in
-the original layout cannot be converted; the real files load through the same call.
+the original layout cannot be converted; the real files load through the same call (the real-architecture
+tier writes BFL-key single files and city96-style BFL-key GGUF files at real width).
 
 Tokenizers are trained locally with ``tokenizers`` (CLIP byte-level BPE, T5 Unigram). Builders are
 seeded: the same call writes the same weights. Nothing is downloaded.
@@ -237,7 +238,9 @@ def write_flux_lora(transformer, folder: Path, weight_name: str) -> None:
 
 def write_gguf(transformer, path: Path) -> None:
     """The transformer's weights as a GGUF file: 2-D weights whose rows are a multiple of 32 in Q8_0, the
-    rest in F32 (as llama.cpp-style converters keep small tensors unquantized)."""
+    rest in F32 (as llama.cpp-style converters keep small tensors unquantized). Diffusers keys (a tiny model
+    cannot be converted from BFL's); the published files' BFL keys and F32/F16 exceptions are written at real
+    width by the tests' ``write_flux_gguf``."""
     import gguf
     import numpy as np
 

@@ -288,6 +288,109 @@ def test_flux_dev_single_file_at_real_width_and_in_the_comfyui_layout(flux_root,
     assert out.shape == (1, 128, 128, 3) and np.isfinite(out).all() and out.std() > 0
 
 
+def _flux_inputs(side: int = 128, text_tokens: int = 64) -> dict:
+    """Random inputs of one FLUX.1-dev transformer call at a ``side`` px image (packed 2x2 latents: (side/16)^2
+    tokens of 64 channels), ``text_tokens`` T5 tokens (4096) and CLIP's pooled 768; bfloat16."""
+    import torch
+
+    g, n = torch.Generator().manual_seed(0), (side // 16) ** 2
+    bf = dict(dtype=torch.bfloat16)
+    return dict(hidden_states=torch.randn(1, n, 64, generator=g).to(**bf),
+                encoder_hidden_states=torch.randn(1, text_tokens, 4096, generator=g).to(**bf),
+                pooled_projections=torch.randn(1, 768, generator=g).to(**bf), timestep=torch.tensor([0.5], **bf),
+                img_ids=torch.zeros(n, 3), txt_ids=torch.zeros(text_tokens, 3), guidance=torch.tensor([3.5], **bf),
+                return_dict=False)
+
+
+def test_flux_dev_gguf_in_bfl_keys_as_city96_publishes_it(flux_root, tmp_path):
+    """city96/FLUX.1-dev-gguf's ``flux1-dev-Q8_0.gguf`` as published: the 3072-wide transformer in BFL's original
+    keys, Q8_0 with city96's F32/F16 exceptions (`tests.helpers.single_file.write_flux_gguf`), beside the diffusers
+    FLUX.1-dev folder. Through our loader (``gguf=`` -> `_load_gguf` -> diffusers' converter) every weight is the
+    GGUF round trip of the original (quantized ones kept as ``GGUFParameter``; the fused ``qkv`` / ``linear1``
+    split and ``norm_out``'s shift/scale swapped), the memory plan counts the file's quantized bytes, and one
+    transformer call at the 128 px working side stays within Q8_0's error of the bfloat16 model."""
+    import gguf
+    import torch
+    from diffusers.quantizers.gguf.utils import GGUFParameter, dequantize_gguf_tensor
+
+    from pipelines.generation.loading import LoadContext, load_denoiser
+    from pipelines.generation.memplan import gguf_size, plan_models
+    from pipelines.generation.modelset import resolve_model_set
+    from pipelines.models.profiles import get_profile
+    from tests.helpers.single_file import flux_to_original, write_flux_gguf
+
+    q = gguf.GGMLQuantizationType
+    dev, gp = flux_root / FLUX_DEV, get_profile("city96/FLUX.1-dev-gguf")
+    root = tmp_path / "models"
+    (root / FLUX_DEV).parent.mkdir(parents=True)
+    (root / FLUX_DEV).symlink_to(dev, target_is_directory=True)  # the diffusers folder: configs, encoders, VAE
+    path = root / gp.id / gp.weight_name
+    original = flux_to_original(_tensors(dev / "transformer"))
+    written = write_flux_gguf(original, path)
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
+    assert types == {k: t for k, (t, _) in written.items()}
+    assert (types["double_blocks.0.img_attn.qkv.weight"], types["single_blocks.0.linear1.weight"],
+            types["img_in.weight"], types["txt_in.weight"], types["final_layer.adaLN_modulation.1.weight"],
+            types["double_blocks.0.img_attn.qkv.bias"]) == (q.Q8_0, q.Q8_0, q.F32, q.F16, q.F16, q.F32)
+
+    size = gguf_size(path)  # the memory plan's size: the quantized bytes of every tensor, as written
+    assert size.stored_bytes == sum(n for _, n in written.values()) < path.stat().st_size
+    assert size.params == sum(t.numel() for t in original.values())
+    settings = _settings(gguf=gp.id)
+    planned = {m.id: m for m in plan_models(resolve_model_set("flux", root, settings), settings=settings,
+                                            device="cpu")}
+    assert planned[f"{FLUX_DEV}/transformer"].bytes == size.stored_bytes
+    assert planned[f"{FLUX_DEV}/transformer"].quantized == "gguf"
+
+    model = load_denoiser(get_profile(FLUX_DEV), LoadContext(root, settings))
+    params = dict(model.named_parameters())
+    quantized = {k for k, p in params.items() if isinstance(p, GGUFParameter)}
+    assert "transformer_blocks.0.attn.to_q.weight" in quantized and "x_embedder.weight" not in quantized
+    assert len(quantized) == sum(t == q.Q8_0 for t in types.values()) + 2 * 2 + 3  # qkv x2 -> 3 each, linear1 -> 4
+
+    def round_trip(x, t=q.Q8_0):
+        return torch.from_numpy(gguf.quants.dequantize(gguf.quants.quantize(x.float().numpy(), t), t))
+
+    def check(got, want):  # got: a loaded parameter, want: the float32 round trip of its original
+        if isinstance(got, GGUFParameter):  # dequantized in float16 by diffusers: within its rounding
+            torch.testing.assert_close(dequantize_gguf_tensor(got).float(), want, rtol=2**-10, atol=1e-8)
+        else:  # F32 / F16 tensors are cast to the compute dtype
+            assert got.dtype == torch.bfloat16 and torch.equal(got, want.to(torch.bfloat16))
+
+    qkv = original["double_blocks.0.img_attn.qkv.weight"]
+    assert not torch.equal(round_trip(qkv), qkv.float())  # quantized, not stored exactly
+    blocks = qkv.float().reshape(-1, 32)  # Q8_0's error: half a step of amax / 127 (plus d's f16 rounding)
+    err = (round_trip(qkv).reshape(-1, 32) - blocks).abs()
+    assert bool((err <= blocks.abs().amax(1, keepdim=True) / 127 * 0.6).all())
+    for name, part in zip("qkv", round_trip(qkv).chunk(3), strict=True):
+        check(params[f"transformer_blocks.0.attn.to_{name}.weight"], part)
+    split = round_trip(original["single_blocks.0.linear1.weight"]).split([3072, 3072, 3072, 4 * 3072])
+    for name, part in zip(("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), split, strict=True):
+        check(params[f"single_transformer_blocks.0.{name}.weight"], part)
+    shift, scale = round_trip(original["final_layer.adaLN_modulation.1.weight"], q.F16).chunk(2)
+    check(params["norm_out.linear.weight"], torch.cat([scale, shift]))  # diffusers: scale first
+    check(params["x_embedder.weight"], original["img_in.weight"].float())  # F32: exact
+    # every tensor: the loaded model, dequantized and mapped back to BFL's keys, is the file's round trip
+    back = flux_to_original({k: dequantize_gguf_tensor(p) for k, p in params.items()})  # float16 / bfloat16
+    assert set(back) == set(original)
+    for k in list(back):  # one tensor at a time in float32
+        t, want = back.pop(k).float(), round_trip(original[k], types[k])
+        if types[k] == q.Q8_0:
+            torch.testing.assert_close(t, want, rtol=2**-10, atol=1e-8)
+        else:
+            assert torch.equal(t, want.to(torch.bfloat16).float()), k
+    del back, original
+
+    plain = load_denoiser(get_profile(FLUX_DEV), LoadContext(root, _settings()))
+    assert plain is not model and not isinstance(plain.transformer_blocks[0].attn.to_q.weight, GGUFParameter)
+    with torch.no_grad():
+        a, b = (m(**_flux_inputs())[0].float() for m in (plain, model))
+    assert a.shape == b.shape == (1, 64, 64) and torch.isfinite(b).all()
+    rel = float((a - b).abs().max() / a.abs().max())
+    assert 0 < rel < 0.05  # Q8_0: close, not identical
+    path.unlink()
+
+
 # ---------------------------------------------------------------------------------------------------- SDXL
 def test_sdxl_end_to_end_reads_the_fp16_variants(sdxl_root, products, tmp_path):
     import torch

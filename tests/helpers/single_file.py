@@ -256,3 +256,53 @@ def write_sdxl_checkpoint_headers(path: Path, models: dict) -> None:
           **clip_to_ldm(dict(models["te"].named_parameters())),
           **open_clip_to_ldm(dict(models["te2"].named_parameters()))}
     write_header_only(path, _header_shapes(sd), "F16")
+
+
+# ------------------------------------------------------------------------------------------- GGUF files
+#: city96's FLUX recipe (ComfyUI-GGUF ``tools/convert.py`` + the ``tools/lcpp.patch`` llama-quantize rules):
+#: tensors kept in F32 / F16 whatever the quantization (first match wins; 1-D tensors and tensors of at most
+#: 1024 elements are F32 too).
+FLUX_GGUF_F32 = ("img_in.", "time_in.in_layer.", "vector_in.in_layer.", "guidance_in.in_layer.", "final_layer.linear.")
+FLUX_GGUF_F16 = ("txt_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer.")
+
+
+def flux_gguf_type(name: str, shape: tuple[int, ...], qtype=None):
+    """The GGML type city96's converter gives the BFL-key FLUX tensor ``name`` of ``shape`` in a ``qtype`` file
+    (default Q8_0): F32 for 1-D tensors, tensors of <= 1024 elements and `FLUX_GGUF_F32`; F16 for `FLUX_GGUF_F16`
+    and for rows that are not a whole number of ``qtype`` blocks (llama-quantize's fallback); ``qtype`` otherwise."""
+    import math
+
+    import gguf
+
+    q = gguf.GGMLQuantizationType
+    qtype = q.Q8_0 if qtype is None else qtype
+    if len(shape) == 1 or math.prod(shape) <= 1024 or any(s in name for s in FLUX_GGUF_F32):
+        return q.F32
+    if any(s in name for s in FLUX_GGUF_F16) or shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0]:
+        return q.F16
+    return qtype
+
+
+def write_flux_gguf(sd: dict, path: Path, qtype=None) -> dict[str, tuple]:
+    """A FLUX transformer in BFL's original keys (`flux_to_original`) as city96's ``FLUX.1-dev-gguf`` files hold it:
+    arch ``flux``, each tensor in `flux_gguf_type` (default Q8_0) quantized with ``gguf.quants.quantize`` from its
+    float32 value (bf16 -> f32 is exact). Returns ``{name: (GGMLQuantizationType, stored bytes)}``."""
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType.Q8_0 if qtype is None else qtype
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(path), arch="flux")
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if qtype == gguf.GGMLQuantizationType.Q8_0:
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    written = {}
+    for name, tensor in sd.items():
+        t = flux_gguf_type(name, tuple(tensor.shape), qtype)
+        data = gguf.quants.quantize(tensor.detach().float().cpu().numpy(), t)
+        writer.add_tensor(name, data, raw_dtype=t)
+        written[name] = (t, int(data.nbytes))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return written
