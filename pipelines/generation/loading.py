@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import InputError, MissingBackendError
+from pipelines.models.location import gguf_weight_file
 from pipelines.models.profiles import ModelProfile, get_profile
 from pipelines.models.single_file import locate_model, part_source, read_marker
 from pipelines.generation.device import resolve_device
@@ -522,7 +523,7 @@ def denoiser_variant(profile: ModelProfile, settings: GenerationSettings, *, is_
     parts, loras = [], []
     if is_base:
         if settings.gguf:
-            parts.append(f"gguf:{settings.gguf}")
+            parts.append(f"gguf:{settings.gguf}" + (f"/{settings.gguf_file}" if settings.gguf_file else ""))
         elif found_single_file:
             parts.append(f"single-file:{found_single_file}")
         elif settings.single_file:
@@ -621,7 +622,7 @@ def _load_gguf(base: ModelProfile, gguf_name: str, cls, folder: Path, part: str,
         raise MissingBackendError("GGUF", "pip install 'gguf>=0.10'") from None
     from diffusers import GGUFQuantizationConfig
 
-    path = model_path(gp, ctx.model_root) / gp.weight_name  # type: ignore[operator]
+    path = gguf_weight_file(gp, model_path(gp, ctx.model_root), ctx.settings.gguf_file)
     return cls.from_single_file(str(path), quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
                                 config=str(folder), subfolder=part, torch_dtype=dtype, local_files_only=True)
 

@@ -40,7 +40,7 @@ from pipelines.generation.device import resolve_device
 from pipelines.generation.modelset import resolve_model_set
 from pipelines.generation.settings import GenerationSettings
 from pipelines.generation.worksize import native_work_size
-from pipelines.models.location import ModelNotFoundError, find
+from pipelines.models.location import ModelNotFoundError, find, gguf_weight_file
 from pipelines.models.profiles import list_profiles
 from pipelines.models.single_file import part_source, read_marker
 
@@ -517,7 +517,7 @@ def plan_models(model_set, *, settings, device: str = "cuda", extra: tuple = ())
             quant = None
             if is_denoiser and owner is base and settings.gguf and model_set.gguf is not None:
                 gpath = paths.get(model_set.gguf.name)
-                gsize = gguf_size(Path(gpath) / model_set.gguf.weight_name) if gpath else None
+                gsize = gguf_size(gguf_weight_file(model_set.gguf, Path(gpath), settings.gguf_file)) if gpath else None
                 add(f"{owner.id}/{part}", "denoiser", role, gsize, 0, f"denoiser:{owner.name}", secondary,
                     quantized="gguf", source="gguf")
                 continue

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputError
-from pipelines.models.location import ModelNotFoundError, locate
+from pipelines.models.location import ModelNotFoundError, gguf_weight_file, locate
 from pipelines.models.profiles import ModelProfile, get_profile, list_profiles
 from pipelines.models.single_file import SingleFileIncompleteError, find_model, locate_model
 from pipelines.generation.settings import GenerationSettings, parse_lora
@@ -221,7 +221,7 @@ def _choose_gguf(c: _Choice, settings: GenerationSettings) -> ModelProfile | Non
     if gguf.base_models and c.base.id not in gguf.base_models:
         raise InputError(f"{gguf.name} is a quantized {', '.join(gguf.base_models)}, not {c.base.id}",
                          key="VITRINE_GEN_GGUF")
-    c.locate(gguf, revision=False)
+    gguf_weight_file(gguf, c.locate(gguf, revision=False), settings.gguf_file)  # which file: checked at start
     return gguf
 
 

@@ -42,6 +42,9 @@ class GenerationSettings:
         loras (`tuple[str, ...]`, *optional*, defaults to ()): LoRA profile names, each optionally
             ``name@scale``; fused into the denoiser at load.
         gguf (`str`, *optional*): a GGUF profile name: load the base's transformer from that file.
+        gguf_file (`str`, *optional*): which ``.gguf`` file of the GGUF profile's folder (e.g.
+            ``flux1-dev-Q4_K_S.gguf``); by default the profile's file (Q8_0) when present, else the only
+            ``<name>-*.gguf`` there (several: an error listing them).
         single_file (`bool`, *optional*, defaults to `False`): load the base's denoiser from its single
             ``.safetensors`` file (``ModelProfile.single_file``) instead of the diffusers folder.
         quantize (`str`, *optional*): ``fp8`` or ``int8`` weight quantization of the denoiser (needs torchao),
@@ -68,6 +71,7 @@ class GenerationSettings:
     negative_prompt: str | None = None
     loras: tuple[str, ...] = field(default_factory=tuple)
     gguf: str | None = None
+    gguf_file: str | None = None
     single_file: bool = False
     quantize: str | None = None
     offload: str = "none"
@@ -102,6 +106,12 @@ class GenerationSettings:
             bad("quantize", f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
         if self.quantize is not None and self.gguf is not None:
             bad("quantize", "choose either quantize (torchao/bitsandbytes) or gguf, not both")
+        if self.gguf_file is not None and self.gguf is None:
+            bad("gguf_file", "gguf_file names a file of the GGUF profile: set gguf too (e.g. city96/FLUX.1-dev-gguf)")
+        if self.gguf_file is not None and (not self.gguf_file.endswith(".gguf") or "/" in self.gguf_file
+                                           or "\\" in self.gguf_file):
+            bad("gguf_file", f"gguf_file must be a .gguf file name inside the GGUF profile's folder, got "
+                             f"{self.gguf_file!r}")
         if self.cache_threshold is not None and not 0 < self.cache_threshold < 1:
             bad("cache_threshold", f"cache_threshold must be in (0, 1), got {self.cache_threshold}")
         if self.work_side is not None and not 16 <= self.work_side <= 4096:
@@ -164,7 +174,7 @@ def parse_setting(fname: str, value: str, key: str) -> Any:
             return float(value) if value else None
     except ValueError:
         raise InputError(f"cannot parse {value!r} (default {default!r})", key=key) from None
-    if default is None:  # optional text settings (base, gguf, quantize, negative_prompt): empty = unset
+    if default is None:  # optional text settings (base, gguf, gguf_file, quantize, ...): empty = unset
         return value or None
     return value
 

@@ -7,8 +7,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import VitrineError
+from pipelines.errors import InputError, VitrineError
 from pipelines.models import known
+from pipelines.models.profile_spec import ModelProfile, gguf_pattern
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class Located:
 
 
 def _complete(folder: Path, required: tuple[str, ...]) -> bool:
-    return folder.is_dir() and all((folder / f).exists() for f in required)
+    """Every required file exists; an entry with ``*`` is a glob that must match at least one file."""
+    return folder.is_dir() and all(any(folder.glob(f)) if "*" in f else (folder / f).exists() for f in required)
 
 
 def _hf_cache_snapshot(model_id: str, required: tuple[str, ...], revision: str | None) -> tuple[Path | None, str]:
@@ -112,3 +114,34 @@ def find(model_id: str, model_root: str | Path | None = None, **kwargs) -> Locat
         return locate(model_id, model_root, **kwargs)
     except ModelNotFoundError:
         return None
+
+
+def gguf_weight_file(profile: ModelProfile, folder: Path, wanted: str | None = None) -> Path:
+    """The ``.gguf`` file of a GGUF profile's folder to load.
+
+    Args:
+        profile (`ModelProfile`): a ``gguf`` profile (``weight_name`` e.g. ``flux1-dev-Q8_0.gguf``).
+        folder (`Path`): its located folder.
+        wanted (`str`, *optional*): a file name the user chose (``VITRINE_GEN_GGUF_FILE``).
+
+    Returns:
+        `Path`: ``wanted`` when given; else the profile's ``weight_name`` when present; else the only file
+        matching `gguf_pattern` (``flux1-dev-*.gguf``: city96 publishes Q2_K ... Q8_0, F16, BF16).
+
+    Raises:
+        `InputError`: ``wanted`` is not there, or several files match and none was chosen (both list the
+        files found and name ``VITRINE_GEN_GGUF_FILE``).
+    """
+    found = sorted(p.name for p in folder.glob(gguf_pattern(profile)) if p.is_file())
+    listing = ", ".join(found) or "none"
+    if wanted:
+        if not (folder / wanted).is_file():
+            raise InputError(f"no GGUF file {wanted!r} in {profile.id} (found: {listing})", path=folder / wanted,
+                             key="VITRINE_GEN_GGUF_FILE")
+        return folder / wanted
+    if profile.weight_name and (folder / profile.weight_name).is_file():
+        return folder / profile.weight_name
+    if len(found) == 1:
+        return folder / found[0]
+    raise InputError(f"{profile.id} holds {len(found)} GGUF files ({listing}): choose one with "
+                     f"VITRINE_GEN_GGUF_FILE=<file name>", path=folder, key="VITRINE_GEN_GGUF_FILE")

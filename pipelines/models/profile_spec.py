@@ -119,8 +119,17 @@ class ModelProfile:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+def gguf_pattern(p: ModelProfile) -> str:
+    """The file names a GGUF profile's folder may hold: its ``weight_name`` with the quantization replaced by
+    ``*`` (``flux1-dev-Q8_0.gguf`` -> ``flux1-dev-*.gguf``: Q4_K_S, Q5_K_M, Q6_K, F16... as published)."""
+    stem = str(p.weight_name).rsplit("-", 1)[0]
+    return f"{stem}-*.gguf"
+
+
 def _default_required_files(p: ModelProfile) -> tuple[str, ...]:
-    if p.role in ("lora", "gguf"):
+    if p.role == "gguf":
+        return (gguf_pattern(p),)
+    if p.role == "lora":
         return (p.weight_name,)  # type: ignore[return-value]
     if p.role in ("controlnet", "vae"):
         return ("config.json",)

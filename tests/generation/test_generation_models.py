@@ -287,3 +287,37 @@ def test_two_model_roots_with_the_same_repo_id_never_share_a_cached_model(root, 
     name, wa = next(iter(a.state_dict().items()))
     assert torch.allclose(b.state_dict()[name], wa + 1.0)
     assert load_component(profile, "vae", LoadContext(root, fast_settings())) is a  # still cached per root
+
+
+def test_gguf_files_of_any_published_quantization_are_found_and_chosen(root, tmp_path):
+    """city96 publishes flux1-dev-Q2_K ... Q8_0 / F16 / BF16 .gguf files: any of them is found; when several are
+    there and none is the profile's Q8_0, VITRINE_GEN_GGUF_FILE chooses, checked when the engine starts."""
+    from pipelines.engines.generative import flux_engine
+    from pipelines.models.location import gguf_weight_file
+    from tests.helpers.generation import link_model_root
+
+    gid = "city96/FLUX.1-dev-gguf"
+    models = link_model_root(root, tmp_path / "models", without=(gid,))
+    folder = models / gid
+    folder.mkdir(parents=True)
+    q8 = locate(gid, root).path / "flux1-dev-Q8_0.gguf"
+    (folder / "flux1-dev-Q4_K_S.gguf").symlink_to(q8)  # a Q8_0 body under another published name: loads the same
+    gp = get_profile(gid)
+    assert gguf_weight_file(gp, locate(gid, models).path).name == "flux1-dev-Q4_K_S.gguf"
+    model = load_denoiser(get_profile(FLUX_DEV), LoadContext(models, fast_settings(gguf=gid)))
+    assert type(model.transformer_blocks[0].attn.to_q.weight).__name__ == "GGUFParameter"
+
+    (folder / "flux1-dev-Q5_K_M.gguf").symlink_to(q8)
+    with pytest.raises(InputError, match=r"2 GGUF files \(flux1-dev-Q4_K_S.gguf, flux1-dev-Q5_K_M.gguf\)") as exc:
+        flux_engine(model_root=models, settings=fast_settings(gguf=gid))  # refused at start, not mid-batch
+    assert exc.value.key == "VITRINE_GEN_GGUF_FILE"
+    chosen = fast_settings(gguf=gid, gguf_file="flux1-dev-Q5_K_M.gguf")
+    assert gguf_weight_file(gp, folder, chosen.gguf_file).name == "flux1-dev-Q5_K_M.gguf"
+    with pytest.raises(InputError, match="no GGUF file 'flux1-dev-F16.gguf'.*found: flux1-dev-Q4_K_S.gguf"):
+        gguf_weight_file(gp, folder, "flux1-dev-F16.gguf")
+    with pytest.raises(InputError, match="set gguf too") as exc:
+        fast_settings(gguf_file="flux1-dev-Q5_K_M.gguf")
+    assert exc.value.key == "VITRINE_GEN_GGUF_FILE"
+    (folder / "flux1-dev-Q4_K_S.gguf").unlink()
+    (folder / "flux1-dev-Q5_K_M.gguf").unlink()
+    assert find(gid, models, required_files=gp.required_files) is None  # an empty folder is not found
