@@ -435,5 +435,27 @@ def build_real_arch_models(dest: str | Path, families: list[str] | None = None) 
         for family, builder in BUILDERS.items():
             if families is None or family in families:
                 written[family] = builder(dest)
+                _mark_built(dest, family, written[family])
                 logger.info("real-architecture %s models: %s", family, written[family])
     return written
+
+
+#: The file in a real-architecture model root that lists the families built completely (written after each).
+BUILT_MARKER = ".vitrine-realarch.json"
+
+
+def built_families(dest: str | Path) -> dict[str, list[str]]:
+    """The families a previous `build_real_arch_models` finished under ``dest`` (family -> repo ids); a family
+    interrupted mid-build is not listed. ``{}`` when nothing was built there."""
+    try:
+        data = json.loads((Path(dest) / BUILT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): list(v) for k, v in data.get("families", {}).items()} if isinstance(data, dict) else {}
+
+
+def _mark_built(dest: Path, family: str, repos: list[str]) -> None:
+    done = {**built_families(dest), family: repos}
+    tmp = dest / f"{BUILT_MARKER}.tmp"
+    tmp.write_text(json.dumps({"families": done}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, dest / BUILT_MARKER)

@@ -67,28 +67,28 @@ def real_root(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _family(root: Path, family: str, marker_repo: str) -> Path:
-    from pipelines.dev_models.realarch import build_real_arch_models
+def _family(root: Path, family: str) -> Path:
+    """``root`` with ``family`` built (once: `build_real_arch_models` records what it finished)."""
+    from pipelines.dev_models.realarch import build_real_arch_models, built_families
 
-    if not (root / marker_repo / ".complete").exists():
+    if family not in built_families(root):
         build_real_arch_models(root, [family])
-        (root / marker_repo / ".complete").touch()
     return root
 
 
 @pytest.fixture(scope="session")
 def flux_root(real_root):
-    return _family(real_root, "flux", FLUX_DEV)
+    return _family(real_root, "flux")
 
 
 @pytest.fixture(scope="session")
 def sdxl_root(real_root):
-    return _family(real_root, "sdxl", SDXL_BASE)
+    return _family(real_root, "sdxl")
 
 
 @pytest.fixture(scope="session")
 def seg_root(real_root):
-    return _family(real_root, "segmentation", "facebook/sam-vit-base")
+    return _family(real_root, "segmentation")
 
 
 
