@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pipelines.catalog.contact_sheet import load_thumbnail
+from pipelines.catalog.index import SkuFacts, facts_from_manifest, failed_skus, review_order_key
 from pipelines.errors import InputError
 from pipelines.imageio import atomic_write_text, save_image
 from pipelines.catalog.manifest import MANIFEST_NAME, read_manifest
@@ -324,11 +325,21 @@ def load_entries(catalog_dir: str | Path) -> list[tuple[str, dict[str, Any] | No
     return out
 
 
-def order_entries(entries: list[tuple[str, dict[str, Any] | None, str | None]]) -> list:
-    """Page order: SKUs with outputs that need attention (quality flags, undecided) first, then by SKU."""
-    from pipelines.catalog.review import attention_first
+def order_entries(entries: list[tuple[str, dict[str, Any] | None, str | None]],
+                  failed: dict[str, str] | None = None) -> list:
+    """The live page's order (`pipelines.catalog.index.review_order_key`): SKUs that need attention (quality
+    flags, outputs marked needs-attention) first, then failed ones (an unreadable manifest, or failed in the
+    latest batch: ``failed``, `pipelines.catalog.index.failed_skus`), then the rest; by SKU within each."""
+    failed = failed or {}
 
-    return attention_first(entries, lambda e: (e[1] or {}).get("outputs"))
+    def facts(entry) -> SkuFacts:
+        sku, manifest, error = entry
+        if manifest is None:
+            return SkuFacts(sku=sku, status="failed", error=error or "unreadable manifest", has_manifest=False)
+        f = facts_from_manifest(sku, manifest)
+        return SkuFacts(**{**f.__dict__, "error": failed[sku]}) if sku in failed else f
+
+    return sorted(entries, key=lambda e: review_order_key(facts(e)))
 
 
 def render_page(
@@ -357,7 +368,7 @@ def render_page(
     if status_filter is not None and status_filter not in STATUSES:
         raise InputError(f"unknown status {status_filter!r}; expected one of {', '.join(STATUSES)}", key="status")
     catalog = Path(catalog_dir)
-    entries = order_entries(load_entries(catalog))
+    entries = order_entries(load_entries(catalog), failed_skus(catalog))
     sku_counts = dict.fromkeys(STATUSES, 0)
     for _sku, m, _err in entries:
         if m is not None:

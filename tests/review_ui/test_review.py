@@ -472,3 +472,24 @@ def test_static_export_refuses_missing_catalog(tmp_path):
 
 def test_hostile_title_fixture_is_really_hostile(template):
     assert read_manifest(template / "tee-navy" / "manifest.json")["product"]["title"] == HOSTILE_TITLE
+
+
+def test_the_exported_page_orders_skus_as_the_live_page_does(tmp_path):
+    """Needs attention, then failed (unreadable, or failed in the latest batch), then the rest; by SKU within."""
+    from pipelines.catalog.index import CatalogIndex, failed_skus
+    from pipelines.review_ui.page import load_entries, order_entries
+
+    def manifest(sku, flags=(), status="pending"):
+        out = {"file": "main.png", "kind": "main", "review": {"status": status},
+               "quality": {"flags": [{"check": "cutout", "flag": f, "message": f} for f in flags]}}
+        return {"sku": sku, "outputs": [out], "product": {}, "engine": {"name": "classic"}}
+
+    entries = [("a-ok", manifest("a-ok"), None), ("b-bad", None, "b-bad/manifest.json: not JSON"),
+               ("c-flagged", manifest("c-flagged", ["halo"]), None), ("d-ok", manifest("d-ok", status="approved"), None),
+               ("e-failed-last-run", manifest("e-failed-last-run"), None),
+               ("f-marked", manifest("f-marked", status="needs-attention"), None)]
+    got = [e[0] for e in order_entries(entries, {"e-failed-last-run": "boom"})]
+    assert got == ["c-flagged", "f-marked", "b-bad", "e-failed-last-run", "a-ok", "d-ok"]
+    catalog = build_review_catalog(tmp_path / "cat")
+    live = [f.sku for f in CatalogIndex(catalog).all()]
+    assert [e[0] for e in order_entries(load_entries(catalog), failed_skus(catalog))] == live
