@@ -51,7 +51,7 @@ def main() -> None:
         for i in range(args.skus):
             d = products / f"tee-{i:02d}"
             d.mkdir(parents=True)
-            save_image(d / "front.png", draw_tee(256)[0])
+            save_image(d / "front.png", draw_tee(512)[0])  # 512 px: enlarged 4.8x (flagged), under the 8x refusal
             (d / "product.yaml").write_text("backgrounds: [white]\n")
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
         env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(work / "prefect"))
@@ -70,6 +70,11 @@ def main() -> None:
                     best = seconds if best is None else min(best, seconds)
                 times[path] = (best, code, first)
             rows.append((case, times))
+        expected = {"empty": 2, "first run": 0, "skipped re-run": 0}
+        wrong = [f"{case} ({path}): exit {t[path][1]}, {t[path][2]!r}" for case, t in rows for path in t
+                 if t[path][1] != expected[case]]
+        if wrong:  # a start-up figure of a run that failed measures the failure, not the start-up
+            raise SystemExit("runs did not end as expected: " + "; ".join(wrong))
         print(f"vitrine run start-up, {args.skus} SKUs (seconds, best of {args.repeat}; exit code, first line)")
         print(f"{'case':<16} {'direct':>8} {'prefect':>8} {'ratio':>7}   direct says / prefect says")
         for case, t in rows:
