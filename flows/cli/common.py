@@ -33,6 +33,17 @@ def error(msg: str) -> int:
     return EXIT_USAGE
 
 
+def catalog_problem(catalog) -> str | None:
+    """Why ``catalog`` (a `Path`) cannot be reviewed or edited: not a directory, or no entries; `None` when it can."""
+    from pipelines.catalog.review import catalog_entries
+
+    if not catalog.is_dir():
+        return f"{catalog}: not a directory"
+    if not catalog_entries(catalog):
+        return f"{catalog}: no catalog entries found"
+    return None
+
+
 def printable(text: object) -> str:
     """``text`` (as `str`) with control characters escaped (``\\t``, ``\\x1b``): a name cannot drive the terminal."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

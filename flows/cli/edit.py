@@ -11,19 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli.common import EXIT_FAILED, EXIT_OK, error, model_root_of, printable
+from flows.cli.common import EXIT_FAILED, EXIT_OK, catalog_problem, error, model_root_of, printable
 from pipelines.errors import InputError
 from pipelines.models.location import ModelNotFoundError, locate
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    from pipelines.catalog.review import catalog_entries
-
     catalog = Path(args.catalog_dir)
-    if not catalog.is_dir():
-        return error(f"{catalog}: not a directory")
-    if not catalog_entries(catalog):
-        return error(f"{catalog}: no catalog entries found")
+    problem = catalog_problem(catalog)
+    if problem:
+        return error(problem)
     if args.instruction is not None and not args.instruction.strip():
         return error("--instruction is empty")
     if args.seed is not None and not 0 <= args.seed < 2**32:

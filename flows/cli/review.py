@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from flows.cli.common import EXIT_OK, REVIEW_HOST, REVIEW_PORT, error
+from flows.cli.common import EXIT_OK, REVIEW_HOST, REVIEW_PORT, catalog_problem, error
 from pipelines.errors import InputError
 
 
@@ -23,13 +23,12 @@ def _default_reviewer() -> str | None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pipelines.catalog.review import catalog_entries, pending_edit_requests
+    from pipelines.catalog.review import pending_edit_requests
 
     catalog = Path(args.catalog_dir)
-    if not catalog.is_dir():
-        return error(f"{catalog}: not a directory")
-    if not catalog_entries(catalog):
-        return error(f"{catalog}: no catalog entries found")
+    problem = catalog_problem(catalog)
+    if problem:
+        return error(problem)
 
     if args.list_edits:
         for request in pending_edit_requests(catalog):

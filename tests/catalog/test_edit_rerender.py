@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import pipelines.catalog.render as render_module
@@ -19,10 +18,11 @@ from pipelines.catalog.options import RenderOptions
 from pipelines.catalog.render import process_sku
 from pipelines.catalog.review import record_decision
 from pipelines.catalog.verify import entry_file_problems, verify_entry
-from pipelines.edit.kontext import EditOutput, EditParams
+from pipelines.edit.kontext import EditParams
 from pipelines.engines.registry import get_engine
 from pipelines.imageio import save_image, sha256_file
 from pipelines.product import load_product
+from tests.helpers.edits import WarmerEditor
 from pipelines.samples import draw_tee
 from tests.helpers.reliability import check_catalog
 
@@ -30,19 +30,6 @@ OPTIONS = RenderOptions(canvas=192, lifestyle_size=(144, 180))
 SPEC = "backgrounds: [white, studio]\n"
 FAST = EditParams(steps=2)
 EDITS = ("main.edit-1.png", "main.edit-1.jpg", "lifestyle-studio-s0.edit-1.png", "lifestyle-studio-s0.edit-2.png")
-
-
-class WarmerEditor:
-    """A stand-in for Kontext: every pixel a little warmer, at the input's exact size."""
-
-    model_id = "black-forest-labs/FLUX.1-Kontext-dev"
-
-    def __call__(self, image, prompt, *, seed, params, reference=None):
-        out = image.astype(np.int16)
-        out[..., 0] += 9
-        out[..., 2] -= 9
-        return EditOutput(image=np.clip(out, 0, 255).astype(np.uint8), model_output=image,
-                          record={"instruction": prompt, "seed": seed, "fake": True})
 
 
 def _render(products: Path, catalog: Path, force: bool = False):

@@ -30,11 +30,11 @@ from pipelines.catalog.product_render import ProductStep
 from pipelines.catalog.render import RENDER_STEPS, choose_step, process_sku
 from pipelines.catalog.tryon_render import TryOnStep
 from pipelines.catalog.verify import verify_entry
-from pipelines.edit.kontext import EditOutput
 from pipelines.engines.registry import get_engine
 from pipelines.errors import VitrineError
 from pipelines.imageio import save_image
 from pipelines.product import load_product
+from tests.helpers.edits import WarmerEditor
 
 OPTIONS = RenderOptions(canvas=192, lifestyle_size=(144, 180))
 HEAD = ["file", "sha256", "kind", "format", "lossy", "width", "height"]
@@ -42,19 +42,6 @@ INPUT_KEYS = ["file", "sha256", "source_size", "size", "source_mode", "exif_rota
               "has_alpha", "normalized", "role"]
 SUBJECT_KEYS = ["input", "kind", "source", "reason", "bbox", "alpha", "mask", "metrics"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class WarmerEditor:
-    """A stand-in for Kontext: every pixel a little warmer, at the input's exact size."""
-
-    model_id = "black-forest-labs/FLUX.1-Kontext-dev"
-
-    def __call__(self, image, prompt, *, seed, params, reference=None):
-        out = image.astype(np.int16)
-        out[..., 0] += 9
-        out[..., 2] -= 9
-        return EditOutput(image=np.clip(out, 0, 255).astype(np.uint8), model_output=image,
-                          record={"instruction": prompt, "seed": seed, "fake": True})
 
 
 # -- the builders ---------------------------------------------------------------------------------------------
